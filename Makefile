@@ -1,0 +1,50 @@
+# ByteBasket developer entry points. `make test` is what CI runs (.ci/run).
+GO        ?= go
+BUF       := $(GO) tool -modfile=tools/go.mod buf
+BIN       := bin/bytebasket
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+
+.PHONY: all build run test test-unit bench proto proto-check lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bytebasket
+
+# Embedded mode: broker, simulator and HTTP endpoints in one process.
+run:
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/bytebasket run
+
+# The whole suite: generated code is current, code is vetted, every test runs.
+test: proto-check lint
+	$(GO) test -count=1 -timeout 20m ./...
+
+# Unit tests only; fast, no servers needed.
+test-unit:
+	$(GO) test -short ./...
+
+# Benchmarks; figures are copied into docs/benchmarks.md with the machine they ran on.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -cpu 1 ./internal/sim/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200000x ./internal/app/
+
+proto:
+	$(BUF) generate
+
+# Fails when the checked-in generated code differs from what the pinned generator makes.
+proto-check:
+	$(BUF) lint
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cp -r proto $$tmp/before && $(BUF) generate && \
+	  if ! diff -r $$tmp/before proto >/dev/null; then diff -r $$tmp/before proto | head -20; \
+	  echo "generated code is stale: run 'make proto' and commit"; exit 1; fi
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./internal/event/
+
+clean:
+	rm -rf bin bytebasket-data

@@ -1,0 +1,213 @@
+// Command bytebasket is the one binary of ByteBasket. Each subcommand runs one role; the
+// roles themselves live in internal/app.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/bytebasket/bytebasket/internal/app"
+	"github.com/bytebasket/bytebasket/internal/bus"
+	"github.com/bytebasket/bytebasket/internal/config"
+)
+
+// version is set at link time (-ldflags "-X main.version=..."); otherwise build info.
+var version = ""
+
+const usage = `bytebasket: e-commerce events to real-time metrics, fraud alerts and trends.
+
+Usage:
+  bytebasket run      [--data-dir DIR] [--http ADDR] [--rate R] [--seed S]   embedded mode, all in one process
+  bytebasket produce  [--brokers HOST:PORT] [--count N | --duration D] [--rate R] [--users U] [--seed S]
+  bytebasket topics   create|describe [--brokers HOST:PORT]
+  bytebasket version
+
+Every subcommand takes --config DIR (YAML files, see config/); environment variables
+BYTEBASKET_* override the files and flags override both.
+`
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "run":
+		err = runCmd(ctx, args)
+	case "produce":
+		err = produceCmd(ctx, args)
+	case "topics":
+		err = topicsCmd(ctx, args)
+	case "version", "--version":
+		fmt.Println("bytebasket", buildVersion())
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "bytebasket: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(os.Stderr, "bytebasket: %v\n", err)
+			os.Exit(2)
+		}
+		slog.Error("bytebasket failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ error }
+
+// parse parses flags and loads config, applying flags last.
+func parse(fs *flag.FlagSet, args []string, apply func(*config.Config)) (config.Config, error) {
+	dir := fs.String("config", os.Getenv("BYTEBASKET_CONFIG"), "config directory (YAML files)")
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, usageError{err}
+	}
+	cfg, err := config.Load(*dir)
+	if err != nil {
+		return cfg, err
+	}
+	apply(&cfg)
+	return cfg, cfg.Validate()
+}
+
+func runCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "", "data directory (default bytebasket-data)")
+	httpAddr := fs.String("http", "", "HTTP listen address (default 127.0.0.1:8080)")
+	kafkaListen := fs.String("kafka-listen", "", "embedded broker listen address (default 127.0.0.1:19092)")
+	rate := fs.Float64("rate", -1, "simulator mean events/s (0 = simulator off)")
+	seed := fs.Uint64("seed", 0, "simulator seed (0 = fresh)")
+	cfg, err := parse(fs, args, func(c *config.Config) {
+		setStr(&c.DataDir, *dataDir)
+		setStr(&c.HTTPAddr, *httpAddr)
+		setStr(&c.Kafka.EmbeddedListen, *kafkaListen)
+		if *rate == 0 {
+			c.Sim.Enabled = false
+		} else if *rate > 0 {
+			c.Sim.Rate = *rate
+		}
+		if *seed != 0 {
+			c.Sim.Seed = *seed
+		}
+	})
+	if err != nil {
+		return err
+	}
+	// run is embedded mode by definition: it starts its own broker.
+	cfg.Kafka.Brokers = nil
+	return app.Run(ctx, cfg, os.Stdout)
+}
+
+func produceCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
+	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
+	count := fs.Int64("count", 0, "produce exactly N events, then exit")
+	duration := fs.Duration("duration", 0, "produce for D, then exit")
+	rate := fs.Float64("rate", 1000, "mean events/s; 0 = as fast as possible")
+	users := fs.Int("users", 10000, "shopper population size")
+	seed := fs.Uint64("seed", 0, "simulator seed; same seed and --start give the same events (0 = fresh)")
+	start := fs.String("start", "", "simulated clock start, RFC 3339 (default now)")
+	flat := fs.Bool("flat", false, "constant rate instead of the day/night curve")
+	labels := fs.Bool("labels", true, "write fraud ground truth to the sim-labels topic")
+	createTopics := fs.Bool("create-topics", true, "create missing topics first")
+	cfg, err := parse(fs, args, func(c *config.Config) {
+		if *brokers != "" {
+			c.Kafka.Brokers = config.SplitList(*brokers)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if *count > 0 && *duration > 0 {
+		return usageError{errors.New("produce: give --count or --duration, not both")}
+	}
+	if *count < 0 || *duration < 0 || *rate < 0 || *users < 1 {
+		return usageError{errors.New("produce: --count, --duration and --rate must not be negative, --users at least 1")}
+	}
+	var startAt time.Time
+	if *start != "" {
+		if startAt, err = time.Parse(time.RFC3339, *start); err != nil {
+			return usageError{fmt.Errorf("produce: --start: %w", err)}
+		}
+	}
+	if cfg.Embedded() {
+		return usageError{errors.New("produce: no brokers: pass --brokers, set BYTEBASKET_KAFKA_BROKERS or kafka.brokers in --config")}
+	}
+	if *createTopics {
+		if err := app.TopicsCreate(ctx, cfg, io.Discard); err != nil {
+			return err
+		}
+	}
+	prod, err := bus.NewProducer(cfg.Kafka, nil)
+	if err != nil {
+		return err
+	}
+	sum, err := app.Produce(ctx, prod, app.ProduceOptions{
+		Count: *count, Duration: *duration, Rate: *rate, Users: *users, Seed: *seed, Start: startAt,
+		Diurnal: !*flat, Labels: *labels, Progress: true,
+	}, nil)
+	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	closeErr := prod.Close(closeCtx)
+	fmt.Println(sum.String())
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return closeErr
+}
+
+func topicsCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 || (args[0] != "create" && args[0] != "describe") {
+		return usageError{errors.New("topics: want create or describe")}
+	}
+	fs := flag.NewFlagSet("topics "+args[0], flag.ContinueOnError)
+	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
+	cfg, err := parse(fs, args[1:], func(c *config.Config) {
+		if *brokers != "" {
+			c.Kafka.Brokers = config.SplitList(*brokers)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.Embedded() {
+		return usageError{errors.New("topics: no brokers: pass --brokers or --config")}
+	}
+	if args[0] == "create" {
+		return app.TopicsCreate(ctx, cfg, os.Stdout)
+	}
+	return app.TopicsDescribe(ctx, cfg, os.Stdout)
+}
+
+func setStr(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return "dev"
+}

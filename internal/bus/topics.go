@@ -1,0 +1,123 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// TopicSpec is a topic as ByteBasket wants it to exist.
+type TopicSpec struct {
+	Name              string
+	Partitions        int32
+	ReplicationFactor int16
+	Configs           map[string]string
+}
+
+// TopicSpecs returns every topic ByteBasket uses, with retention taken from the one
+// retention policy so topics, store TTLs and the lake agree.
+func TopicSpecs(cfg config.Config) []TopicSpec {
+	common := func() map[string]string {
+		return map[string]string{
+			"retention.ms":        strconv.FormatInt(cfg.Retention.Duration().Milliseconds(), 10),
+			"min.insync.replicas": strconv.Itoa(cfg.Kafka.MinInsyncReplicas),
+			"cleanup.policy":      "delete",
+		}
+	}
+	names := append(append([]string{}, event.Topics...), event.TopicSimLabels)
+	specs := make([]TopicSpec, 0, len(names))
+	for _, n := range names {
+		specs = append(specs, TopicSpec{Name: n, Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor, Configs: common()})
+	}
+	return specs
+}
+
+// EnsureTopics creates the topics that do not exist yet. It is safe to run again: existing
+// topics are left as they are, but one with fewer partitions than wanted is an error, because
+// keys would map to different partitions than the rest of the system expects.
+func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) error {
+	for _, s := range specs {
+		cfgs := make(map[string]*string, len(s.Configs))
+		for k, v := range s.Configs {
+			cfgs[k] = kadm.StringPtr(v)
+		}
+		resp, err := adm.CreateTopic(ctx, s.Partitions, s.ReplicationFactor, cfgs, s.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w (%s)", s.Name, err, resp.ErrMessage)
+		}
+	}
+	desc, err := DescribeTopics(ctx, adm, specs)
+	if err != nil {
+		return err
+	}
+	for i, d := range desc {
+		if d.Partitions != specs[i].Partitions {
+			return fmt.Errorf("topic %s has %d partitions, want %d", d.Name, d.Partitions, specs[i].Partitions)
+		}
+	}
+	return nil
+}
+
+// TopicInfo is what `topics describe` shows of a topic.
+type TopicInfo struct {
+	Name              string
+	Partitions        int32
+	ReplicationFactor int
+	Configs           map[string]string
+}
+
+// DescribeTopics reads partitions, replication and the configs we manage for each spec.
+func DescribeTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) ([]TopicInfo, error) {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	md, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("describe topics: %w", err)
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("describe topic configs: %w", err)
+	}
+	out := make([]TopicInfo, 0, len(specs))
+	for _, s := range specs {
+		d, ok := md[s.Name]
+		if !ok || d.Err != nil {
+			return nil, fmt.Errorf("topic %s: not found (%v)", s.Name, d.Err)
+		}
+		info := TopicInfo{Name: s.Name, Partitions: int32(len(d.Partitions)), Configs: map[string]string{}}
+		if len(d.Partitions) > 0 {
+			info.ReplicationFactor = len(d.Partitions.Sorted()[0].Replicas)
+		}
+		if rc, err := rcs.On(s.Name, nil); err == nil {
+			for _, c := range rc.Configs {
+				if _, managed := s.Configs[c.Key]; managed && c.Value != nil {
+					info.Configs[c.Key] = *c.Value
+				}
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// SortedKeys returns m's keys in order, for stable output.
+func SortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

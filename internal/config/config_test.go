@@ -1,0 +1,77 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultsAreEmbedded(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Embedded() || cfg.Kafka.Partitions != 4 || cfg.Retention.Days != 7 {
+		t.Fatalf("unexpected defaults: %+v", cfg)
+	}
+}
+
+func TestFileThenEnv(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "kafka.yml", "kafka:\n  brokers: [a:9092, b:9092]\n  replication_factor: 3\n  min_insync_replicas: 2\n")
+	write(t, dir, "retention.yml", "retention:\n  days: 30\n")
+	t.Setenv("BYTEBASKET_RETENTION_DAYS", "14")
+	t.Setenv("BYTEBASKET_KAFKA_SASL_PASSWORD", "s3cret")
+	cfg, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Kafka.Brokers, ","); got != "a:9092,b:9092" {
+		t.Errorf("brokers %q", got)
+	}
+	if cfg.Kafka.ReplicationFactor != 3 || cfg.Kafka.MinInsyncReplicas != 2 {
+		t.Errorf("replication %d min isr %d", cfg.Kafka.ReplicationFactor, cfg.Kafka.MinInsyncReplicas)
+	}
+	if cfg.Retention.Days != 14 {
+		t.Errorf("env must override file: retention %d", cfg.Retention.Days)
+	}
+	if cfg.Kafka.SASL.Password != "s3cret" {
+		t.Error("password not read from env")
+	}
+}
+
+func TestRejectsTyposAndBadValues(t *testing.T) {
+	for name, body := range map[string]string{
+		"typo":    "kafka:\n  brokerz: [a:1]\n",
+		"rf":      "kafka:\n  replication_factor: 0\n",
+		"isr":     "kafka:\n  min_insync_replicas: 3\n",
+		"codec":   "kafka:\n  compression: brotli\n",
+		"sasl":    "kafka:\n  sasl:\n    mechanism: KERBEROS\n",
+		"secrets": "kafka:\n  sasl:\n    password: in-a-file\n",
+	} {
+		dir := t.TempDir()
+		write(t, dir, "kafka.yml", body)
+		if _, err := Load(dir); err == nil {
+			t.Errorf("%s: accepted %q", name, body)
+		}
+	}
+}
+
+// The committed cluster-mode files must load: they are what users start from.
+func TestRepoConfigLoads(t *testing.T) {
+	cfg, err := Load("../../config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Embedded() {
+		t.Fatal("config/kafka.yml names no brokers")
+	}
+}
+
+func write(t *testing.T, dir, name, body string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
