@@ -5,7 +5,7 @@ BIN       := bin/bytebasket
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-unit bench proto proto-check lint fuzz clean
+.PHONY: all build run test test-unit bench proto proto-check lint fuzz clean cluster-up cluster-down
 
 all: build
 
@@ -16,11 +16,20 @@ build:
 run:
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/bytebasket run
 
-# The whole suite: generated code is current, code is vetted, every test runs.
-test: proto-check lint
-	$(GO) test -count=1 -timeout 20m ./...
+# The whole suite: generated code is current, code is vetted, the real servers of
+# deploy/local are up (a no-op when they already are), and every test runs, integration
+# tests included. Under CI=true a server that is not up fails its tests.
+test: proto-check lint cluster-up
+	$(GO) test -count=1 -timeout 30m ./...
 
-# Unit tests only; fast, no servers needed.
+# Single-node Kafka, Cassandra, HDFS and Spark Connect from Maven Central on 127.0.0.1.
+cluster-up:
+	deploy/local/cluster up
+
+cluster-down:
+	deploy/local/cluster down
+
+# Unit tests only; fast, no servers needed (integration tests skip).
 test-unit:
 	$(GO) test -short ./...
 

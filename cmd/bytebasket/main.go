@@ -29,6 +29,7 @@ Usage:
   bytebasket run      [--data-dir DIR] [--http ADDR] [--rate R] [--seed S]   embedded mode, all in one process
   bytebasket produce  [--brokers HOST:PORT] [--count N | --duration D] [--rate R] [--users U] [--seed S]
   bytebasket topics   create|describe [--brokers HOST:PORT]
+  bytebasket schema   apply [--config DIR]                      Cassandra keyspace, tables and TTLs
   bytebasket version
 
 Every subcommand takes --config DIR (YAML files, see config/); environment variables
@@ -52,6 +53,8 @@ func main() {
 		err = produceCmd(ctx, args)
 	case "topics":
 		err = topicsCmd(ctx, args)
+	case "schema":
+		err = schemaCmd(ctx, args)
 	case "version", "--version":
 		fmt.Println("bytebasket", buildVersion())
 	case "help", "-h", "--help":
@@ -194,6 +197,24 @@ func topicsCmd(ctx context.Context, args []string) error {
 		return app.TopicsCreate(ctx, cfg, os.Stdout)
 	}
 	return app.TopicsDescribe(ctx, cfg, os.Stdout)
+}
+
+func schemaCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "apply" {
+		return usageError{errors.New("schema: want apply")}
+	}
+	fs := flag.NewFlagSet("schema apply", flag.ContinueOnError)
+	hosts := fs.String("hosts", "", "comma-separated Cassandra contact points")
+	cfg, err := parse(fs, args[1:], func(c *config.Config) {
+		if *hosts != "" {
+			c.Cassandra.Hosts = config.SplitList(*hosts)
+			c.Store.Backend = "cassandra"
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return app.SchemaApply(ctx, cfg, os.Stdout)
 }
 
 func setStr(dst *string, v string) {

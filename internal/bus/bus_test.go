@@ -3,11 +3,13 @@ package bus
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/testenv"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -25,6 +27,35 @@ func embeddedConfig(t *testing.T, dir string) (config.Config, *EmbeddedBroker) {
 	return cfg, b
 }
 
+// realKafka points at deploy/local's Kafka with topics of this test's own, deleted after.
+func realKafka(t *testing.T) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Kafka.Brokers = []string{testenv.Addr(t, testenv.Kafka)}
+	cfg.Kafka.TopicPrefix = fmt.Sprintf("it-%s-%d-", t.Name(), time.Now().UnixNano())
+	cfg.Kafka.TopicPrefix = strings.NewReplacer("/", "-", "_", "-").Replace(cfg.Kafka.TopicPrefix)
+	t.Cleanup(func() {
+		var names []string
+		for _, s := range TopicSpecs(cfg) {
+			names = append(names, s.Name)
+		}
+		if _, err := admin(t, cfg).DeleteTopics(context.Background(), names...); err != nil {
+			t.Logf("delete test topics: %v", err)
+		}
+	})
+	return cfg
+}
+
+// onBrokers runs fn against the embedded broker and against a real Kafka.
+func onBrokers(t *testing.T, fn func(t *testing.T, cfg config.Config)) {
+	t.Run("embedded", func(t *testing.T) {
+		cfg, b := embeddedConfig(t, t.TempDir())
+		defer b.Close()
+		fn(t, cfg)
+	})
+	t.Run("kafka", func(t *testing.T) { fn(t, realKafka(t)) })
+}
+
 func admin(t *testing.T, cfg config.Config) *kadm.Client {
 	t.Helper()
 	opts, err := ClientOptions(cfg.Kafka)
@@ -40,8 +71,10 @@ func admin(t *testing.T, cfg config.Config) *kadm.Client {
 }
 
 func TestEnsureTopicsIsIdempotentAndAppliesRetention(t *testing.T) {
-	cfg, b := embeddedConfig(t, "")
-	defer b.Close()
+	onBrokers(t, testEnsureTopics)
+}
+
+func testEnsureTopics(t *testing.T, cfg config.Config) {
 	cfg.Retention.Days = 3
 	ctx := context.Background()
 	adm := admin(t, cfg)
@@ -103,7 +136,11 @@ type consumed struct {
 func consumeAll(t *testing.T, cfg config.Config, group string, want int) []consumed {
 	t.Helper()
 	opts, _ := ClientOptions(cfg.Kafka)
-	opts = append(opts, kgo.ConsumerGroup(group), kgo.ConsumeTopics(event.Topics...),
+	var topics []string
+	for _, n := range event.Topics {
+		topics = append(topics, cfg.Kafka.Topic(n))
+	}
+	opts = append(opts, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -127,7 +164,7 @@ func consumeAll(t *testing.T, cfg config.Config, group string, want int) []consu
 			if string(r.Key) != e.GetUserId() {
 				t.Fatalf("key %q is not the user id %q", r.Key, e.GetUserId())
 			}
-			out = append(out, consumed{r.Partition, r.Topic, e})
+			out = append(out, consumed{r.Partition, strings.TrimPrefix(r.Topic, cfg.Kafka.TopicPrefix), e})
 		})
 	}
 	// Nothing beyond what was produced may show up.
@@ -140,8 +177,30 @@ func consumeAll(t *testing.T, cfg config.Config, group string, want int) []consu
 }
 
 func TestProducerKeysUsersToOnePartitionInOrder(t *testing.T) {
+	onBrokers(t, func(t *testing.T, cfg config.Config) { produceAndCheck(t, cfg, 6000) })
+}
+
+// The embedded broker persists: after a restart on the same directory every event is there.
+func TestEmbeddedBrokerPersists(t *testing.T) {
 	dir := t.TempDir()
 	cfg, b := embeddedConfig(t, dir)
+	const n = 3000
+	produceAndCheck(t, cfg, n)
+	b.Close()
+	b2, err := StartEmbedded("127.0.0.1:0", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	cfg.Kafka.Brokers = []string{b2.Addr()}
+	if again := consumeAll(t, cfg, "test-after-restart", n); len(again) != n {
+		t.Fatalf("after restart %d events, want %d", len(again), n)
+	}
+}
+
+// produceAndCheck produces n events of 97 users and reads them back with a consumer group:
+// exactly n arrive, each user's events in one partition, in the order produced.
+func produceAndCheck(t *testing.T, cfg config.Config, n int) {
 	ctx := context.Background()
 	if err := EnsureTopics(ctx, admin(t, cfg), TopicSpecs(cfg)); err != nil {
 		t.Fatal(err)
@@ -150,7 +209,7 @@ func TestProducerKeysUsersToOnePartitionInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n, users = 6000, 97
+	const users = 97
 	events := testEvents(n, users)
 	for _, e := range events {
 		if err := p.Send(ctx, e); err != nil {
@@ -160,7 +219,7 @@ func TestProducerKeysUsersToOnePartitionInOrder(t *testing.T) {
 	if err := p.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if p.Acked() != n {
+	if p.Acked() != int64(n) {
 		t.Fatalf("acked %d of %d", p.Acked(), n)
 	}
 
@@ -191,18 +250,6 @@ func TestProducerKeysUsersToOnePartitionInOrder(t *testing.T) {
 	}
 	if len(partitionsUsed) != 4 {
 		t.Fatalf("97 users spread over %d partitions, want 4", len(partitionsUsed))
-	}
-
-	// The embedded broker persists: after a restart on the same directory every event is there.
-	b.Close()
-	b2, err := StartEmbedded("127.0.0.1:0", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b2.Close()
-	cfg.Kafka.Brokers = []string{b2.Addr()}
-	if again := consumeAll(t, cfg, "test-after-restart", n); len(again) != n {
-		t.Fatalf("after restart %d events, want %d", len(again), n)
 	}
 }
 

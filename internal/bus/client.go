@@ -3,10 +3,7 @@
 package bus
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/bytebasket/bytebasket/internal/config"
@@ -25,7 +22,7 @@ func ClientOptions(cfg config.Kafka) ([]kgo.Opt, error) {
 		kgo.ClientID(cfg.ClientID),
 	}
 	if cfg.TLS.Enabled {
-		tc, err := tlsConfig(cfg.TLS)
+		tc, err := cfg.TLS.ClientConfig()
 		if err != nil {
 			return nil, err
 		}
@@ -43,29 +40,6 @@ func ClientOptions(cfg config.Kafka) ([]kgo.Opt, error) {
 		return nil, fmt.Errorf("kafka: unsupported SASL mechanism %q", cfg.SASL.Mechanism)
 	}
 	return opts, nil
-}
-
-func tlsConfig(c config.TLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // opt-in for test clusters
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka tls: read CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka tls: no certificates in %s", c.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if c.CertFile != "" || c.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka tls: load client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // compressionCodecs maps the config name to franz-go codecs, falling back to none for

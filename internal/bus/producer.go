@@ -24,6 +24,7 @@ import (
 type Producer struct {
 	client *kgo.Client
 	now    func() time.Time
+	prefix string // topic prefix from config
 
 	acked    atomic.Int64
 	failed   atomic.Int64
@@ -54,7 +55,7 @@ func NewProducer(cfg config.Kafka, reg prometheus.Registerer) (*Producer, error)
 		kgo.RecordRetries(20),
 		kgo.MaxBufferedRecords(50_000), // Send blocks past this: bounded memory under a slow broker
 	)
-	p := &Producer{now: time.Now}
+	p := &Producer{now: time.Now, prefix: cfg.TopicPrefix}
 	if reg != nil {
 		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("bytebasket_kafka", kprom.Registerer(reg), kprom.WithClientLabel())))
 		p.metrics = newProducerMetrics(reg)
@@ -109,7 +110,7 @@ func (p *Producer) SendLabel(ctx context.Context, l *pb.FraudLabel) error {
 }
 
 func (p *Producer) produce(ctx context.Context, topic, kind, key string, val []byte) error {
-	rec := &kgo.Record{Topic: topic, Key: []byte(key), Value: val}
+	rec := &kgo.Record{Topic: p.prefix + topic, Key: []byte(key), Value: val}
 	p.client.Produce(ctx, rec, func(r *kgo.Record, err error) {
 		// ctx ended while the record waited for buffer space: it was never buffered, so it is
 		// the caller's shutdown, not a lost record.
@@ -128,7 +129,7 @@ func (p *Producer) produce(ctx context.Context, topic, kind, key string, val []b
 			return
 		}
 		p.acked.Add(1)
-		c, _ := p.byTopic.LoadOrStore(r.Topic, new(atomic.Int64))
+		c, _ := p.byTopic.LoadOrStore(topic, new(atomic.Int64))
 		c.(*atomic.Int64).Add(1)
 		if p.metrics.produced != nil {
 			p.metrics.produced.WithLabelValues(r.Topic, kind).Inc()
@@ -161,7 +162,7 @@ func (p *Producer) Acked() int64 { return p.acked.Load() }
 // Rejected is the number of records refused because ctx ended before they were buffered.
 func (p *Producer) Rejected() int64 { return p.rejected.Load() }
 
-// AckedByTopic returns acknowledged records per topic.
+// AckedByTopic returns acknowledged records per logical topic (without the prefix).
 func (p *Producer) AckedByTopic() map[string]int64 {
 	out := map[string]int64{}
 	p.byTopic.Range(func(k, v any) bool {

@@ -34,7 +34,7 @@ func TopicSpecs(cfg config.Config) []TopicSpec {
 	names := append(append([]string{}, event.Topics...), event.TopicSimLabels)
 	specs := make([]TopicSpec, 0, len(names))
 	for _, n := range names {
-		specs = append(specs, TopicSpec{Name: n, Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor, Configs: common()})
+		specs = append(specs, TopicSpec{Name: cfg.Kafka.Topic(n), Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor, Configs: common()})
 	}
 	return specs
 }

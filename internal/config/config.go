@@ -22,16 +22,82 @@ type Config struct {
 	DataDir   string    `yaml:"data_dir"`
 	HTTPAddr  string    `yaml:"http_addr"`
 	Kafka     Kafka     `yaml:"kafka"`
+	Store     Store     `yaml:"store"`
+	Cassandra Cassandra `yaml:"cassandra"`
+	Lake      Lake      `yaml:"lake"`
+	Batch     Batch     `yaml:"batch"`
+	Spark     Spark     `yaml:"spark"`
 	Retention Retention `yaml:"retention"`
 	Sim       Sim       `yaml:"sim"`
 }
 
+// Store picks the serving store backend: "embedded" (in-process) or "cassandra".
+type Store struct {
+	Backend string `yaml:"backend"`
+}
+
+// Cassandra configures the serving store in cluster mode.
+type Cassandra struct {
+	Hosts    []string `yaml:"hosts"`
+	Keyspace string   `yaml:"keyspace"`
+	// LocalDC routes queries to the local datacenter first; NetworkTopologyStrategy
+	// replicates ReplicationFactor copies there.
+	LocalDC           string        `yaml:"local_dc"`
+	ReplicationFactor int           `yaml:"replication_factor"`
+	Consistency       string        `yaml:"consistency"` // LOCAL_ONE, LOCAL_QUORUM, QUORUM, ALL
+	Timeout           time.Duration `yaml:"timeout"`
+	TLS               TLS           `yaml:"tls"`
+	Username          string        `yaml:"username"`
+	// Password comes from BYTEBASKET_CASSANDRA_PASSWORD only.
+	Password string `yaml:"-"`
+}
+
+// Lake configures where raw events are archived as Parquet.
+type Lake struct {
+	Backend string `yaml:"backend"` // "local" or "hdfs"
+	// Root is the lake's top directory: a local path, or a path inside HDFS.
+	Root string `yaml:"root"`
+	HDFS HDFS   `yaml:"hdfs"`
+}
+
+// HDFS configures the HDFS client of the lake.
+type HDFS struct {
+	Namenodes []string `yaml:"namenodes"`
+	User      string   `yaml:"user"`
+	// Replication of the files we write: the client chooses it in HDFS (3 in production).
+	Replication int `yaml:"replication"`
+	// DataTransferProtection must match the cluster's dfs.data.transfer.protection
+	// (authentication, integrity or privacy) when Kerberos is on.
+	DataTransferProtection string `yaml:"data_transfer_protection"`
+	KerberosPrincipal      string `yaml:"kerberos_principal"` // e.g. nn/_HOST@REALM; empty = simple auth
+	KerberosKeytab         string `yaml:"kerberos_keytab"`
+}
+
+// Batch picks the SQL engine of batch jobs: "duckdb" (embedded) or "spark".
+type Batch struct {
+	Engine string `yaml:"engine"`
+}
+
+// Spark configures the Spark Connect client.
+type Spark struct {
+	// Remote is the Spark Connect address, sc://host:port[/;param=value...].
+	Remote string `yaml:"remote"`
+	// LakeURI is how Spark reaches the lake (e.g. hdfs://127.0.0.1:8020/bytebasket/lake):
+	// Spark reads the files Go writes, by its own path.
+	LakeURI string `yaml:"lake_uri"`
+	// Token is sent as a bearer token; from BYTEBASKET_SPARK_TOKEN only.
+	Token string `yaml:"-"`
+}
+
 // Kafka configures the brokers every role talks to. Empty Brokers means embedded mode.
 type Kafka struct {
-	Brokers           []string `yaml:"brokers"`
-	ClientID          string   `yaml:"client_id"`
-	Partitions        int32    `yaml:"partitions"`
-	ReplicationFactor int16    `yaml:"replication_factor"`
+	Brokers  []string `yaml:"brokers"`
+	ClientID string   `yaml:"client_id"`
+	// TopicPrefix is prepended to every topic name (e.g. "staging."), so several
+	// deployments or test runs can share one cluster.
+	TopicPrefix       string `yaml:"topic_prefix"`
+	Partitions        int32  `yaml:"partitions"`
+	ReplicationFactor int16  `yaml:"replication_factor"`
 	// MinInsyncReplicas is set on topics we create; with acks=all it bounds data loss.
 	MinInsyncReplicas int    `yaml:"min_insync_replicas"`
 	Compression       string `yaml:"compression"` // zstd, lz4, snappy, gzip, none
@@ -87,6 +153,14 @@ func Default() Config {
 			Compression:       "zstd",
 			EmbeddedListen:    "127.0.0.1:19092",
 		},
+		Store: Store{Backend: "embedded"},
+		Cassandra: Cassandra{
+			Hosts: []string{"127.0.0.1:9042"}, Keyspace: "bytebasket", LocalDC: "datacenter1",
+			ReplicationFactor: 1, Consistency: "LOCAL_QUORUM", Timeout: 10 * time.Second,
+		},
+		Lake:      Lake{Backend: "local", Root: "lake", HDFS: HDFS{Namenodes: []string{"127.0.0.1:8020"}, Replication: 1}},
+		Batch:     Batch{Engine: "duckdb"},
+		Spark:     Spark{Remote: "sc://127.0.0.1:15002"},
 		Retention: Retention{Days: 7},
 		Sim:       Sim{Enabled: true, Users: 10000, Rate: 200}, // seed 0: a fresh one per run
 	}
@@ -94,7 +168,7 @@ func Default() Config {
 
 // Files are the YAML files read from a config directory, in this order; later files may
 // override keys of earlier ones. Each is optional.
-var Files = []string{"bytebasket.yml", "kafka.yml", "retention.yml"}
+var Files = []string{"bytebasket.yml", "kafka.yml", "cassandra.yml", "lake.yml", "spark.yml", "retention.yml"}
 
 // Load returns defaults overlaid by the YAML files in dir (if dir is not empty) and then by
 // the environment. Unknown YAML keys are an error, so typos do not pass silently.
@@ -144,15 +218,38 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	if v, ok := lookup("BYTEBASKET_KAFKA_BROKERS"); ok {
 		cfg.Kafka.Brokers = SplitList(v)
 	}
+	str("BYTEBASKET_KAFKA_TOPIC_PREFIX", &cfg.Kafka.TopicPrefix)
 	str("BYTEBASKET_KAFKA_SASL_MECHANISM", &cfg.Kafka.SASL.Mechanism)
 	str("BYTEBASKET_KAFKA_SASL_USERNAME", &cfg.Kafka.SASL.Username)
 	str("BYTEBASKET_KAFKA_SASL_PASSWORD", &cfg.Kafka.SASL.Password)
+	str("BYTEBASKET_STORE_BACKEND", &cfg.Store.Backend)
+	if v, ok := lookup("BYTEBASKET_CASSANDRA_HOSTS"); ok {
+		cfg.Cassandra.Hosts = SplitList(v)
+	}
+	str("BYTEBASKET_CASSANDRA_KEYSPACE", &cfg.Cassandra.Keyspace)
+	str("BYTEBASKET_CASSANDRA_USERNAME", &cfg.Cassandra.Username)
+	str("BYTEBASKET_CASSANDRA_PASSWORD", &cfg.Cassandra.Password)
+	str("BYTEBASKET_LAKE_BACKEND", &cfg.Lake.Backend)
+	str("BYTEBASKET_LAKE_ROOT", &cfg.Lake.Root)
+	if v, ok := lookup("BYTEBASKET_HDFS_NAMENODES"); ok {
+		cfg.Lake.HDFS.Namenodes = SplitList(v)
+	}
+	str("BYTEBASKET_BATCH_ENGINE", &cfg.Batch.Engine)
+	str("BYTEBASKET_SPARK_REMOTE", &cfg.Spark.Remote)
+	str("BYTEBASKET_SPARK_TOKEN", &cfg.Spark.Token)
 	if v, ok := lookup("BYTEBASKET_KAFKA_REPLICATION_FACTOR"); ok {
 		n, err := strconv.ParseInt(v, 10, 16)
 		if err != nil {
 			return fmt.Errorf("config: BYTEBASKET_KAFKA_REPLICATION_FACTOR=%q: %w", v, err)
 		}
 		cfg.Kafka.ReplicationFactor = int16(n)
+	}
+	if v, ok := lookup("BYTEBASKET_KAFKA_MIN_INSYNC_REPLICAS"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("config: BYTEBASKET_KAFKA_MIN_INSYNC_REPLICAS=%q: %w", v, err)
+		}
+		cfg.Kafka.MinInsyncReplicas = n
 	}
 	if v, ok := lookup("BYTEBASKET_RETENTION_DAYS"); ok {
 		n, err := strconv.Atoi(v)
@@ -193,6 +290,20 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("config: kafka.sasl.mechanism %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.Kafka.SASL.Mechanism)
 	}
+	if c.Store.Backend != "embedded" && c.Store.Backend != "cassandra" {
+		return fmt.Errorf("config: store.backend %q is not one of embedded, cassandra", c.Store.Backend)
+	}
+	if c.Lake.Backend != "local" && c.Lake.Backend != "hdfs" {
+		return fmt.Errorf("config: lake.backend %q is not one of local, hdfs", c.Lake.Backend)
+	}
+	if c.Batch.Engine != "duckdb" && c.Batch.Engine != "spark" {
+		return fmt.Errorf("config: batch.engine %q is not one of duckdb, spark", c.Batch.Engine)
+	}
+	switch strings.ToUpper(c.Cassandra.Consistency) {
+	case "ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "ALL":
+	default:
+		return fmt.Errorf("config: cassandra.consistency %q is not a Cassandra consistency level", c.Cassandra.Consistency)
+	}
 	switch c.Kafka.Compression {
 	case "zstd", "lz4", "snappy", "gzip", "none":
 	default:
@@ -200,6 +311,9 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// Topic is the physical name of a logical topic (see internal/event) under the prefix.
+func (k Kafka) Topic(name string) string { return k.TopicPrefix + name }
 
 // Embedded reports whether no Kafka is configured, so the process must start its own broker.
 func (c Config) Embedded() bool { return len(c.Kafka.Brokers) == 0 }

@@ -49,6 +49,8 @@ func TestRejectsTyposAndBadValues(t *testing.T) {
 		"codec":   "kafka:\n  compression: brotli\n",
 		"sasl":    "kafka:\n  sasl:\n    mechanism: KERBEROS\n",
 		"secrets": "kafka:\n  sasl:\n    password: in-a-file\n",
+		"cqlpass": "cassandra:\n  password: in-a-file\n",
+		"store":   "store:\n  backend: mysql\n",
 	} {
 		dir := t.TempDir()
 		write(t, dir, "kafka.yml", body)
@@ -66,6 +68,10 @@ func TestRepoConfigLoads(t *testing.T) {
 	}
 	if cfg.Embedded() {
 		t.Fatal("config/kafka.yml names no brokers")
+	}
+	if cfg.Store.Backend != "cassandra" || cfg.Lake.Backend != "hdfs" || cfg.Batch.Engine != "spark" {
+		t.Fatalf("cluster-mode files do not select cluster backends: store %s lake %s batch %s",
+			cfg.Store.Backend, cfg.Lake.Backend, cfg.Batch.Engine)
 	}
 }
 

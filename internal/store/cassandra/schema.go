@@ -1,0 +1,169 @@
+package cassandra
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/bytebasket/bytebasket/internal/config"
+)
+
+//go:embed schema/*.cql
+var schemaFS embed.FS
+
+// keyspaceName guards the one identifier we splice into CQL text.
+var keyspaceName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,47}$`)
+
+// Migration is one versioned schema file, NNNN_name.cql.
+type Migration struct {
+	Version int
+	Name    string
+	Stmts   []string
+}
+
+// schemaParams fill the CQL templates.
+type schemaParams struct {
+	Keyspace          string
+	LocalDC           string
+	ReplicationFactor int
+	TTLSeconds        int64
+}
+
+// Migrations renders the schema files for cfg, in version order. Version 0 (the keyspace
+// and the migrations table) is idempotent and runs on every apply.
+func Migrations(cfg config.Cassandra, retention time.Duration) ([]Migration, error) {
+	if !keyspaceName.MatchString(cfg.Keyspace) {
+		return nil, fmt.Errorf("cassandra: keyspace name %q must match %s", cfg.Keyspace, keyspaceName)
+	}
+	p := schemaParams{cfg.Keyspace, cfg.LocalDC, cfg.ReplicationFactor, int64(retention / time.Second)}
+	files, err := fs.Glob(schemaFS, "schema/*.cql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	var out []Migration
+	for _, f := range files {
+		base := strings.TrimSuffix(strings.TrimPrefix(f, "schema/"), ".cql")
+		num, name, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("cassandra: schema file %s is not named NNNN_name.cql", f)
+		}
+		raw, _ := schemaFS.ReadFile(f)
+		tmpl, err := template.New(f).Option("missingkey=error").Parse(string(raw))
+		if err != nil {
+			return nil, fmt.Errorf("cassandra: %s: %w", f, err)
+		}
+		var b bytes.Buffer
+		if err := tmpl.Execute(&b, p); err != nil {
+			return nil, fmt.Errorf("cassandra: %s: %w", f, err)
+		}
+		out = append(out, Migration{Version: v, Name: name, Stmts: splitStatements(b.String())})
+	}
+	return out, nil
+}
+
+// splitStatements splits CQL text on semicolons that end a line, dropping -- comments.
+func splitStatements(cql string) []string {
+	var stmts []string
+	var cur strings.Builder
+	for _, line := range strings.Split(cql, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteString("\n")
+		if strings.HasSuffix(trimmed, ";") {
+			stmts = append(stmts, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		stmts = append(stmts, s)
+	}
+	return stmts
+}
+
+// ApplySchema brings the keyspace to the newest schema version. It is safe to run twice or
+// concurrently: every statement is IF NOT EXISTS and applied versions are skipped. It then
+// sets every table's default TTL to the retention policy, so changing retention needs no
+// new migration. It returns the versions it applied.
+func ApplySchema(ctx context.Context, s *gocql.Session, cfg config.Cassandra, retention time.Duration) ([]int, error) {
+	migs, err := Migrations(cfg, retention)
+	if err != nil {
+		return nil, err
+	}
+	applied := map[int]bool{}
+	var done []int
+	for _, m := range migs {
+		if m.Version == 0 {
+			if err := exec(ctx, s, m); err != nil {
+				return done, err
+			}
+			iter := s.Query("SELECT version FROM " + cfg.Keyspace + ".schema_migrations").IterContext(ctx)
+			var v int
+			for iter.Scan(&v) {
+				applied[v] = true
+			}
+			if err := iter.Close(); err != nil {
+				return done, fmt.Errorf("cassandra: read applied migrations: %w", err)
+			}
+			continue
+		}
+		if applied[m.Version] {
+			continue
+		}
+		if err := exec(ctx, s, m); err != nil {
+			return done, err
+		}
+		if err := s.Query("INSERT INTO "+cfg.Keyspace+".schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+			m.Version, m.Name, time.Now()).ExecContext(ctx); err != nil {
+			return done, fmt.Errorf("cassandra: record migration %d: %w", m.Version, err)
+		}
+		done = append(done, m.Version)
+	}
+	return done, applyTTL(ctx, s, cfg.Keyspace, retention)
+}
+
+func exec(ctx context.Context, s *gocql.Session, m Migration) error {
+	for _, stmt := range m.Stmts {
+		if err := s.Query(stmt).ExecContext(ctx); err != nil {
+			return fmt.Errorf("cassandra: migration %04d_%s: %w\n%s", m.Version, m.Name, err, stmt)
+		}
+	}
+	return nil
+}
+
+// applyTTL sets default_time_to_live on every table of the keyspace that expires rows
+// (all but schema_migrations).
+func applyTTL(ctx context.Context, s *gocql.Session, keyspace string, retention time.Duration) error {
+	iter := s.Query("SELECT table_name, default_time_to_live FROM system_schema.tables WHERE keyspace_name = ?", keyspace).IterContext(ctx)
+	var name string
+	var ttl int
+	want := int(retention / time.Second)
+	var stale []string
+	for iter.Scan(&name, &ttl) {
+		if name != "schema_migrations" && ttl != want {
+			stale = append(stale, name)
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("cassandra: list tables: %w", err)
+	}
+	for _, t := range stale {
+		if err := s.Query(fmt.Sprintf("ALTER TABLE %s.%s WITH default_time_to_live = %d", keyspace, t, want)).ExecContext(ctx); err != nil {
+			return fmt.Errorf("cassandra: set TTL of %s: %w", t, err)
+		}
+	}
+	return nil
+}

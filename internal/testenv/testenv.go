@@ -1,0 +1,57 @@
+// Package testenv finds the real servers of deploy/local for integration tests. A server
+// that does not answer skips the test with instructions, except under CI=true, where it
+// fails the test: CI must never go green by skipping.
+package testenv
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// A Server is one of the deploy/local servers and the variable that can move it.
+type Server struct {
+	Name    string
+	EnvVar  string
+	Default string
+}
+
+// The servers of deploy/local/cluster, at their default loopback addresses.
+var (
+	Kafka     = Server{"kafka", "BYTEBASKET_IT_KAFKA", "127.0.0.1:9092"}
+	Cassandra = Server{"cassandra", "BYTEBASKET_IT_CASSANDRA", "127.0.0.1:9042"}
+	HDFS      = Server{"hdfs", "BYTEBASKET_IT_HDFS", "127.0.0.1:8020"}
+	Spark     = Server{"spark", "BYTEBASKET_IT_SPARK", "127.0.0.1:15002"}
+)
+
+// Addr returns the server's address if it accepts connections; otherwise the test is
+// skipped, or failed under CI=true.
+func Addr(t testing.TB, s Server) string {
+	t.Helper()
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skipf("integration test skipped in -short mode")
+	}
+	addr := s.Default
+	if v := os.Getenv(s.EnvVar); v != "" {
+		addr = v
+	}
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		msg := "%s is not reachable at %s (%v): start it with `deploy/local/cluster up %s` or set %s"
+		if os.Getenv("CI") == "true" {
+			t.Fatalf(msg, s.Name, addr, err, s.Name, s.EnvVar)
+		}
+		t.Skipf(msg, s.Name, addr, err, s.Name, s.EnvVar)
+	}
+	conn.Close()
+	return addr
+}
+
+// RepoRoot is the repository's top directory, for tests that run repo scripts.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
