@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
@@ -56,13 +57,54 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 			return fmt.Errorf("create topic %s: %w (%s)", s.Name, err, resp.ErrMessage)
 		}
 	}
-	desc, err := DescribeTopics(ctx, adm, specs)
+	desc, err := awaitTopics(ctx, adm, specs)
 	if err != nil {
 		return err
 	}
 	for i, d := range desc {
 		if d.Partitions != specs[i].Partitions {
 			return fmt.Errorf("topic %s has %d partitions, want %d", d.Name, d.Partitions, specs[i].Partitions)
+		}
+	}
+	return nil
+}
+
+// awaitTopics waits until metadata shows every topic with a leader for each partition:
+// brokers create topics asynchronously, so a describe right after creation can miss them.
+func awaitTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) ([]TopicInfo, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		desc, err := DescribeTopics(ctx, adm, specs)
+		if err == nil {
+			if err = leadersElected(ctx, adm, specs); err == nil {
+				return desc, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("topics not ready after 30s: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func leadersElected(ctx context.Context, adm *kadm.Client, specs []TopicSpec) error {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	md, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return err
+	}
+	for _, d := range md {
+		for _, p := range d.Partitions {
+			if p.Leader < 0 || p.Err != nil {
+				return fmt.Errorf("topic %s partition %d has no leader yet", d.Topic, p.Partition)
+			}
 		}
 	}
 	return nil
