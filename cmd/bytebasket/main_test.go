@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -157,7 +158,20 @@ func TestRunServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(time.Second) // let it produce
+	// Wait until events are acknowledged, as /metrics reports them.
+	producedRe := regexp.MustCompile(`(?m)^bytebasket_events_produced_total\{kind="page_view",topic="user-activity"\} [1-9]`)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(base + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if producedRe.Match(b) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no produced events in /metrics within 30s")
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
