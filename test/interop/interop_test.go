@@ -40,6 +40,23 @@ func cluster(t *testing.T, args ...string) string {
 func TestKafkaConsoleConsumerReadsOurTopic(t *testing.T) {
 	cfg := config.Default()
 	cfg.Kafka.Brokers = []string{testenv.Addr(t, testenv.Kafka)}
+	consoleConsumerReads(t, cfg)
+}
+
+// The embedded broker of `bytebasket run` speaks Kafka to tools nobody here wrote.
+func TestKafkaConsoleConsumerReadsEmbeddedBroker(t *testing.T) {
+	testenv.Addr(t, testenv.Kafka) // the tool's jars come with deploy/local's Kafka
+	b, err := bus.StartEmbedded("127.0.0.1:0", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cfg := config.Default()
+	cfg.Kafka.Brokers = []string{b.Addr()}
+	consoleConsumerReads(t, cfg)
+}
+
+func consoleConsumerReads(t *testing.T, cfg config.Config) {
 	cfg.Kafka.TopicPrefix = fmt.Sprintf("interop-%d-", time.Now().UnixNano())
 	ctx := context.Background()
 	if err := app.TopicsCreate(ctx, cfg, io.Discard); err != nil {
