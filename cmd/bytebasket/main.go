@@ -28,6 +28,7 @@ const usage = `bytebasket: e-commerce events to real-time metrics, fraud alerts 
 Usage:
   bytebasket run      [--data-dir DIR] [--http ADDR] [--rate R] [--seed S]   embedded mode, all in one process
   bytebasket produce  [--brokers HOST:PORT] [--count N | --duration D] [--rate R] [--users U] [--seed S]
+  bytebasket stream   [--brokers HOST:PORT] [--http ADDR] [--group G]  live metrics into the serving store
   bytebasket topics   create|describe [--brokers HOST:PORT]
   bytebasket schema   apply [--config DIR]                      Cassandra keyspace, tables and TTLs
   bytebasket version
@@ -51,6 +52,8 @@ func main() {
 		err = runCmd(ctx, args)
 	case "produce":
 		err = produceCmd(ctx, args)
+	case "stream":
+		err = streamCmd(ctx, args)
 	case "topics":
 		err = topicsCmd(ctx, args)
 	case "schema":
@@ -174,6 +177,31 @@ func produceCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	return closeErr
+}
+
+func streamCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("stream", flag.ContinueOnError)
+	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
+	httpAddr := fs.String("http", "", "HTTP listen address for /healthz, /readyz, /metrics")
+	group := fs.String("group", "", "consumer group (instances of one group share partitions)")
+	storeBackend := fs.String("store", "", "serving store: embedded or cassandra")
+	dataDir := fs.String("data-dir", "", "data directory of the embedded store")
+	cfg, err := parse(fs, args, func(c *config.Config) {
+		if *brokers != "" {
+			c.Kafka.Brokers = config.SplitList(*brokers)
+		}
+		setStr(&c.HTTPAddr, *httpAddr)
+		setStr(&c.Stream.Group, *group)
+		setStr(&c.Store.Backend, *storeBackend)
+		setStr(&c.DataDir, *dataDir)
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.Embedded() {
+		return usageError{errors.New("stream: no brokers: pass --brokers or --config")}
+	}
+	return app.Stream(ctx, cfg, os.Stdout)
 }
 
 func topicsCmd(ctx context.Context, args []string) error {

@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func embedded(t *testing.T) config.Config {
+func embeddedKafka(t *testing.T) config.Config {
 	t.Helper()
 	b, err := bus.StartEmbedded("127.0.0.1:0", t.TempDir())
 	if err != nil {
@@ -46,7 +46,7 @@ func endOffsets(t *testing.T, cfg config.Config, topics ...string) int64 {
 }
 
 func TestProduceExactCount(t *testing.T) {
-	cfg := embedded(t)
+	cfg := embeddedKafka(t)
 	p, err := bus.NewProducer(cfg.Kafka, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestProduceExactCount(t *testing.T) {
 // Cancelling (what SIGTERM does) stops generation but every event handed to the producer
 // is flushed: the broker holds exactly what the summary reports as sent.
 func TestProduceFlushesOnCancel(t *testing.T) {
-	cfg := embedded(t)
+	cfg := embeddedKafka(t)
 	p, err := bus.NewProducer(cfg.Kafka, nil)
 	if err != nil {
 		t.Fatal(err)

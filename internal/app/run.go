@@ -16,20 +16,18 @@ import (
 )
 
 // Run is embedded mode: an in-process broker persisted under the data directory, the
-// simulator producing into it, and the ops endpoints, until ctx is cancelled (SIGTERM).
-// Later roles (stream, archive, serve) join here against the same broker address.
+// simulator producing into it, the stream processor writing the embedded store, and the ops
+// endpoints, until ctx is cancelled (SIGTERM). Later roles (archive, serve) join here
+// against the same broker address.
 func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	srv := ops.New()
-	if err := srv.Listen(cfg.HTTPAddr); err != nil {
+	srv, stopSrv, err := ops.Start(cfg.HTTPAddr)
+	if err != nil {
 		return err
 	}
-	srvCtx, stopSrv := context.WithCancel(context.Background())
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(srvCtx) }()
-	defer func() { stopSrv(); <-srvDone }()
+	defer stopSrv()
 
 	t0 := time.Now()
 	broker, err := bus.StartEmbedded(cfg.Kafka.EmbeddedListen, cfg.DataDir)
@@ -52,14 +50,25 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cfg.Store.Backend = "embedded"
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// The stream processor runs beside the simulator, on the same broker and the embedded store.
+	procCtx, stopProc := context.WithCancel(ctx)
+	procDone := make(chan error, 1)
+	go func() { procDone <- runProcessor(procCtx, cfg, st, srv) }()
+	defer func() { stopProc(); <-procDone }()
 
 	dataDir, _ := filepath.Abs(cfg.DataDir)
 	fmt.Fprintf(out, "bytebasket embedded mode ready in %s\n", time.Since(t0).Round(time.Millisecond))
 	fmt.Fprintf(out, "  kafka (embedded): %s\n", broker.Addr())
 	fmt.Fprintf(out, "  http:             http://%s (/healthz /readyz /metrics)\n", srv.Addr())
+	fmt.Fprintf(out, "  store (embedded): %s\n", filepath.Join(dataDir, "store"))
 	fmt.Fprintf(out, "  data dir:         %s\n", dataDir)
 	srv.SetHealthy(true)
-	srv.SetReady(true)
 
 	var sum ProduceSummary
 	if cfg.Sim.Enabled {
@@ -68,7 +77,8 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	} else {
 		<-ctx.Done()
 	}
-	// Draining: not ready any more, flush, then close the broker (deferred) so it persists.
+	// Draining: flush the producer; deferred, the processor checkpoints, then the store and
+	// the broker close (in that order) and persist.
 	srv.SetReady(false)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

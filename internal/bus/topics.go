@@ -32,7 +32,7 @@ func TopicSpecs(cfg config.Config) []TopicSpec {
 			"cleanup.policy":      "delete",
 		}
 	}
-	names := append(append([]string{}, event.Topics...), event.TopicSimLabels)
+	names := append(append([]string{}, event.Topics...), event.TopicSimLabels, event.TopicDeadLetters)
 	specs := make([]TopicSpec, 0, len(names))
 	for _, n := range names {
 		specs = append(specs, TopicSpec{Name: cfg.Kafka.Topic(n), Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor, Configs: common()})

@@ -27,8 +27,21 @@ type Config struct {
 	Lake      Lake      `yaml:"lake"`
 	Batch     Batch     `yaml:"batch"`
 	Spark     Spark     `yaml:"spark"`
+	Stream    Stream    `yaml:"stream"`
 	Retention Retention `yaml:"retention"`
 	Sim       Sim       `yaml:"sim"`
+}
+
+// Stream tunes `bytebasket stream`: event-time rules, write cadence and store protection.
+type Stream struct {
+	Group              string        `yaml:"group"`
+	AllowedLateness    time.Duration `yaml:"allowed_lateness"`
+	SessionGap         time.Duration `yaml:"session_gap"`
+	FlushInterval      time.Duration `yaml:"flush_interval"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	MaxFuture          time.Duration `yaml:"max_future"`
+	// WriteRateLimit caps rows per second written to the store (0 = no cap).
+	WriteRateLimit float64 `yaml:"write_rate_limit"`
 }
 
 // Store picks the serving store backend: "embedded" (in-process) or "cassandra".
@@ -158,9 +171,13 @@ func Default() Config {
 			Hosts: []string{"127.0.0.1:9042"}, Keyspace: "bytebasket", LocalDC: "datacenter1",
 			ReplicationFactor: 1, Consistency: "LOCAL_QUORUM", Timeout: 10 * time.Second,
 		},
-		Lake:      Lake{Backend: "local", Root: "lake", HDFS: HDFS{Namenodes: []string{"127.0.0.1:8020"}, Replication: 1}},
-		Batch:     Batch{Engine: "duckdb"},
-		Spark:     Spark{Remote: "sc://127.0.0.1:15002"},
+		Lake:  Lake{Backend: "local", Root: "lake", HDFS: HDFS{Namenodes: []string{"127.0.0.1:8020"}, Replication: 1}},
+		Batch: Batch{Engine: "duckdb"},
+		Spark: Spark{Remote: "sc://127.0.0.1:15002"},
+		Stream: Stream{
+			Group: "bytebasket-stream", AllowedLateness: 2 * time.Minute, SessionGap: 30 * time.Minute,
+			FlushInterval: 250 * time.Millisecond, CheckpointInterval: 5 * time.Second, MaxFuture: time.Hour,
+		},
 		Retention: Retention{Days: 7},
 		Sim:       Sim{Enabled: true, Users: 10000, Rate: 200}, // seed 0: a fresh one per run
 	}
@@ -168,7 +185,7 @@ func Default() Config {
 
 // Files are the YAML files read from a config directory, in this order; later files may
 // override keys of earlier ones. Each is optional.
-var Files = []string{"bytebasket.yml", "kafka.yml", "cassandra.yml", "lake.yml", "spark.yml", "retention.yml"}
+var Files = []string{"bytebasket.yml", "kafka.yml", "cassandra.yml", "lake.yml", "spark.yml", "stream.yml", "retention.yml"}
 
 // Load returns defaults overlaid by the YAML files in dir (if dir is not empty) and then by
 // the environment. Unknown YAML keys are an error, so typos do not pass silently.
@@ -223,6 +240,7 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	str("BYTEBASKET_KAFKA_SASL_USERNAME", &cfg.Kafka.SASL.Username)
 	str("BYTEBASKET_KAFKA_SASL_PASSWORD", &cfg.Kafka.SASL.Password)
 	str("BYTEBASKET_STORE_BACKEND", &cfg.Store.Backend)
+	str("BYTEBASKET_STREAM_GROUP", &cfg.Stream.Group)
 	if v, ok := lookup("BYTEBASKET_CASSANDRA_HOSTS"); ok {
 		cfg.Cassandra.Hosts = SplitList(v)
 	}
@@ -289,6 +307,9 @@ func (c Config) Validate() error {
 	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
 	default:
 		return fmt.Errorf("config: kafka.sasl.mechanism %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.Kafka.SASL.Mechanism)
+	}
+	if c.Stream.FlushInterval <= 0 || c.Stream.CheckpointInterval < c.Stream.FlushInterval || c.Stream.AllowedLateness < 0 || c.Stream.SessionGap <= 0 {
+		return fmt.Errorf("config: stream: need flush_interval > 0, checkpoint_interval >= flush_interval, allowed_lateness >= 0, session_gap > 0")
 	}
 	if c.Store.Backend != "embedded" && c.Store.Backend != "cassandra" {
 		return fmt.Errorf("config: store.backend %q is not one of embedded, cassandra", c.Store.Backend)

@@ -20,6 +20,8 @@ const (
 	TopicTransactions = "transactions"
 	// TopicSimLabels is the simulator's ground truth side channel; never read by detectors.
 	TopicSimLabels = "sim-labels"
+	// TopicDeadLetters holds records a consumer could not process, with the reason in headers.
+	TopicDeadLetters = "dead-letters"
 )
 
 // Topics are the topics every event lands in.

@@ -88,3 +88,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Start makes a server, binds addr and serves in the background until the returned stop
+// function is called (which waits for a graceful shutdown).
+func Start(addr string) (*Server, func(), error) {
+	s := New()
+	if err := s.Listen(addr); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	return s, func() { cancel(); <-done }, nil
+}

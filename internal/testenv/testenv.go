@@ -4,8 +4,10 @@
 package testenv
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -54,4 +56,21 @@ func Addr(t testing.TB, s Server) string {
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// BuildBinary builds cmd/bytebasket into a temporary directory, for tests that run the binary
+// as users do (call it from TestMain; call cleanup when done).
+func BuildBinary() (path string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "bytebasket-bin")
+	if err != nil {
+		return "", nil, err
+	}
+	path = filepath.Join(dir, "bytebasket")
+	cmd := exec.Command("go", "build", "-o", path, "./cmd/bytebasket")
+	cmd.Dir = RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("build bytebasket: %w\n%s", err, out)
+	}
+	return path, func() { os.RemoveAll(dir) }, nil
 }

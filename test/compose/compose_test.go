@@ -153,7 +153,7 @@ func TestByteBasketRolesMatchConfig(t *testing.T) {
 
 // subcommands the binary implements today (cmd/bytebasket); a role added to compose before
 // its subcommand exists fails here.
-var subcommands = []string{"run", "produce", "topics", "schema"}
+var subcommands = []string{"run", "produce", "stream", "topics", "schema"}
 
 func TestServerPortsMatchConfig(t *testing.T) {
 	svcs, cfg := load(t)

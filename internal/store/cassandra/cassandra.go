@@ -1,5 +1,6 @@
 // Package cassandra is the Apache Cassandra backend of the serving store: connection,
-// versioned schema, and (in later work) the query-shaped tables' reads and writes.
+// versioned schema (schema.go), and the Store that writes and reads the query-shaped tables
+// (store.go).
 package cassandra
 
 import (

@@ -144,8 +144,13 @@ func exec(ctx context.Context, s *gocql.Session, m Migration) error {
 	return nil
 }
 
+// noTTL names the tables whose rows must never expire: the record of applied migrations,
+// and stream restart points (a processor stopped for longer than the retention must still
+// find its offsets).
+var noTTL = map[string]bool{"schema_migrations": true, "stream_checkpoints": true}
+
 // applyTTL sets default_time_to_live on every table of the keyspace that expires rows
-// (all but schema_migrations).
+// (all but those in noTTL).
 func applyTTL(ctx context.Context, s *gocql.Session, keyspace string, retention time.Duration) error {
 	iter := s.Query("SELECT table_name, default_time_to_live FROM system_schema.tables WHERE keyspace_name = ?", keyspace).IterContext(ctx)
 	var name string
@@ -153,7 +158,7 @@ func applyTTL(ctx context.Context, s *gocql.Session, keyspace string, retention 
 	want := int(retention / time.Second)
 	var stale []string
 	for iter.Scan(&name, &ttl) {
-		if name != "schema_migrations" && ttl != want {
+		if !noTTL[name] && ttl != want {
 			stale = append(stale, name)
 		}
 	}

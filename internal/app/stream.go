@@ -1,0 +1,93 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/bytebasket/bytebasket/internal/bus"
+	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/ops"
+	"github.com/bytebasket/bytebasket/internal/stream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// streamConfig maps the configuration onto the processor's.
+func streamConfig(cfg config.Config) stream.Config {
+	s := cfg.Stream
+	return stream.Config{
+		Group:              s.Group,
+		Rules:              stream.Rules{AllowedLateness: s.AllowedLateness, SessionGap: s.SessionGap},
+		FlushInterval:      s.FlushInterval,
+		CheckpointInterval: s.CheckpointInterval,
+		MaxFuture:          s.MaxFuture,
+		IdleTimeout:        10 * time.Second,
+		WriteRateLimit:     s.WriteRateLimit,
+	}
+}
+
+// Stream is `bytebasket stream`: the processor against the configured Kafka and store,
+// with the ops endpoints, until ctx is cancelled.
+func Stream(ctx context.Context, cfg config.Config, out io.Writer) error {
+	srv, stopSrv, err := ops.Start(cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	defer stopSrv()
+
+	adm, err := newAdmin(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	err = bus.EnsureTopics(ctx, adm, bus.TopicSpecs(cfg))
+	adm.Close()
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fmt.Fprintf(out, "bytebasket stream: kafka %v, store %s, group %s, http http://%s\n", cfg.Kafka.Brokers, cfg.Store.Backend, cfg.Stream.Group, srv.Addr())
+	srv.SetHealthy(true)
+	return runProcessor(ctx, cfg, st, srv)
+}
+
+// runProcessor runs the processor until ctx ends, keeping /readyz in step with it.
+func runProcessor(ctx context.Context, cfg config.Config, sink stream.Sink, srv *ops.Server) error {
+	var reg prometheus.Registerer
+	if srv != nil {
+		reg = srv.Registry
+	}
+	proc, err := stream.New(streamConfig(cfg), cfg.Kafka, sink, reg)
+	if err != nil {
+		return err
+	}
+	readyCtx, stopReady := context.WithCancel(ctx)
+	defer stopReady()
+	if srv != nil {
+		go func() {
+			t := time.NewTicker(200 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-readyCtx.Done():
+					srv.SetReady(false) // draining
+					return
+				case <-t.C:
+					srv.SetReady(proc.Ready())
+				}
+			}
+		}()
+	}
+	err = proc.Run(ctx)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	slog.Info("stream processor stopped")
+	return nil
+}

@@ -1,0 +1,171 @@
+// Package model holds the rows the serving store keeps: what the stream processor writes and
+// the API reads. Backends (store/cassandra, store/embedded) map these onto their tables.
+//
+// Every row is a whole value for one (window, platform, partition) or similar key: writers
+// upsert it entirely, so writing it again after a crash and replay changes nothing. Readers
+// sum the partitions of a window: each user lives in exactly one partition (key = user id),
+// so even distinct-user counts add up exactly.
+package model
+
+import "time"
+
+// Granularity is a window length.
+type Granularity string
+
+// The window lengths the stream computes: 1-minute tumbling windows with rollups.
+const (
+	Minute     Granularity = "1m"
+	FiveMinute Granularity = "5m"
+	Hour       Granularity = "1h"
+)
+
+// Granularities lists them shortest first.
+var Granularities = []Granularity{Minute, FiveMinute, Hour}
+
+// Duration is the window length.
+func (g Granularity) Duration() time.Duration {
+	switch g {
+	case Minute:
+		return time.Minute
+	case FiveMinute:
+		return 5 * time.Minute
+	case Hour:
+		return time.Hour
+	}
+	return 0
+}
+
+// WindowKey names one window of one platform in one Kafka partition.
+type WindowKey struct {
+	Granularity Granularity
+	Start       time.Time // UTC, aligned to the granularity
+	Platform    string    // web, ios, android, backend
+	Partition   int32
+}
+
+// WindowMetrics is everything counted in one window for one platform and partition.
+type WindowMetrics struct {
+	Key WindowKey
+
+	PageViews      int64
+	ProductViews   int64
+	Searches       int64
+	CartAdds       int64
+	Checkouts      int64 // checkout started
+	Orders         int64
+	PaymentsFailed int64
+	Refunds        int64
+	Chargebacks    int64
+
+	// Revenue and OrdersByCurrency are per ISO currency, in minor units; average order value
+	// per currency is Revenue[c] / OrdersByCurrency[c].
+	Revenue          map[string]int64
+	OrdersByCurrency map[string]int64
+
+	// Distinct users in the window: active at all, and at each funnel stage.
+	ActiveUsers    int64
+	FunnelViewers  int64 // viewed a product
+	FunnelCarters  int64 // added to cart
+	FunnelCheckout int64 // started checkout
+	FunnelBuyers   int64 // placed an order
+
+	UpdatedAt time.Time // when the writer computed this value (for end-to-end latency)
+}
+
+// TopDimension is what a top-N ranking ranks.
+type TopDimension string
+
+// The rankings kept per window.
+const (
+	TopProductViews   TopDimension = "product_views"
+	TopProductCarts   TopDimension = "product_cart_adds"
+	TopProductRevenue TopDimension = "product_revenue" // minor units, all currencies summed as-is
+	TopCategoryViews  TopDimension = "category_views"
+	TopCategoryOrders TopDimension = "category_orders" // line items ordered
+)
+
+// TopDimensions lists every ranking.
+var TopDimensions = []TopDimension{TopProductViews, TopProductCarts, TopProductRevenue, TopCategoryViews, TopCategoryOrders}
+
+// TopItems holds, for one window, dimension and partition, the count of every item seen.
+// Readers merge the partitions and take the top N; keeping all items keeps the merge exact.
+type TopItems struct {
+	Granularity Granularity
+	Start       time.Time
+	Dimension   TopDimension
+	Partition   int32
+	Counts      map[string]int64
+}
+
+// SessionOutcome is how a session ended.
+type SessionOutcome string
+
+// The outcomes; a session with an order is purchased whatever else happened.
+const (
+	OutcomeBrowsed           SessionOutcome = "browsed"
+	OutcomeAbandonedCart     SessionOutcome = "abandoned_cart"     // cart activity, no checkout, no order
+	OutcomeAbandonedCheckout SessionOutcome = "abandoned_checkout" // checkout started, no order
+	OutcomePurchased         SessionOutcome = "purchased"
+)
+
+// Session is one user's visit: events separated by less than the inactivity gap.
+type Session struct {
+	UserID    string
+	SessionID string // the id the events carry (the first one seen)
+	Platform  string
+	Start     time.Time
+	End       time.Time // last event
+	Events    int64
+	PageViews int64
+	CartAdds  int64
+	Checkouts int64
+	Orders    int64
+	Revenue   map[string]int64
+	Outcome   SessionOutcome // set when Closed
+	Closed    bool           // the gap has passed: the session is final
+	Partition int32
+}
+
+// SessionWindow counts sessions that ended (closed) in a window, by outcome, per platform
+// and partition: the cart abandonment rate is (AbandonedCart + AbandonedCheckout) /
+// (those + Purchased) among sessions with cart activity.
+type SessionWindow struct {
+	Key               WindowKey
+	Sessions          int64
+	Browsed           int64
+	AbandonedCart     int64
+	AbandonedCheckout int64
+	Purchased         int64
+	DurationSumMillis int64
+}
+
+// Checkpoint is a stream partition's restart point: the next offset of each topic and the
+// processor state that goes with exactly those offsets. It is written after the rows it
+// covers, so after a crash the processor restores it, replays from the offsets, and rewrites
+// the same whole values.
+type Checkpoint struct {
+	Group     string
+	Partition int32
+	Offsets   map[string]int64 // topic -> next offset to read
+	State     []byte           // opaque to the store
+	UpdatedAt time.Time
+}
+
+// Batch is what one flush of one partition writes. Backends write the rows first (in any
+// order, any grouping) and the checkpoint, if any, last.
+type Batch struct {
+	Windows        []WindowMetrics
+	Tops           []TopItems
+	Sessions       []Session
+	SessionWindows []SessionWindow
+	Checkpoint     *Checkpoint
+}
+
+// Len is the number of rows in the batch, checkpoint included.
+func (b Batch) Len() int {
+	n := len(b.Windows) + len(b.Tops) + len(b.Sessions) + len(b.SessionWindows)
+	if b.Checkpoint != nil {
+		n++
+	}
+	return n
+}

@@ -1,0 +1,358 @@
+package cassandra
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/model"
+)
+
+// writeParallelism bounds the INSERTs one Write keeps in flight: enough to hide the round
+// trips, few enough not to flood the coordinators' request queues.
+const writeParallelism = 32
+
+// retry re-sends a statement that timed out or found a replica down. Every statement of the
+// Store is idempotent (whole-value upserts and reads), so a retry cannot double-count.
+var retry = &gocql.ExponentialBackoffRetryPolicy{NumRetries: 3, Min: 100 * time.Millisecond, Max: 2 * time.Second}
+
+// Column lists, in the order the args and scan helpers below use them.
+const (
+	windowCols = "granularity, day, window_start, platform, partition, page_views, product_views, searches, " +
+		"cart_adds, checkouts, orders, payments_failed, refunds, chargebacks, revenue, orders_by_currency, " +
+		"active_users, funnel_viewers, funnel_carters, funnel_checkout, funnel_buyers, updated_at"
+	topCols     = "granularity, window_start, dimension, partition, counts"
+	sessionCols = "user_id, session_id, platform, session_start, session_end, events, page_views, cart_adds, " +
+		"checkouts, orders, revenue, outcome, closed, partition"
+	sessionWindowCols = "granularity, day, window_start, platform, partition, sessions, browsed, abandoned_cart, " +
+		"abandoned_checkout, purchased, duration_sum_millis"
+	checkpointCols = "group_name, partition, offsets, state, updated_at"
+)
+
+// Store is the serving store on Cassandra: the stream's rows (internal/model) in the
+// query-shaped tables of schema/0002_stream.cql. It is safe for concurrent use.
+type Store struct {
+	s *gocql.Session
+
+	insWindow, insTop, insSession, insSessionWindow, insCheckpoint                       string
+	selWindows, selTops, selSessions, selSessionsLimit, selSessionWindows, selCheckpoint string
+}
+
+// NewStore connects and prepares the Store's statements, so a missing schema fails here
+// rather than at the first write. It does not apply the schema: `bytebasket schema apply` does.
+func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
+	if !keyspaceName.MatchString(cfg.Keyspace) {
+		return nil, fmt.Errorf("cassandra: keyspace name %q must match %s", cfg.Keyspace, keyspaceName)
+	}
+	s, err := Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ks := cfg.Keyspace
+	// Reads leave out the day bucket: it is derived from window_start.
+	windowRead := strings.Replace(windowCols, "day, ", "", 1)
+	sessionWindowRead := strings.Replace(sessionWindowCols, "day, ", "", 1)
+	st := &Store{
+		s:                s,
+		insWindow:        insert(ks, "window_metrics", windowCols),
+		insTop:           insert(ks, "top_items", topCols),
+		insSession:       insert(ks, "sessions_by_user", sessionCols),
+		insSessionWindow: insert(ks, "session_windows", sessionWindowCols),
+		insCheckpoint:    insert(ks, "stream_checkpoints", checkpointCols),
+		selWindows: "SELECT " + windowRead + " FROM " + ks + ".window_metrics" +
+			" WHERE granularity = ? AND day = ? AND window_start >= ? AND window_start < ?",
+		selTops: "SELECT " + topCols + " FROM " + ks + ".top_items" +
+			" WHERE granularity = ? AND window_start = ? AND dimension = ?",
+		selSessions:      "SELECT " + sessionCols + " FROM " + ks + ".sessions_by_user WHERE user_id = ?",
+		selSessionsLimit: "SELECT " + sessionCols + " FROM " + ks + ".sessions_by_user WHERE user_id = ? LIMIT ?",
+		selSessionWindows: "SELECT " + sessionWindowRead + " FROM " + ks + ".session_windows" +
+			" WHERE granularity = ? AND day = ? AND window_start >= ? AND window_start < ?",
+		selCheckpoint: "SELECT " + checkpointCols + " FROM " + ks + ".stream_checkpoints WHERE group_name = ? AND partition = ?",
+	}
+	for _, stmt := range []string{st.insWindow, st.insTop, st.insSession, st.insSessionWindow, st.insCheckpoint,
+		st.selWindows, st.selTops, st.selSessions, st.selSessionsLimit, st.selSessionWindows, st.selCheckpoint} {
+		// Keyspace "" matches the prepared-statement cache key queries use (they name the
+		// keyspace in their text), so this also warms the cache.
+		if _, err := s.StatementMetadata(ctx, stmt, ""); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("cassandra: prepare (has `bytebasket schema apply` run on keyspace %s?): %w\n%s", ks, err, stmt)
+		}
+	}
+	return st, nil
+}
+
+// insert builds an INSERT of cols with one bind marker per column.
+func insert(keyspace, table, cols string) string {
+	marks := strings.Repeat(", ?", strings.Count(cols, ",")+1)[2:]
+	return fmt.Sprintf("INSERT INTO %s.%s (%s) VALUES (%s)", keyspace, table, cols, marks)
+}
+
+// Close closes the session. It returns an error only to fit the store interfaces.
+func (st *Store) Close() error {
+	st.s.Close()
+	return nil
+}
+
+// query is a statement marked idempotent, so the driver may retry it.
+func (st *Store) query(stmt string, args ...any) *gocql.Query {
+	return st.s.Query(stmt, args...).Idempotent(true).RetryPolicy(retry)
+}
+
+// row is one INSERT of a batch, with what it writes for error messages.
+type row struct {
+	what, stmt string
+	args       []any
+}
+
+// Write upserts every row of b, up to writeParallelism at a time, then the checkpoint, only
+// once all rows are durable at the configured consistency: a restored checkpoint must never
+// be ahead of the rows it covers. Every INSERT writes a whole value, so writing a batch
+// again (a replay after a crash) leaves the same rows. On error some rows may be written;
+// the caller retries the batch or replays from the previous checkpoint.
+func (st *Store) Write(ctx context.Context, b model.Batch) error {
+	rows := make([]row, 0, b.Len())
+	for i := range b.Windows {
+		w := &b.Windows[i]
+		rows = append(rows, row{"window " + keyString(w.Key), st.insWindow, windowArgs(w)})
+	}
+	for i := range b.Tops {
+		t := &b.Tops[i]
+		rows = append(rows, row{fmt.Sprintf("top %s %s %s p%d", t.Granularity, t.Start.UTC().Format(time.RFC3339), t.Dimension, t.Partition),
+			st.insTop, []any{string(t.Granularity), t.Start, string(t.Dimension), t.Partition, nonNil(t.Counts)}})
+	}
+	for i := range b.Sessions {
+		ss := &b.Sessions[i]
+		rows = append(rows, row{fmt.Sprintf("session %s/%s", ss.UserID, ss.SessionID), st.insSession, sessionArgs(ss)})
+	}
+	for i := range b.SessionWindows {
+		w := &b.SessionWindows[i]
+		rows = append(rows, row{"session window " + keyString(w.Key), st.insSessionWindow, []any{
+			string(w.Key.Granularity), utcDay(w.Key.Start), w.Key.Start, w.Key.Platform, w.Key.Partition,
+			w.Sessions, w.Browsed, w.AbandonedCart, w.AbandonedCheckout, w.Purchased, w.DurationSumMillis}})
+	}
+	if err := st.writeAll(ctx, rows); err != nil {
+		return err
+	}
+	if c := b.Checkpoint; c != nil {
+		state := c.State
+		if state == nil {
+			state = []byte{} // null would write a tombstone
+		}
+		if err := st.query(st.insCheckpoint, c.Group, c.Partition, nonNil(c.Offsets), state, c.UpdatedAt).ExecContext(ctx); err != nil {
+			return fmt.Errorf("cassandra: write checkpoint %s/%d: %w", c.Group, c.Partition, err)
+		}
+	}
+	return nil
+}
+
+// writeAll runs the INSERTs with bounded parallelism and returns the first error; after an
+// error it starts no more and cancels those in flight.
+func (st *Store) writeAll(ctx context.Context, rows []row) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	sem := make(chan struct{}, writeParallelism)
+loop:
+	for _, r := range rows {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			break loop
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := st.query(r.stmt, r.args...).ExecContext(ctx); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("cassandra: write %s: %w", r.what, err)
+					cancel()
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err() // the caller's context ended before every row was sent
+}
+
+func windowArgs(w *model.WindowMetrics) []any {
+	k := w.Key
+	return []any{string(k.Granularity), utcDay(k.Start), k.Start, k.Platform, k.Partition,
+		w.PageViews, w.ProductViews, w.Searches, w.CartAdds, w.Checkouts, w.Orders, w.PaymentsFailed, w.Refunds, w.Chargebacks,
+		nonNil(w.Revenue), nonNil(w.OrdersByCurrency),
+		w.ActiveUsers, w.FunnelViewers, w.FunnelCarters, w.FunnelCheckout, w.FunnelBuyers, w.UpdatedAt}
+}
+
+func sessionArgs(s *model.Session) []any {
+	return []any{s.UserID, s.SessionID, s.Platform, s.Start, s.End, s.Events, s.PageViews, s.CartAdds,
+		s.Checkouts, s.Orders, nonNil(s.Revenue), string(s.Outcome), s.Closed, s.Partition}
+}
+
+// nonNil writes a missing map as an empty one: a null would write a tombstone.
+func nonNil(m map[string]int64) map[string]int64 {
+	if m == nil {
+		return map[string]int64{}
+	}
+	return m
+}
+
+// nilIfEmpty reads an empty map as nil, so empty and missing maps read back alike (as in
+// the embedded store).
+func nilIfEmpty(m map[string]int64) map[string]int64 {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// utcDay is the day bucket of a window start.
+func utcDay(t time.Time) time.Time {
+	return t.UTC().Truncate(24 * time.Hour)
+}
+
+func keyString(k model.WindowKey) string {
+	return fmt.Sprintf("%s %s %s p%d", k.Granularity, k.Start.UTC().Format(time.RFC3339), k.Platform, k.Partition)
+}
+
+// LoadCheckpoint returns the checkpoint of a consumer group's partition, or nil if none.
+func (st *Store) LoadCheckpoint(ctx context.Context, group string, partition int32) (*model.Checkpoint, error) {
+	rows, err := readAll(ctx, st.query(st.selCheckpoint, group, partition), nil, func(sc gocql.Scanner) (model.Checkpoint, error) {
+		var c model.Checkpoint
+		err := sc.Scan(&c.Group, &c.Partition, &c.Offsets, &c.State, &c.UpdatedAt)
+		c.Offsets = nilIfEmpty(c.Offsets)
+		if len(c.State) == 0 {
+			c.State = nil
+		}
+		c.UpdatedAt = c.UpdatedAt.UTC()
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cassandra: load checkpoint %s/%d: %w", group, partition, err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	return &rows[0], nil
+}
+
+// Windows returns the window metrics of granularity g with Start in [from, to), every
+// platform and partition, newest first.
+func (st *Store) Windows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.WindowMetrics, error) {
+	out, err := readDays(ctx, st, st.selWindows, g, from, to, func(sc gocql.Scanner) (model.WindowMetrics, error) {
+		var w model.WindowMetrics
+		err := sc.Scan(&w.Key.Granularity, &w.Key.Start, &w.Key.Platform, &w.Key.Partition,
+			&w.PageViews, &w.ProductViews, &w.Searches, &w.CartAdds, &w.Checkouts, &w.Orders, &w.PaymentsFailed, &w.Refunds, &w.Chargebacks,
+			&w.Revenue, &w.OrdersByCurrency,
+			&w.ActiveUsers, &w.FunnelViewers, &w.FunnelCarters, &w.FunnelCheckout, &w.FunnelBuyers, &w.UpdatedAt)
+		w.Key.Start, w.UpdatedAt = w.Key.Start.UTC(), w.UpdatedAt.UTC()
+		w.Revenue, w.OrdersByCurrency = nilIfEmpty(w.Revenue), nilIfEmpty(w.OrdersByCurrency)
+		return w, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cassandra: windows %s: %w", g, err)
+	}
+	return out, nil
+}
+
+// SessionWindows returns the session counts of granularity g with Start in [from, to),
+// every platform and partition, newest first.
+func (st *Store) SessionWindows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.SessionWindow, error) {
+	out, err := readDays(ctx, st, st.selSessionWindows, g, from, to, func(sc gocql.Scanner) (model.SessionWindow, error) {
+		var w model.SessionWindow
+		err := sc.Scan(&w.Key.Granularity, &w.Key.Start, &w.Key.Platform, &w.Key.Partition,
+			&w.Sessions, &w.Browsed, &w.AbandonedCart, &w.AbandonedCheckout, &w.Purchased, &w.DurationSumMillis)
+		w.Key.Start = w.Key.Start.UTC()
+		return w, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cassandra: session windows %s: %w", g, err)
+	}
+	return out, nil
+}
+
+// readDays reads the rows of a (granularity, day)-bucketed table with window_start in
+// [from, to): one query per UTC day the range spans, newest day first, so the result is
+// newest first overall.
+func readDays[T any](ctx context.Context, st *Store, stmt string, g model.Granularity, from, to time.Time, scan func(gocql.Scanner) (T, error)) ([]T, error) {
+	// Timestamps are stored in milliseconds: round both bounds up, so a sub-millisecond
+	// bound neither admits a row before from nor drops one before to.
+	from, to = ceilMillis(from), ceilMillis(to)
+	if !from.Before(to) {
+		return nil, nil
+	}
+	var out []T
+	first := utcDay(from)
+	for day := utcDay(to.Add(-time.Millisecond)); !day.Before(first); day = day.Add(-24 * time.Hour) {
+		var err error
+		if out, err = readAll(ctx, st.query(stmt, string(g), day, from, to), out, scan); err != nil {
+			return nil, fmt.Errorf("day %s: %w", day.Format(time.DateOnly), err)
+		}
+	}
+	return out, nil
+}
+
+func ceilMillis(t time.Time) time.Time {
+	if r := t.Truncate(time.Millisecond); !r.Equal(t) {
+		return r.Add(time.Millisecond)
+	}
+	return t
+}
+
+// Tops returns the ranking dim of the window (g, start): one row per stream partition.
+func (st *Store) Tops(ctx context.Context, g model.Granularity, start time.Time, dim model.TopDimension) ([]model.TopItems, error) {
+	out, err := readAll(ctx, st.query(st.selTops, string(g), start, string(dim)), nil, func(sc gocql.Scanner) (model.TopItems, error) {
+		var t model.TopItems
+		err := sc.Scan(&t.Granularity, &t.Start, &t.Dimension, &t.Partition, &t.Counts)
+		t.Start, t.Counts = t.Start.UTC(), nilIfEmpty(t.Counts)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cassandra: tops %s %s %s: %w", g, start.UTC().Format(time.RFC3339), dim, err)
+	}
+	return out, nil
+}
+
+// SessionsByUser returns a user's sessions, newest start first, at most limit (all if
+// limit <= 0).
+func (st *Store) SessionsByUser(ctx context.Context, userID string, limit int) ([]model.Session, error) {
+	q := st.query(st.selSessions, userID)
+	if limit > 0 {
+		q = st.query(st.selSessionsLimit, userID, limit)
+	}
+	out, err := readAll(ctx, q, nil, func(sc gocql.Scanner) (model.Session, error) {
+		var s model.Session
+		err := sc.Scan(&s.UserID, &s.SessionID, &s.Platform, &s.Start, &s.End, &s.Events, &s.PageViews, &s.CartAdds,
+			&s.Checkouts, &s.Orders, &s.Revenue, &s.Outcome, &s.Closed, &s.Partition)
+		s.Start, s.End, s.Revenue = s.Start.UTC(), s.End.UTC(), nilIfEmpty(s.Revenue)
+		return s, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cassandra: sessions of %q: %w", userID, err)
+	}
+	return out, nil
+}
+
+// readAll runs q and appends one value per row, decoded by scan; the driver pages.
+func readAll[T any](ctx context.Context, q *gocql.Query, out []T, scan func(gocql.Scanner) (T, error)) ([]T, error) {
+	sc := q.IterContext(ctx).Scanner()
+	for sc.Next() {
+		v, err := scan(sc)
+		if err != nil {
+			_ = sc.Err() // closes the iterator
+			return out, err
+		}
+		out = append(out, v)
+	}
+	return out, sc.Err()
+}

@@ -1,0 +1,366 @@
+package embedded
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/bytebasket/bytebasket/internal/model"
+)
+
+// Key layout. One leading byte names the table; strings are uvarint-length-prefixed so a
+// prefix of one value never matches a longer one ("ab" vs "abc"); times are milliseconds
+// mapped to big-endian inverted uint64, so a forward scan in key order is newest first.
+//
+//	window_metrics:     'w' g start^ platform partition
+//	top_items:          't' g start^ dimension partition
+//	sessions_by_user:   's' user start^ session_id
+//	session_windows:    'x' g start^ platform partition
+//	stream_checkpoints: 'c' group partition
+const (
+	tagWindow        byte = 'w'
+	tagTop           byte = 't'
+	tagSession       byte = 's'
+	tagSessionWindow byte = 'x'
+	tagCheckpoint    byte = 'c'
+)
+
+// valueVersion leads every value so the encoding can evolve without a migration.
+const valueVersion byte = 1
+
+var errCorrupt = errors.New("embedded: corrupt record")
+
+// invMillis maps t (truncated to ms) to a uint64 that sorts newest first: flipping the sign
+// bit orders int64 as uint64, complementing reverses the order.
+func invMillis(t time.Time) uint64 { return ^(uint64(t.UnixMilli()) ^ 1<<63) }
+
+func fromInvMillis(u uint64) time.Time { return time.UnixMilli(int64(^u ^ 1<<63)).UTC() }
+
+// sortableInt32 orders partitions numerically in key order.
+func sortableInt32(v int32) uint32 { return uint32(v) ^ 1<<31 }
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// keyPrefix is tag + one string: the scan prefix of a granularity or a user.
+func keyPrefix(tag byte, s string) []byte {
+	return appendStr(append(make([]byte, 0, 2+len(s)+8+24), tag), s)
+}
+
+func windowKey(tag byte, k model.WindowKey) []byte {
+	b := keyPrefix(tag, string(k.Granularity))
+	b = binary.BigEndian.AppendUint64(b, invMillis(k.Start))
+	b = appendStr(b, k.Platform)
+	return binary.BigEndian.AppendUint32(b, sortableInt32(k.Partition))
+}
+
+func topPrefix(g model.Granularity, start time.Time, dim model.TopDimension) []byte {
+	b := keyPrefix(tagTop, string(g))
+	b = binary.BigEndian.AppendUint64(b, invMillis(start))
+	return appendStr(b, string(dim))
+}
+
+func topKey(t *model.TopItems) []byte {
+	return binary.BigEndian.AppendUint32(topPrefix(t.Granularity, t.Start, t.Dimension), sortableInt32(t.Partition))
+}
+
+func sessionKey(s *model.Session) []byte {
+	b := keyPrefix(tagSession, s.UserID)
+	b = binary.BigEndian.AppendUint64(b, invMillis(s.Start))
+	return appendStr(b, s.SessionID)
+}
+
+func checkpointKey(group string, partition int32) []byte {
+	return binary.BigEndian.AppendUint32(keyPrefix(tagCheckpoint, group), sortableInt32(partition))
+}
+
+// dec reads keys and values; the first error sticks so callers check once at the end.
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) fail() {
+	if d.err == nil {
+		d.err = errCorrupt
+	}
+	d.b = nil
+}
+
+func (d *dec) byte() byte {
+	if len(d.b) < 1 {
+		d.fail()
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *dec) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) bytes() []byte {
+	n := d.uvarint()
+	if uint64(len(d.b)) < n {
+		d.fail()
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) str() string { return string(d.bytes()) }
+
+func (d *dec) u64() uint64 {
+	if len(d.b) < 8 {
+		d.fail()
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *dec) i32() int32 {
+	if len(d.b) < 4 {
+		d.fail()
+		return 0
+	}
+	v := binary.BigEndian.Uint32(d.b)
+	d.b = d.b[4:]
+	return int32(v ^ 1<<31)
+}
+
+func (d *dec) invTime() time.Time { return fromInvMillis(d.u64()) }
+
+func (d *dec) time() time.Time { return time.UnixMilli(d.varint()).UTC() }
+
+// counts reads a map; an empty map reads back as nil.
+func (d *dec) counts() map[string]int64 {
+	n := d.uvarint()
+	if n == 0 || n > uint64(len(d.b)) { // each entry takes at least 2 bytes: a bound on n
+		if n != 0 {
+			d.fail()
+		}
+		return nil
+	}
+	m := make(map[string]int64, n)
+	for range n {
+		k := d.str()
+		m[k] = d.varint()
+	}
+	return m
+}
+
+// version checks the leading value version byte.
+func (d *dec) version() {
+	if v := d.byte(); v != valueVersion && d.err == nil {
+		d.err = fmt.Errorf("embedded: unknown value version %d", v)
+	}
+}
+
+// done reports the sticky error, or trailing garbage.
+func (d *dec) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errCorrupt
+	}
+	return d.err
+}
+
+func appendTime(b []byte, t time.Time) []byte { return binary.AppendVarint(b, t.UnixMilli()) }
+
+// appendCounts writes a map in key order, so equal maps encode to equal bytes.
+func appendCounts(b []byte, m map[string]int64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(m)))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		b = appendStr(b, k)
+		b = binary.AppendVarint(b, m[k])
+	}
+	return b
+}
+
+func countsSize(m map[string]int64) int {
+	n := binary.MaxVarintLen64
+	for k := range m {
+		n += len(k) + 2*binary.MaxVarintLen64
+	}
+	return n
+}
+
+func appendInts(b []byte, vs ...int64) []byte {
+	for _, v := range vs {
+		b = binary.AppendVarint(b, v)
+	}
+	return b
+}
+
+func encodeWindow(w *model.WindowMetrics) []byte {
+	b := make([]byte, 0, 1+16*10+countsSize(w.Revenue)+countsSize(w.OrdersByCurrency))
+	b = append(b, valueVersion)
+	b = appendInts(b, w.PageViews, w.ProductViews, w.Searches, w.CartAdds, w.Checkouts, w.Orders,
+		w.PaymentsFailed, w.Refunds, w.Chargebacks)
+	b = appendCounts(b, w.Revenue)
+	b = appendCounts(b, w.OrdersByCurrency)
+	b = appendInts(b, w.ActiveUsers, w.FunnelViewers, w.FunnelCarters, w.FunnelCheckout, w.FunnelBuyers)
+	return appendTime(b, w.UpdatedAt)
+}
+
+// decodeWindowKey reads what follows the tag of a window_metrics or session_windows key.
+func decodeWindowKey(d *dec) model.WindowKey {
+	d.byte() // tag
+	var k model.WindowKey
+	k.Granularity = model.Granularity(d.str())
+	k.Start = d.invTime()
+	k.Platform = d.str()
+	k.Partition = d.i32()
+	return k
+}
+
+func decodeWindow(key, val []byte) (model.WindowMetrics, error) {
+	kd := dec{b: key}
+	w := model.WindowMetrics{Key: decodeWindowKey(&kd)}
+	if err := kd.done(); err != nil {
+		return w, err
+	}
+	d := dec{b: val}
+	d.version()
+	w.PageViews, w.ProductViews, w.Searches = d.varint(), d.varint(), d.varint()
+	w.CartAdds, w.Checkouts, w.Orders = d.varint(), d.varint(), d.varint()
+	w.PaymentsFailed, w.Refunds, w.Chargebacks = d.varint(), d.varint(), d.varint()
+	w.Revenue = d.counts()
+	w.OrdersByCurrency = d.counts()
+	w.ActiveUsers, w.FunnelViewers, w.FunnelCarters = d.varint(), d.varint(), d.varint()
+	w.FunnelCheckout, w.FunnelBuyers = d.varint(), d.varint()
+	w.UpdatedAt = d.time()
+	return w, d.done()
+}
+
+func encodeTop(t *model.TopItems) []byte {
+	b := make([]byte, 0, 1+countsSize(t.Counts))
+	return appendCounts(append(b, valueVersion), t.Counts)
+}
+
+func decodeTop(key, val []byte) (model.TopItems, error) {
+	kd := dec{b: key}
+	kd.byte()
+	t := model.TopItems{
+		Granularity: model.Granularity(kd.str()),
+		Start:       kd.invTime(),
+		Dimension:   model.TopDimension(kd.str()),
+		Partition:   kd.i32(),
+	}
+	if err := kd.done(); err != nil {
+		return t, err
+	}
+	d := dec{b: val}
+	d.version()
+	t.Counts = d.counts()
+	return t, d.done()
+}
+
+func encodeSession(s *model.Session) []byte {
+	b := make([]byte, 0, 1+len(s.Platform)+len(s.Outcome)+16*9+countsSize(s.Revenue))
+	b = append(b, valueVersion)
+	b = appendStr(b, s.Platform)
+	b = appendTime(b, s.End)
+	b = appendInts(b, s.Events, s.PageViews, s.CartAdds, s.Checkouts, s.Orders)
+	b = appendCounts(b, s.Revenue)
+	b = appendStr(b, string(s.Outcome))
+	closed := byte(0)
+	if s.Closed {
+		closed = 1
+	}
+	b = append(b, closed)
+	return binary.AppendVarint(b, int64(s.Partition))
+}
+
+func decodeSession(key, val []byte) (model.Session, error) {
+	kd := dec{b: key}
+	kd.byte()
+	s := model.Session{UserID: kd.str(), Start: kd.invTime(), SessionID: kd.str()}
+	if err := kd.done(); err != nil {
+		return s, err
+	}
+	d := dec{b: val}
+	d.version()
+	s.Platform = d.str()
+	s.End = d.time()
+	s.Events, s.PageViews, s.CartAdds, s.Checkouts, s.Orders = d.varint(), d.varint(), d.varint(), d.varint(), d.varint()
+	s.Revenue = d.counts()
+	s.Outcome = model.SessionOutcome(d.str())
+	s.Closed = d.byte() != 0
+	s.Partition = int32(d.varint())
+	return s, d.done()
+}
+
+func encodeSessionWindow(w *model.SessionWindow) []byte {
+	b := make([]byte, 0, 1+6*binary.MaxVarintLen64)
+	b = append(b, valueVersion)
+	return appendInts(b, w.Sessions, w.Browsed, w.AbandonedCart, w.AbandonedCheckout, w.Purchased, w.DurationSumMillis)
+}
+
+func decodeSessionWindow(key, val []byte) (model.SessionWindow, error) {
+	kd := dec{b: key}
+	w := model.SessionWindow{Key: decodeWindowKey(&kd)}
+	if err := kd.done(); err != nil {
+		return w, err
+	}
+	d := dec{b: val}
+	d.version()
+	w.Sessions, w.Browsed, w.AbandonedCart = d.varint(), d.varint(), d.varint()
+	w.AbandonedCheckout, w.Purchased, w.DurationSumMillis = d.varint(), d.varint(), d.varint()
+	return w, d.done()
+}
+
+func encodeCheckpoint(c *model.Checkpoint) []byte {
+	b := make([]byte, 0, 1+countsSize(c.Offsets)+binary.MaxVarintLen64+len(c.State)+binary.MaxVarintLen64)
+	b = append(b, valueVersion)
+	b = appendCounts(b, c.Offsets)
+	b = binary.AppendUvarint(b, uint64(len(c.State)))
+	b = append(b, c.State...)
+	return appendTime(b, c.UpdatedAt)
+}
+
+func decodeCheckpoint(key, val []byte) (*model.Checkpoint, error) {
+	kd := dec{b: key}
+	kd.byte()
+	c := &model.Checkpoint{Group: kd.str(), Partition: kd.i32()}
+	if err := kd.done(); err != nil {
+		return nil, err
+	}
+	d := dec{b: val}
+	d.version()
+	c.Offsets = d.counts()
+	if st := d.bytes(); len(st) > 0 {
+		c.State = st // val is already a private copy (ValueCopy)
+	}
+	c.UpdatedAt = d.time()
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,339 @@
+// Package embedded is the serving store of embedded mode: the same tables, ordering and expiry
+// as the Cassandra backend, kept in a BadgerDB directory inside the process.
+//
+// Every row is a whole value under a deterministic key (see codec.go), written with a TTL of
+// the retention, so replaying a batch rewrites the same state. Checkpoints never expire.
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/bytebasket/bytebasket/internal/model"
+)
+
+// gcInterval is how often the value log is compacted. Values here are small and mostly live in
+// the LSM tree (badger's default value threshold is 1 MiB), so this rarely finds work.
+const gcInterval = 5 * time.Minute
+
+// Store is the embedded serving store. It is safe for concurrent use.
+type Store struct {
+	db        *badger.DB
+	retention time.Duration
+
+	stop      chan struct{}
+	gcDone    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (or creates) the store in dir. Rows expire retention after they were last
+// written; retention <= 0 keeps them forever.
+func Open(dir string, retention time.Duration) (*Store, error) {
+	opts := badger.DefaultOptions(dir).
+		WithLogger(slogLogger{slog.Default().With("component", "badger")}).
+		// Durability comes from an explicit Sync when a checkpoint is written (see Write):
+		// syncing every row batch would cost an fsync per flush for nothing.
+		WithSyncWrites(false).
+		// Writers only do blind whole-value upserts, so conflict tracking is pure overhead.
+		WithDetectConflicts(false).
+		// The process exports Prometheus metrics; badger's expvar counters go unread.
+		WithMetricsEnabled(false).
+		// Embedded mode shares one machine with the broker, the lake and DuckDB.
+		WithBlockCacheSize(64 << 20)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: open %s: %w", dir, err)
+	}
+	s := &Store{db: db, retention: retention, stop: make(chan struct{}), gcDone: make(chan struct{})}
+	go s.gcLoop()
+	return s, nil
+}
+
+func (s *Store) gcLoop() {
+	defer close(s.gcDone)
+	t := time.NewTicker(gcInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			// Each successful run rewrites one file; repeat until nothing is worth it.
+			for s.db.RunValueLogGC(0.5) == nil {
+				select {
+				case <-s.stop:
+					return
+				default:
+				}
+			}
+		}
+	}
+}
+
+// Close stops the value-log GC and closes the database. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.gcDone
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("embedded: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// Write upserts every row of b with TTL = retention, then the checkpoint (no TTL) last, and
+// syncs to disk when there is a checkpoint so the caller may then commit Kafka offsets.
+// Rows and checkpoint share one transaction unless the batch exceeds badger's transaction
+// size; then earlier rows commit first and the checkpoint rides in the final commit.
+func (s *Store) Write(ctx context.Context, b model.Batch) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var expiresAt uint64
+	if s.retention > 0 {
+		// One expiry for the whole batch, rounded up to badger's 1 s resolution so a row
+		// lives at least the retention (Entry.WithTTL rounds down and can expire early).
+		end := time.Now().Add(s.retention)
+		expiresAt = uint64(end.Unix())
+		if end.Nanosecond() != 0 {
+			expiresAt++
+		}
+	}
+
+	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
+	defer func() { w.txn.Discard() }()
+	for i := range b.Windows {
+		r := &b.Windows[i]
+		w.set(windowKey(tagWindow, r.Key), encodeWindow(r), expiresAt)
+	}
+	for i := range b.Tops {
+		r := &b.Tops[i]
+		w.set(topKey(r), encodeTop(r), expiresAt)
+	}
+	for i := range b.Sessions {
+		r := &b.Sessions[i]
+		w.set(sessionKey(r), encodeSession(r), expiresAt)
+	}
+	for i := range b.SessionWindows {
+		r := &b.SessionWindows[i]
+		w.set(windowKey(tagSessionWindow, r.Key), encodeSessionWindow(r), expiresAt)
+	}
+	if c := b.Checkpoint; c != nil {
+		w.set(checkpointKey(c.Group, c.Partition), encodeCheckpoint(c), 0)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.txn.Commit(); err != nil {
+		return fmt.Errorf("embedded: commit: %w", err)
+	}
+	if b.Checkpoint != nil {
+		// The checkpoint (and the rows before it) must be on disk before offsets move on.
+		if err := s.db.Sync(); err != nil {
+			return fmt.Errorf("embedded: sync: %w", err)
+		}
+	}
+	return nil
+}
+
+// writer fills a transaction, committing and starting another when it is full.
+type writer struct {
+	s   *Store
+	ctx context.Context
+	txn *badger.Txn
+	err error
+}
+
+func (w *writer) set(key, val []byte, expiresAt uint64) {
+	if w.err != nil {
+		return
+	}
+	e := &badger.Entry{Key: key, Value: val, ExpiresAt: expiresAt}
+	err := w.txn.SetEntry(e)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err = w.ctx.Err(); err == nil {
+			if err = w.txn.Commit(); err != nil {
+				err = fmt.Errorf("embedded: commit: %w", err)
+			} else {
+				w.txn = w.s.db.NewTransaction(true)
+				err = w.txn.SetEntry(e)
+			}
+		}
+	}
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("embedded: write %q: %w", key[:1], err)
+	}
+}
+
+// LoadCheckpoint returns the checkpoint of a consumer group's partition, or nil if none.
+func (s *Store) LoadCheckpoint(ctx context.Context, group string, partition int32) (*model.Checkpoint, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	key := checkpointKey(group, partition)
+	var c *model.Checkpoint
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		val, err := item.ValueCopy(nil) // State aliases it: it must outlive the txn
+		if err != nil {
+			return err
+		}
+		c, err = decodeCheckpoint(key, val)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: load checkpoint %s/%d: %w", group, partition, err)
+	}
+	return c, nil
+}
+
+// Windows returns the window metrics of granularity g with Start in [from, to), every
+// platform and partition, newest first.
+func (s *Store) Windows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.WindowMetrics, error) {
+	var out []model.WindowMetrics
+	err := s.scanRange(ctx, tagWindow, g, from, to, func(k, v []byte) error {
+		w, err := decodeWindow(k, v)
+		out = append(out, w)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: windows %s: %w", g, err)
+	}
+	return out, nil
+}
+
+// SessionWindows returns the session counts of granularity g with Start in [from, to),
+// every platform and partition, newest first.
+func (s *Store) SessionWindows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.SessionWindow, error) {
+	var out []model.SessionWindow
+	err := s.scanRange(ctx, tagSessionWindow, g, from, to, func(k, v []byte) error {
+		w, err := decodeSessionWindow(k, v)
+		out = append(out, w)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: session windows %s: %w", g, err)
+	}
+	return out, nil
+}
+
+// scanRange visits the rows of a window table with Start in [from, to), newest first.
+func (s *Store) scanRange(ctx context.Context, tag byte, g model.Granularity, from, to time.Time, fn func(k, v []byte) error) error {
+	if !from.Before(to) {
+		return ctx.Err()
+	}
+	prefix := keyPrefix(tag, string(g))
+	startAt := len(prefix)
+	// Keys of Start == to's millisecond sort first among those not after it; newer ones
+	// sort before the seek key and are never visited.
+	seek := binary.BigEndian.AppendUint64(bytes.Clone(prefix), invMillis(to))
+	return s.scan(ctx, prefix, seek, 0, func(k, v []byte) (bool, error) {
+		if len(k) < startAt+8 {
+			return false, errCorrupt
+		}
+		start := fromInvMillis(binary.BigEndian.Uint64(k[startAt:]))
+		if start.Before(from) {
+			return false, nil
+		}
+		if !start.Before(to) { // same millisecond as to, but to is not truncated
+			return true, nil
+		}
+		return true, fn(k, v)
+	})
+}
+
+// Tops returns the ranking dim of the window (g, start): one row per partition.
+func (s *Store) Tops(ctx context.Context, g model.Granularity, start time.Time, dim model.TopDimension) ([]model.TopItems, error) {
+	var out []model.TopItems
+	prefix := topPrefix(g, start, dim)
+	err := s.scan(ctx, prefix, prefix, 0, func(k, v []byte) (bool, error) {
+		t, err := decodeTop(k, v)
+		out = append(out, t)
+		return true, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: tops %s %s: %w", g, dim, err)
+	}
+	return out, nil
+}
+
+// SessionsByUser returns a user's sessions, newest start first, at most limit (all if
+// limit <= 0).
+func (s *Store) SessionsByUser(ctx context.Context, userID string, limit int) ([]model.Session, error) {
+	var out []model.Session
+	prefix := keyPrefix(tagSession, userID)
+	err := s.scan(ctx, prefix, prefix, limit, func(k, v []byte) (bool, error) {
+		ss, err := decodeSession(k, v)
+		out = append(out, ss)
+		return limit <= 0 || len(out) < limit, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: sessions of %q: %w", userID, err)
+	}
+	return out, nil
+}
+
+// scan iterates keys with prefix from seek on, until fn returns false or an error. fn's
+// slices are valid only during the call. prefetch > 0 bounds value prefetching.
+func (s *Store) scan(ctx context.Context, prefix, seek []byte, prefetch int, fn func(k, v []byte) (bool, error)) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix // also lets badger skip tables without the prefix
+		if prefetch > 0 && prefetch < opts.PrefetchSize {
+			opts.PrefetchSize = prefetch
+		}
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		n := 0
+		for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
+			if n++; n%256 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			item := it.Item()
+			var more bool
+			err := item.Value(func(v []byte) error {
+				var err error
+				more, err = fn(item.Key(), v)
+				return err
+			})
+			if err != nil || !more {
+				return err
+			}
+		}
+		return ctx.Err()
+	})
+}
+
+// slogLogger routes badger's warnings and errors to slog; its info and debug chatter
+// (compactions, replays) is dropped.
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Errorf(f string, a ...any) {
+	s.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+
+func (s slogLogger) Warningf(f string, a ...any) {
+	s.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+
+func (slogLogger) Infof(string, ...any)  {}
+func (slogLogger) Debugf(string, ...any) {}

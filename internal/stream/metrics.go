@@ -1,0 +1,50 @@
+package stream
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	events      *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	late        prometheus.Counter
+	rows        prometheus.Counter
+	storeErrors prometheus.Counter
+	checkpoints prometheus.Counter
+	flush       prometheus.Histogram
+	latency     prometheus.Histogram
+}
+
+// newMetrics registers the processor's metrics on reg (nil: unregistered, still counted).
+func newMetrics(reg prometheus.Registerer) metrics {
+	m := metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bytebasket_stream_events_total", Help: "Valid events aggregated, by topic and kind.",
+		}, []string{"topic", "kind"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bytebasket_stream_dead_letters_total", Help: "Records sent to the dead-letter topic, by reason.",
+		}, []string{"reason"}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bytebasket_stream_late_events_total", Help: "Events that arrived after their window was final: counted, not added.",
+		}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bytebasket_stream_rows_written_total", Help: "Rows (and checkpoints) written to the serving store.",
+		}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bytebasket_stream_store_errors_total", Help: "Failed store writes (each is retried).",
+		}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bytebasket_stream_checkpoints_total", Help: "Checkpoints written.",
+		}),
+		flush: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "bytebasket_stream_flush_seconds", Help: "Time to write one flush to the store.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "bytebasket_stream_end_to_end_seconds", Help: "Event time to the event's window being written to the store.",
+			Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60},
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.events, m.deadLetters, m.late, m.rows, m.storeErrors, m.checkpoints, m.flush, m.latency)
+	}
+	return m
+}

@@ -1,0 +1,439 @@
+// Package stream is `bytebasket stream`: a consumer group over user-activity and
+// transactions that computes event-time windows (1 minute with 5-minute and 1-hour rollups),
+// the funnel, top-N products and categories, and per-user sessions, into the serving store.
+//
+// Exactness under failure: each Kafka partition (of both topics: they are co-partitioned by
+// user) is aggregated on its own. Rows are whole values per (window, platform, partition),
+// written by upsert. Every checkpoint interval the partition's state is snapshotted into the
+// store together with the offsets it covers, after the rows; Kafka offsets are committed only
+// then. A restarted processor restores the snapshot and replays from its offsets, which
+// rewrites the same values: a kill -9 at any moment changes nothing in the final numbers.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bytebasket/bytebasket/internal/bus"
+	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/model"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"golang.org/x/time/rate"
+)
+
+// Sink is the serving store as the processor needs it.
+type Sink interface {
+	// Write upserts the batch's rows and then, if present, its checkpoint.
+	Write(ctx context.Context, b model.Batch) error
+	// LoadCheckpoint returns the partition's last checkpoint, nil if there is none.
+	LoadCheckpoint(ctx context.Context, group string, partition int32) (*model.Checkpoint, error)
+}
+
+// Config tunes the processor.
+type Config struct {
+	Group              string
+	Rules              Rules
+	FlushInterval      time.Duration // how often changed rows are written (freshness)
+	CheckpointInterval time.Duration // how often state is snapshotted (replay after a crash)
+	MaxFuture          time.Duration // events further ahead of the wall clock are dead letters
+	IdleTimeout        time.Duration // a topic partition silent this long does not hold the watermark back
+	WriteRateLimit     float64       // rows per second to the store; 0 = unlimited
+}
+
+// DefaultConfig is what `bytebasket stream` runs with unless told otherwise.
+func DefaultConfig() Config {
+	return Config{
+		Group:              "bytebasket-stream",
+		Rules:              Rules{AllowedLateness: 2 * time.Minute, SessionGap: 30 * time.Minute},
+		FlushInterval:      250 * time.Millisecond,
+		CheckpointInterval: 5 * time.Second,
+		MaxFuture:          time.Hour,
+		IdleTimeout:        10 * time.Second,
+	}
+}
+
+// Processor consumes and aggregates. Create with New, then Run.
+type Processor struct {
+	cfg     Config
+	prefix  string
+	sink    Sink
+	client  *kgo.Client
+	limiter *rate.Limiter
+	m       metrics
+
+	mu        sync.Mutex // guards everything below; rebalance callbacks take it too
+	parts     map[int32]*partitionState
+	lastSeen  map[string]time.Time // "topic/partition" -> wall time of the last record
+	eventsM   []int64              // event times since the last flush, for latency
+	lastCkpt  time.Time
+	assigned  atomic.Bool
+	dlqFailed atomic.Int64
+}
+
+// New connects the consumer group. reg may be nil.
+func New(cfg Config, kafka config.Kafka, sink Sink, reg prometheus.Registerer) (*Processor, error) {
+	p := &Processor{cfg: cfg, prefix: kafka.TopicPrefix, sink: sink, parts: map[int32]*partitionState{}, lastSeen: map[string]time.Time{}}
+	p.limiter = rate.NewLimiter(rate.Inf, 0)
+	if cfg.WriteRateLimit > 0 {
+		p.limiter = rate.NewLimiter(rate.Limit(cfg.WriteRateLimit), int(max(cfg.WriteRateLimit, 1)))
+	}
+	p.m = newMetrics(reg)
+	opts, err := bus.ClientOptions(kafka)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(kafka.Topic(event.TopicUserActivity), kafka.Topic(event.TopicTransactions)),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(), // offsets move only after the store has the checkpoint
+		kgo.BlockRebalanceOnPoll(),
+		// A crashed member's partitions move after 10s instead of the default 45s.
+		kgo.SessionTimeout(10*time.Second),
+		kgo.HeartbeatInterval(time.Second),
+		// Range assignment gives one member the same partition numbers of both topics: a
+		// user's activity and transactions meet in one partition state.
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.OnPartitionsAssigned(p.onAssigned),
+		kgo.AdjustFetchOffsetsFn(p.adjustOffsets),
+		kgo.OnPartitionsRevoked(p.onRevoked),
+		kgo.OnPartitionsLost(p.onLost),
+		kgo.FetchMaxBytes(16<<20),
+		kgo.ProducerLinger(5*time.Millisecond), // dead letters
+	)
+	if reg != nil {
+		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("bytebasket_stream_kafka", kprom.Registerer(reg))))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("stream consumer: %w", err)
+	}
+	p.client = cl
+	return p, nil
+}
+
+// Ready reports whether the processor owns partitions and is consuming.
+func (p *Processor) Ready() bool { return p.assigned.Load() }
+
+// Run consumes until ctx is cancelled, then writes a final checkpoint and leaves the group.
+func (p *Processor) Run(ctx context.Context) error {
+	defer p.client.Close()
+	lastFlush := time.Now()
+	for {
+		// Poll no longer than until the next flush is due: rows must reach the store (and
+		// windows close) even when no new records arrive.
+		pollCtx, cancel := context.WithDeadline(ctx, lastFlush.Add(p.cfg.FlushInterval))
+		fetches := p.client.PollRecords(pollCtx, 20_000)
+		cancel()
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			break
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				slog.Warn("fetch error", "topic", t, "partition", part, "err", err)
+			}
+		})
+		p.mu.Lock()
+		fetches.EachRecord(p.handle)
+		var err error
+		if time.Since(lastFlush) >= p.cfg.FlushInterval {
+			err = p.flushLocked(ctx, time.Since(p.lastCkpt) >= p.cfg.CheckpointInterval, nil)
+			lastFlush = time.Now()
+		}
+		p.mu.Unlock()
+		p.client.AllowRebalance()
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+	// Graceful stop: everything processed becomes durable and committed before leaving.
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p.mu.Lock()
+	err := p.flushLocked(stopCtx, true, nil)
+	p.parts = map[int32]*partitionState{} // checkpointed: nothing left for the revoke callback
+	p.assigned.Store(false)
+	p.mu.Unlock()
+	// Leaving the group revokes our partitions, which waits for the rebalance to be allowed.
+	p.client.AllowRebalance()
+	return err
+}
+
+func (p *Processor) logical(topic string) string { return strings.TrimPrefix(topic, p.prefix) }
+
+func (p *Processor) handle(r *kgo.Record) {
+	st := p.parts[r.Partition]
+	if st == nil { // not ours any more (revoked while buffered)
+		return
+	}
+	topic := p.logical(r.Topic)
+	now := time.Now()
+	p.lastSeen[topic+"/"+strconv.Itoa(int(r.Partition))] = now
+	e, err := event.Decode(r.Value)
+	if err == nil {
+		err = event.Validate(e, now, p.cfg.MaxFuture)
+	}
+	if err != nil {
+		st.Offsets[topic] = r.Offset + 1
+		p.deadLetter(r, err)
+		return
+	}
+	kind := string(event.KindOf(e))
+	p.m.events.WithLabelValues(topic, kind).Inc()
+	if st.Apply(topic, r.Offset, e, p.cfg.Rules) {
+		p.m.late.Inc()
+	}
+	p.eventsM = append(p.eventsM, e.GetEventTime().AsTime().UnixMilli())
+}
+
+// deadLetter sends a record that cannot be processed to the dead-letter topic with the
+// reason and its origin in headers, and counts it. Processing goes on.
+func (p *Processor) deadLetter(r *kgo.Record, cause error) {
+	reason := deadLetterReason(cause)
+	p.m.deadLetters.WithLabelValues(reason).Inc()
+	dl := &kgo.Record{
+		Topic: p.prefix + event.TopicDeadLetters, Key: r.Key, Value: r.Value,
+		Headers: []kgo.RecordHeader{
+			{Key: "reason", Value: []byte(cause.Error())},
+			{Key: "reason-class", Value: []byte(reason)},
+			{Key: "source-topic", Value: []byte(r.Topic)},
+			{Key: "source-partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
+			{Key: "source-offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		},
+	}
+	p.client.Produce(context.Background(), dl, func(_ *kgo.Record, err error) {
+		if err != nil {
+			p.dlqFailed.Add(1)
+			slog.Error("dead letter not written", "source-topic", r.Topic, "offset", r.Offset, "err", err)
+		}
+	})
+}
+
+func deadLetterReason(err error) string {
+	switch {
+	case errors.Is(err, event.ErrNoPayload):
+		return "unknown_payload"
+	case errors.Is(err, event.ErrBadTime):
+		return "bad_event_time"
+	case errors.Is(err, event.ErrMissingField):
+		return "missing_field"
+	case errors.Is(err, event.ErrNegativeMoney):
+		return "negative_amount"
+	default:
+		return "undecodable"
+	}
+}
+
+func (p *Processor) activeTopics(part int32, now time.Time) map[string]bool {
+	active := map[string]bool{}
+	for _, t := range event.Topics {
+		if seen, ok := p.lastSeen[t+"/"+strconv.Itoa(int(part))]; ok && now.Sub(seen) < p.cfg.IdleTimeout {
+			active[t] = true
+		}
+	}
+	return active
+}
+
+// flushLocked writes every changed row of the given partitions (all when nil), with a
+// checkpoint when asked. A failing store is retried with backoff until it succeeds or ctx
+// ends: meanwhile nothing is polled, so Kafka holds the backlog, not our memory.
+func (p *Processor) flushLocked(ctx context.Context, checkpoint bool, only []int32) error {
+	t0 := time.Now()
+	parts := only
+	if parts == nil {
+		for part := range p.parts {
+			parts = append(parts, part)
+		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	}
+	if checkpoint {
+		// Dead letters must be durable before offsets move past their records.
+		if err := p.client.Flush(ctx); err != nil {
+			return fmt.Errorf("flush dead letters: %w", err)
+		}
+		if n := p.dlqFailed.Load(); n > 0 {
+			return fmt.Errorf("%d dead letters could not be written; not checkpointing past them", n)
+		}
+	}
+	commit := map[string]map[int32]kgo.EpochOffset{}
+	for _, part := range parts {
+		st := p.parts[part]
+		if st == nil {
+			continue
+		}
+		wm := st.watermark(p.activeTopics(part, t0))
+		st.Advance(wm, p.cfg.Rules)
+		b := st.Drain(wm, t0)
+		if checkpoint {
+			snap, err := st.Snapshot()
+			if err != nil {
+				return err
+			}
+			offsets := clone(st.Offsets)
+			b.Checkpoint = &model.Checkpoint{Group: p.cfg.Group, Partition: part, Offsets: offsets, State: snap, UpdatedAt: t0}
+			for t, off := range offsets {
+				if commit[p.prefix+t] == nil {
+					commit[p.prefix+t] = map[int32]kgo.EpochOffset{}
+				}
+				commit[p.prefix+t][part] = kgo.EpochOffset{Epoch: -1, Offset: off}
+			}
+		}
+		if b.Len() == 0 {
+			continue
+		}
+		if err := p.limiter.WaitN(ctx, min(b.Len(), p.limiter.Burst())); err != nil && p.limiter.Limit() != rate.Inf {
+			return err
+		}
+		if err := p.writeWithRetry(ctx, b); err != nil {
+			return err
+		}
+		p.m.rows.Add(float64(b.Len()))
+	}
+	done := time.Now()
+	for _, ms := range p.eventsM {
+		p.m.latency.Observe(float64(done.UnixMilli()-ms) / 1000)
+	}
+	p.eventsM = p.eventsM[:0]
+	p.m.flush.Observe(done.Sub(t0).Seconds())
+	if checkpoint {
+		p.lastCkpt = done
+		p.m.checkpoints.Inc()
+		if len(commit) > 0 {
+			// For lag monitoring and tools; restarts use the store's checkpoint.
+			p.client.CommitOffsetsSync(ctx, commit, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+				if err != nil {
+					slog.Warn("commit offsets", "err", err)
+				}
+			})
+		}
+	}
+	return nil
+}
+
+func (p *Processor) writeWithRetry(ctx context.Context, b model.Batch) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := p.sink.Write(ctx, b)
+		if err == nil {
+			return nil
+		}
+		p.m.storeErrors.Inc()
+		slog.Warn("store write failed; retrying", "rows", b.Len(), "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("store write: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, parts := range assigned {
+		for _, part := range parts {
+			if p.parts[part] != nil {
+				continue
+			}
+			st, err := p.restore(ctx, part)
+			if err != nil {
+				// Without its checkpoint the partition cannot be aggregated exactly; leave the
+				// group rather than write wrong numbers.
+				slog.Error("restore partition state", "partition", part, "err", err)
+				p.client.LeaveGroup()
+				return
+			}
+			p.parts[part] = st
+		}
+	}
+	p.assigned.Store(true)
+	slog.Info("partitions assigned", "assigned", assigned)
+}
+
+func (p *Processor) restore(ctx context.Context, part int32) (*partitionState, error) {
+	var cp *model.Checkpoint
+	var err error
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		if cp, err = p.sink.LoadCheckpoint(ctx, p.cfg.Group, part); err == nil || ctx.Err() != nil {
+			break
+		}
+		slog.Warn("load checkpoint; retrying", "partition", part, "err", err)
+		time.Sleep(backoff)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cp == nil {
+		return newPartitionState(part), nil
+	}
+	return restoreState(part, cp.State)
+}
+
+// adjustOffsets starts every assigned partition where its checkpoint says, or at the
+// beginning when there is none: the store, not Kafka's committed offset, is the truth.
+func (p *Processor) adjustOffsets(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for topic, parts := range offsets {
+		for part := range parts {
+			st := p.parts[part]
+			if st == nil {
+				continue
+			}
+			if off, ok := st.Offsets[p.logical(topic)]; ok {
+				parts[part] = kgo.NewOffset().At(off).WithEpoch(-1)
+			} else {
+				parts[part] = kgo.NewOffset().AtStart()
+			}
+		}
+	}
+	return offsets, nil
+}
+
+func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	parts := partitionsOf(revoked)
+	if err := p.flushLocked(ctx, true, parts); err != nil {
+		slog.Error("checkpoint on revoke", "partitions", parts, "err", err)
+	}
+	for _, part := range parts {
+		delete(p.parts, part)
+	}
+}
+
+func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, part := range partitionsOf(lost) {
+		delete(p.parts, part) // another member resumes from the last checkpoint
+	}
+}
+
+func partitionsOf(m map[string][]int32) []int32 {
+	seen := map[int32]bool{}
+	var out []int32
+	for _, parts := range m {
+		for _, part := range parts {
+			if !seen[part] {
+				seen[part] = true
+				out = append(out, part)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
