@@ -40,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "bytebasket_stream_end_to_end_seconds", Help: "Event time to the event's window being written to the store.",
-			Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60},
+			Buckets: []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1, 1.25, 1.5, 2, 3, 5, 10, 30, 60},
 		}),
 	}
 	if reg != nil {

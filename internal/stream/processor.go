@@ -293,7 +293,7 @@ func (p *Processor) flushLocked(ctx context.Context, checkpoint bool, only []int
 		if b.Len() == 0 {
 			continue
 		}
-		if err := p.limiter.WaitN(ctx, min(b.Len(), p.limiter.Burst())); err != nil && p.limiter.Limit() != rate.Inf {
+		if err := p.throttle(ctx, b.Len()); err != nil {
 			return err
 		}
 		if err := p.writeWithRetry(ctx, b); err != nil {
@@ -318,6 +318,21 @@ func (p *Processor) flushLocked(ctx context.Context, checkpoint bool, only []int
 				}
 			})
 		}
+	}
+	return nil
+}
+
+// throttle waits until rows may be written under the configured write rate limit.
+func (p *Processor) throttle(ctx context.Context, rows int) error {
+	if p.limiter.Limit() == rate.Inf {
+		return nil
+	}
+	for rows > 0 { // WaitN refuses more than the burst at once
+		n := min(rows, p.limiter.Burst())
+		if err := p.limiter.WaitN(ctx, n); err != nil {
+			return fmt.Errorf("write rate limit: %w", err)
+		}
+		rows -= n
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -174,5 +175,25 @@ func TestDeadLettersAndUnavailableStore(t *testing.T) {
 	}
 	if len(reasons) != len(bad) {
 		t.Fatalf("%d dead letters, want %d", len(reasons), len(bad))
+	}
+}
+
+// The write rate limit holds for batches larger than its burst. rate.Limiter refuses at once
+// a wait that would outlast the context, so no clock is measured: within 50ms, 300 rows at
+// 1000 rows/s (burst 100) must be refused, while 100 rows pass.
+func TestThrottleWaitsForEveryRow(t *testing.T) {
+	p := &Processor{limiter: rate.NewLimiter(1000, 100)}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.throttle(ctx, 300); err == nil {
+		t.Fatal("300 rows passed a 1000 rows/s limit with burst 100 within 50ms")
+	}
+	p = &Processor{limiter: rate.NewLimiter(1000, 100)}
+	if err := p.throttle(context.Background(), 100); err != nil {
+		t.Fatalf("a batch within the burst was refused: %v", err)
+	}
+	unlimited := &Processor{limiter: rate.NewLimiter(rate.Inf, 0)}
+	if err := unlimited.throttle(ctx, 1_000_000); err != nil {
+		t.Fatalf("no limit configured, yet throttled: %v", err)
 	}
 }

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 
 // env is one isolated deployment on the shared cluster: its own topics, keyspace and group.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	vars  []string
 	cfg   config.Config
 	start time.Time
@@ -51,7 +51,7 @@ type env struct {
 	users int
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	kafka := testenv.Addr(t, testenv.Kafka)
 	cass := testenv.Addr(t, testenv.Cassandra)
 	id := time.Now().UnixNano()
@@ -186,9 +186,9 @@ func (e *env) awaitTotals(want totals, d time.Duration) {
 }
 
 // startStream starts one instance with its ops endpoints on a free port; it returns the base URL.
-func (e *env) startStream() (*exec.Cmd, string) {
+func (e *env) startStream(extra ...string) (*exec.Cmd, string) {
 	e.t.Helper()
-	c := e.cmd("stream", "--http", "127.0.0.1:0")
+	c := e.cmd(append([]string{"stream", "--http", "127.0.0.1:0"}, extra...)...)
 	out, _ := c.StdoutPipe()
 	c.Stderr = os.Stderr
 	if err := c.Start(); err != nil {
@@ -214,7 +214,7 @@ func (e *env) startStream() (*exec.Cmd, string) {
 	return nil, ""
 }
 
-func waitReady(t *testing.T, base string) {
+func waitReady(t testing.TB, base string) {
 	t.Helper()
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if resp, err := http.Get(base + "/readyz"); err == nil {

@@ -1,0 +1,156 @@
+package streamtest
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Benchmarks of `bytebasket stream` on the real Kafka of deploy/local, with the Cassandra
+// store and with the embedded store. Figures go to docs/benchmarks.md:
+//
+//	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./test/stream/
+
+// scrape reads the stream's /metrics into name{labels} -> value.
+func scrape(b *testing.B, base string) map[string]float64 {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if v, err := strconv.ParseFloat(l[i+1:], 64); err == nil {
+			out[l[:i]] = v
+		}
+	}
+	return out
+}
+
+func sumPrefix(m map[string]float64, prefix string) float64 {
+	var s float64
+	for k, v := range m {
+		if strings.HasPrefix(k, prefix) {
+			s += v
+		}
+	}
+	return s
+}
+
+// quantile interpolates a Prometheus histogram's quantile from its cumulative buckets.
+func quantile(m map[string]float64, name string, q float64) float64 {
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	for k, v := range m {
+		if !strings.HasPrefix(k, name+`_bucket{le="`) {
+			continue
+		}
+		s := strings.TrimSuffix(strings.TrimPrefix(k, name+`_bucket{le="`), `"}`)
+		le, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			continue // +Inf
+		}
+		bs = append(bs, bucket{le, v})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	total := m[name+"_count"]
+	rank := q * total
+	prevLe, prevN := 0.0, 0.0
+	for _, bk := range bs {
+		if bk.n >= rank {
+			if bk.n == prevN {
+				return bk.le
+			}
+			return prevLe + (bk.le-prevLe)*(rank-prevN)/(bk.n-prevN)
+		}
+		prevLe, prevN = bk.le, bk.n
+	}
+	return prevLe
+}
+
+// cpuSeconds is the user+system CPU time the process has used.
+func cpuSeconds(b *testing.B, pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // clock ticks; 100 on Linux
+}
+
+func storeArgs(store string, b *testing.B) []string {
+	if store == "embedded" {
+		return []string{"--store", "embedded", "--data-dir", b.TempDir()}
+	}
+	return nil
+}
+
+// BenchmarkStreamThroughput: a backlog of events is produced first, then one stream
+// instance consumes it; events per second of wall time and per CPU-second of the process.
+func BenchmarkStreamThroughput(b *testing.B) {
+	for _, store := range []string{"cassandra", "embedded"} {
+		b.Run(store, func(b *testing.B) {
+			e := newEnv(b)
+			const n = 1_000_000
+			e.produce(n)
+			c, base := e.startStream(storeArgs(store, b)...)
+			start := time.Now()
+			cpu0 := cpuSeconds(b, c.Process.Pid)
+			for {
+				m := scrape(b, base)
+				if sumPrefix(m, "bytebasket_stream_events_total") >= n {
+					break
+				}
+				if time.Since(start) > 10*time.Minute {
+					b.Fatal("backlog not consumed in 10 minutes")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			wall := time.Since(start).Seconds()
+			cpu := cpuSeconds(b, c.Process.Pid) - cpu0
+			b.ReportMetric(n/wall, "events/s")
+			b.ReportMetric(n/cpu, "events/cpu-s")
+			b.ReportMetric(cpu/wall, "cores")
+			_ = c.Process.Signal(syscall.SIGTERM)
+			_, _ = c.Process.Wait()
+		})
+	}
+}
+
+// BenchmarkStreamLatency: a steady 20k events/s for 60 s into a running stream instance;
+// end-to-end latency from event time to the row being written, from the process's histogram.
+func BenchmarkStreamLatency(b *testing.B) {
+	for _, store := range []string{"cassandra", "embedded"} {
+		b.Run(store, func(b *testing.B) {
+			e := newEnv(b)
+			c, base := e.startStream(storeArgs(store, b)...)
+			waitReady(b, base)
+			e.run("produce", "--rate", "20000", "--flat", "--duration", "60s", "--labels=false", "--users", "20000")
+			time.Sleep(time.Second)
+			m := scrape(b, base)
+			name := "bytebasket_stream_end_to_end_seconds"
+			b.ReportMetric(m[name+"_count"]/60, "events/s")
+			b.ReportMetric(1000*quantile(m, name, 0.5), "p50-ms")
+			b.ReportMetric(1000*quantile(m, name, 0.99), "p99-ms")
+			b.ReportMetric(1000*quantile(m, "bytebasket_stream_flush_seconds", 0.99), "flush-p99-ms")
+			_ = c.Process.Signal(syscall.SIGTERM)
+			_, _ = c.Process.Wait()
+		})
+	}
+}
