@@ -5,7 +5,7 @@ BIN       := bin/bytebasket
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-unit bench proto proto-check lint fuzz clean cluster-up cluster-down
+.PHONY: all build run test test-unit bench bench-cluster proto proto-check lint fuzz clean cluster-up cluster-down
 
 all: build
 
@@ -37,6 +37,10 @@ test-unit:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -cpu 1 ./internal/sim/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200000x ./internal/app/
+
+# Stream throughput and end-to-end latency on the real servers (about 5 minutes).
+bench-cluster: cluster-up
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/stream/
 
 proto:
 	$(BUF) generate

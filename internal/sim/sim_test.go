@@ -190,3 +190,17 @@ func TestDiurnalCurveShapesRate(t *testing.T) {
 		t.Errorf("flat: 20:00/04:00 events = %.2f, want about 1", ratio)
 	}
 }
+
+// Rebase shifts the clock of the events still to come, and nothing else.
+func TestRebase(t *testing.T) {
+	a := mustNew(t, Config{Seed: 3, Start: testStart})
+	b := mustNew(t, Config{Seed: 3, Start: testStart})
+	b.Rebase(testStart.Add(time.Hour))
+	for range 1000 {
+		ea, _ := a.Next()
+		eb, _ := b.Next()
+		if d := eb.GetEventTime().AsTime().Sub(ea.GetEventTime().AsTime()); d != time.Hour || ea.GetEventId() != eb.GetEventId() {
+			t.Fatalf("rebased event differs by %s (ids %s, %s), want exactly one hour later", d, ea.GetEventId(), eb.GetEventId())
+		}
+	}
+}

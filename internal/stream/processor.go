@@ -64,6 +64,10 @@ func DefaultConfig() Config {
 	}
 }
 
+// fullDrainInterval is how often rollup windows, rankings longer than a minute and sessions
+// are written; minute windows go out at every flush.
+const fullDrainInterval = time.Second
+
 // Processor consumes and aggregates. Create with New, then Run.
 type Processor struct {
 	cfg     Config
@@ -78,6 +82,7 @@ type Processor struct {
 	lastSeen  map[string]time.Time // "topic/partition" -> wall time of the last record
 	eventsM   []int64              // event times since the last flush, for latency
 	lastCkpt  time.Time
+	lastFull  time.Time // last flush that wrote rollups, longer rankings and sessions
 	assigned  atomic.Bool
 	dlqFailed atomic.Int64
 }
@@ -251,6 +256,10 @@ func (p *Processor) activeTopics(part int32, now time.Time) map[string]bool {
 // ends: meanwhile nothing is polled, so Kafka holds the backlog, not our memory.
 func (p *Processor) flushLocked(ctx context.Context, checkpoint bool, only []int32) error {
 	t0 := time.Now()
+	full := checkpoint || t0.Sub(p.lastFull) >= fullDrainInterval
+	if full {
+		p.lastFull = t0
+	}
 	parts := only
 	if parts == nil {
 		for part := range p.parts {
@@ -275,7 +284,7 @@ func (p *Processor) flushLocked(ctx context.Context, checkpoint bool, only []int
 		}
 		wm := st.watermark(p.activeTopics(part, t0))
 		st.Advance(wm, p.cfg.Rules)
-		b := st.Drain(wm, t0)
+		b := st.Drain(wm, t0, full)
 		if checkpoint {
 			snap, err := st.Snapshot()
 			if err != nil {

@@ -326,12 +326,18 @@ func (s *partitionState) Advance(wm int64, r Rules) {
 	}
 }
 
-// Drain returns every row changed since the last drain and forgets windows that are final
-// (their last value is in this batch). now stamps UpdatedAt.
-func (s *partitionState) Drain(wm int64, now time.Time) model.Batch {
+// Drain returns the rows changed since they were last drained and forgets windows that are
+// final (their last value is in this batch). Without full, only minute windows and minute
+// rankings are returned: the live rows. Rollups, longer rankings and sessions are bigger and
+// wait for a full drain, which the processor makes about once a second and at every
+// checkpoint. now stamps UpdatedAt.
+func (s *partitionState) Drain(wm int64, now time.Time, full bool) model.Batch {
 	var b model.Batch
 	for k, w := range s.Windows {
 		final := wm > 0 && w.ClosesAtM <= wm
+		if !full && !final && w.M.Key.Granularity != model.Minute {
+			continue
+		}
 		if w.Dirty {
 			w.M.UpdatedAt = now
 			b.Windows = append(b.Windows, w.M)
@@ -343,6 +349,9 @@ func (s *partitionState) Drain(wm int64, now time.Time) model.Batch {
 	}
 	for k, t := range s.Tops {
 		final := wm > 0 && t.ClosesAtM <= wm
+		if !full && !final && t.T.Granularity != model.Minute {
+			continue
+		}
 		if t.Dirty {
 			b.Tops = append(b.Tops, t.T)
 			t.Dirty = false
@@ -350,6 +359,9 @@ func (s *partitionState) Drain(wm int64, now time.Time) model.Batch {
 		if final {
 			delete(s.Tops, k)
 		}
+	}
+	if !full {
+		return cloneMaps(b)
 	}
 	for k, sw := range s.SessionWindows {
 		final := wm > 0 && sw.ClosesAtM <= wm
@@ -369,7 +381,11 @@ func (s *partitionState) Drain(wm int64, now time.Time) model.Batch {
 	}
 	b.Sessions = append(b.Sessions, s.closed...)
 	s.closed = s.closed[:0]
-	// Copy maps: the batch is written while the state keeps changing.
+	return cloneMaps(b)
+}
+
+// cloneMaps copies the batch's maps: the batch is written while the state keeps changing.
+func cloneMaps(b model.Batch) model.Batch {
 	for i := range b.Windows {
 		b.Windows[i].Revenue = clone(b.Windows[i].Revenue)
 		b.Windows[i].OrdersByCurrency = clone(b.Windows[i].OrdersByCurrency)
