@@ -154,7 +154,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		fetches.EachRecord(p.handle)
 		var err error
 		if time.Since(lastFlush) >= p.cfg.FlushInterval {
-			err = p.flushLocked(ctx, time.Since(p.lastCkpt) >= p.cfg.CheckpointInterval, nil)
+			err = p.flushLocked(ctx, time.Since(p.lastCkpt) >= p.cfg.CheckpointInterval, false, nil)
 			lastFlush = time.Now()
 		}
 		p.mu.Unlock()
@@ -167,7 +167,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p.mu.Lock()
-	err := p.flushLocked(stopCtx, true, nil)
+	err := p.flushLocked(stopCtx, true, true, nil)
 	p.parts = map[int32]*partitionState{} // checkpointed: nothing left for the revoke callback
 	p.assigned.Store(false)
 	p.mu.Unlock()
@@ -251,13 +251,21 @@ func (p *Processor) activeTopics(part int32, now time.Time) map[string]bool {
 	return active
 }
 
-// flushLocked writes every changed row of the given partitions (all when nil), with a
-// checkpoint when asked. A failing store is retried with backoff until it succeeds or ctx
+// flushLocked writes the changed rows of the given partitions (all when nil), with a
+// checkpoint when asked; final (before partitions are given up) writes every changed row
+// and implies a checkpoint. A failing store is retried with backoff until it succeeds or ctx
 // ends: meanwhile nothing is polled, so Kafka holds the backlog, not our memory.
-func (p *Processor) flushLocked(ctx context.Context, checkpoint bool, only []int32) error {
+func (p *Processor) flushLocked(ctx context.Context, checkpoint, final bool, only []int32) error {
 	t0 := time.Now()
-	full := checkpoint || t0.Sub(p.lastFull) >= fullDrainInterval
-	if full {
+	checkpoint = checkpoint || final
+	level := drainLive
+	switch {
+	case final:
+		level = drainAll
+	case checkpoint || t0.Sub(p.lastFull) >= fullDrainInterval:
+		level = drainFull
+	}
+	if level >= drainFull {
 		p.lastFull = t0
 	}
 	parts := only
@@ -284,7 +292,7 @@ func (p *Processor) flushLocked(ctx context.Context, checkpoint bool, only []int
 		}
 		wm := st.watermark(p.activeTopics(part, t0))
 		st.Advance(wm, p.cfg.Rules)
-		b := st.Drain(wm, t0, full)
+		b := st.Drain(wm, t0, level)
 		if checkpoint {
 			snap, err := st.Snapshot()
 			if err != nil {
@@ -308,14 +316,21 @@ func (p *Processor) flushLocked(ctx context.Context, checkpoint bool, only []int
 		if err := p.writeWithRetry(ctx, b); err != nil {
 			return err
 		}
-		p.m.rows.Add(float64(b.Len()))
+		p.m.countRows(b)
 	}
 	done := time.Now()
 	for _, ms := range p.eventsM {
 		p.m.latency.Observe(float64(done.UnixMilli()-ms) / 1000)
 	}
 	p.eventsM = p.eventsM[:0]
-	p.m.flush.Observe(done.Sub(t0).Seconds())
+	kind := "live"
+	switch {
+	case checkpoint:
+		kind = "checkpoint"
+	case level == drainFull:
+		kind = "full"
+	}
+	p.m.flush.WithLabelValues(kind).Observe(done.Sub(t0).Seconds())
 	if checkpoint {
 		p.lastCkpt = done
 		p.m.checkpoints.Inc()
@@ -431,7 +446,7 @@ func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	parts := partitionsOf(revoked)
-	if err := p.flushLocked(ctx, true, parts); err != nil {
+	if err := p.flushLocked(ctx, true, true, parts); err != nil {
 		slog.Error("checkpoint on revoke", "partitions", parts, "err", err)
 	}
 	for _, part := range parts {

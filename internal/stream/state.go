@@ -49,7 +49,28 @@ type sessionWin struct {
 type session struct {
 	S     model.Session
 	Dirty bool
+	// WrittenAtM is the wall time (unix ms) the open session was last written: open
+	// sessions change with nearly every event, so each is rewritten at most once per
+	// openSessionEvery. It paces writes only; values do not depend on it.
+	WrittenAtM int64
 }
+
+// openSessionEvery is how often an open session that keeps changing is rewritten.
+const openSessionEvery = 5 * time.Second
+
+// drainLevel says which changed rows a drain returns.
+type drainLevel int
+
+const (
+	// drainLive: minute windows and minute rankings (the live rows) and final rows.
+	drainLive drainLevel = iota
+	// drainFull: also rollups, longer rankings, closed sessions, session windows and the
+	// open sessions not written for openSessionEvery. Rows left dirty stay dirty in the
+	// snapshot, so a checkpoint never loses them.
+	drainFull
+	// drainAll: every changed row; before the partition is given up.
+	drainAll
+)
 
 // partitionState is everything one Kafka partition (of both topics) has aggregated and not
 // yet made final. It is deterministic in the records it is given: the same records from the
@@ -327,12 +348,13 @@ func (s *partitionState) Advance(wm int64, r Rules) {
 }
 
 // Drain returns the rows changed since they were last drained and forgets windows that are
-// final (their last value is in this batch). Without full, only minute windows and minute
-// rankings are returned: the live rows. Rollups, longer rankings and sessions are bigger and
-// wait for a full drain, which the processor makes about once a second and at every
-// checkpoint. now stamps UpdatedAt.
-func (s *partitionState) Drain(wm int64, now time.Time, full bool) model.Batch {
+// final (their last value is in this batch); level says which (see drainLevel). The live
+// rows go out at every flush; rollups, longer rankings and sessions are more and bigger rows
+// and wait for a full drain, which the processor makes about once a second. now stamps
+// UpdatedAt and paces open sessions.
+func (s *partitionState) Drain(wm int64, now time.Time, level drainLevel) model.Batch {
 	var b model.Batch
+	full := level >= drainFull
 	for k, w := range s.Windows {
 		final := wm > 0 && w.ClosesAtM <= wm
 		if !full && !final && w.M.Key.Granularity != model.Minute {
@@ -373,10 +395,16 @@ func (s *partitionState) Drain(wm int64, now time.Time, full bool) model.Batch {
 			delete(s.SessionWindows, k)
 		}
 	}
-	for _, ss := range s.Sessions {
-		if ss.Dirty {
+	nowM, every := now.UnixMilli(), openSessionEvery.Milliseconds()
+	for user, ss := range s.Sessions {
+		if ss.WrittenAtM == 0 {
+			// Spread first writes over the interval so sessions that start together are
+			// not all rewritten in the same flush ever after.
+			ss.WrittenAtM = nowM - int64(fnv32(user))%every
+		}
+		if ss.Dirty && (level == drainAll || nowM-ss.WrittenAtM >= every) {
 			b.Sessions = append(b.Sessions, ss.S)
-			ss.Dirty = false
+			ss.Dirty, ss.WrittenAtM = false, nowM
 		}
 	}
 	b.Sessions = append(b.Sessions, s.closed...)
@@ -454,4 +482,13 @@ func restoreState(p int32, data []byte) (*partitionState, error) {
 		s.MaxEventM = map[string]int64{}
 	}
 	return s, nil
+}
+
+// fnv32 is the FNV-1a hash of s.
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
 }

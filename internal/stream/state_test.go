@@ -67,7 +67,17 @@ func run(t *testing.T, st *partitionState, recs []rec, from, to, snapAt int, tb 
 		if (i+1)%500 == 0 || i == to-1 {
 			wm := st.watermark(nil)
 			st.Advance(wm, rules)
-			tb.write(st.Drain(wm, time.Time{}, i%1500 == 1499 || i == to-1 || i+1 == snapAt))
+			// A record per millisecond of wall time: open sessions are paced by it. Live
+			// drains mostly, full ones as the processor makes them (also at the checkpoint),
+			// and everything at the end, as before giving the partition up.
+			level := drainLive
+			switch {
+			case i == to-1:
+				level = drainAll
+			case i%1500 == 1499 || i+1 == snapAt:
+				level = drainFull
+			}
+			tb.write(st.Drain(wm, time.UnixMilli(int64(i)), level))
 			if i+1 == snapAt {
 				var err error
 				if snap, err = st.Snapshot(); err != nil {
@@ -181,12 +191,12 @@ func TestLateEventsAreCountedNotAdded(t *testing.T) {
 	}
 	wm := st.watermark(nil)
 	st.Advance(wm, rules)
-	st.Drain(wm, time.Time{}, true)
+	st.Drain(wm, time.Time{}, drainAll)
 	old := recs[0].e // minutes before the watermark
 	if late := st.Apply(event.TopicUserActivity, 99_999, old, rules); !late || st.Late != 1 {
 		t.Fatalf("an event %s behind the watermark was not late (late=%d)", time.UnixMilli(wm).Sub(old.GetEventTime().AsTime()), st.Late)
 	}
-	if b := st.Drain(wm, time.Time{}, true); len(b.Windows) != 0 {
+	if b := st.Drain(wm, time.Time{}, drainAll); len(b.Windows) != 0 {
 		t.Fatalf("a late event changed %d windows", len(b.Windows))
 	}
 }
@@ -206,7 +216,7 @@ func BenchmarkApply(b *testing.B) {
 		if i%5000 == 0 {
 			wm := st.watermark(nil)
 			st.Advance(wm, rules)
-			st.Drain(wm, time.Time{}, true)
+			st.Drain(wm, time.Time{}, drainAll)
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")

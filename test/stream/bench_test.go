@@ -51,15 +51,20 @@ func sumPrefix(m map[string]float64, prefix string) float64 {
 	return s
 }
 
-// quantile interpolates a Prometheus histogram's quantile from its cumulative buckets.
-func quantile(m map[string]float64, name string, q float64) float64 {
+// quantile interpolates a Prometheus histogram's quantile from its cumulative buckets; labels
+// selects one series of a vector (`kind="live"`), or is empty.
+func quantile(m map[string]float64, name, labels string, q float64) float64 {
+	prefix, count := name+`_bucket{le="`, name+"_count"
+	if labels != "" {
+		prefix, count = name+"_bucket{"+labels+`,le="`, name+"_count{"+labels+"}"
+	}
 	type bucket struct{ le, n float64 }
 	var bs []bucket
 	for k, v := range m {
-		if !strings.HasPrefix(k, name+`_bucket{le="`) {
+		if !strings.HasPrefix(k, prefix) {
 			continue
 		}
-		s := strings.TrimSuffix(strings.TrimPrefix(k, name+`_bucket{le="`), `"}`)
+		s := strings.TrimSuffix(strings.TrimPrefix(k, prefix), `"}`)
 		le, err := strconv.ParseFloat(s, 64)
 		if err != nil {
 			continue // +Inf
@@ -67,7 +72,7 @@ func quantile(m map[string]float64, name string, q float64) float64 {
 		bs = append(bs, bucket{le, v})
 	}
 	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
-	total := m[name+"_count"]
+	total := m[count]
 	rank := q * total
 	prevLe, prevN := 0.0, 0.0
 	for _, bk := range bs {
@@ -154,9 +159,14 @@ func BenchmarkStreamLatency(b *testing.B) {
 			m := delta(scrape(b, base), before)
 			name := "bytebasket_stream_end_to_end_seconds"
 			b.ReportMetric(m[name+"_count"]/60, "events/s")
-			b.ReportMetric(1000*quantile(m, name, 0.5), "p50-ms")
-			b.ReportMetric(1000*quantile(m, name, 0.99), "p99-ms")
-			b.ReportMetric(1000*quantile(m, "bytebasket_stream_flush_seconds", 0.99), "flush-p99-ms")
+			b.ReportMetric(1000*quantile(m, name, "", 0.5), "p50-ms")
+			b.ReportMetric(1000*quantile(m, name, "", 0.99), "p99-ms")
+			for _, kind := range []string{"live", "full", "checkpoint"} {
+				b.ReportMetric(1000*quantile(m, "bytebasket_stream_flush_seconds", `kind="`+kind+`"`, 0.99), kind+"-flush-p99-ms")
+			}
+			for _, table := range []string{"windows", "tops", "sessions", "session_windows"} {
+				b.ReportMetric(m[`bytebasket_stream_rows_written_total{table="`+table+`"}`]/60, table+"-rows/s")
+			}
 			_ = c.Process.Signal(syscall.SIGTERM)
 			_, _ = c.Process.Wait()
 		})
