@@ -37,10 +37,15 @@ test-unit:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -cpu 1 ./internal/sim/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200000x ./internal/app/
+	$(GO) test -run '^$$' -bench Apply -benchtime 2s -cpu 1 ./internal/stream/
+	$(GO) test -run '^$$' -bench ArchiveLocal -benchtime 1000000x -cpu 1 ./internal/archive/
 
-# Stream throughput and end-to-end latency on the real servers (about 5 minutes).
+# On the real servers (about 10 minutes): stream throughput and end-to-end latency, the
+# archiver into HDFS and local disk, trends on 10M events on Spark and DuckDB.
 bench-cluster: cluster-up
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/stream/
+	$(GO) test -run '^$$' -bench Archive -benchtime 2000000x -cpu 1 ./test/archive/
+	$(GO) test -run '^$$' -bench Trends -benchtime 1x -timeout 60m ./test/batch/
 
 proto:
 	$(BUF) generate

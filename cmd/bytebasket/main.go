@@ -29,6 +29,9 @@ Usage:
   bytebasket run      [--data-dir DIR] [--http ADDR] [--rate R] [--seed S]   embedded mode, all in one process
   bytebasket produce  [--brokers HOST:PORT] [--count N | --duration D] [--rate R] [--users U] [--seed S]
   bytebasket stream   [--brokers HOST:PORT] [--http ADDR] [--group G]  live metrics into the serving store
+  bytebasket archive  [--brokers HOST:PORT] [--http ADDR] [--lake local|hdfs] [--lake-root DIR]  raw events to Parquet
+  bytebasket batch    trends [--since D | --from T --to T] [--engine duckdb|spark]  hourly and daily history
+  bytebasket retention [--dry-run]                             delete lake partitions older than retention.days
   bytebasket topics   create|describe [--brokers HOST:PORT]
   bytebasket schema   apply [--config DIR]                      Cassandra keyspace, tables and TTLs
   bytebasket version
@@ -54,6 +57,12 @@ func main() {
 		err = produceCmd(ctx, args)
 	case "stream":
 		err = streamCmd(ctx, args)
+	case "archive":
+		err = archiveCmd(ctx, args)
+	case "retention":
+		err = retentionCmd(ctx, args)
+	case "batch":
+		err = batchCmd(ctx, args)
 	case "topics":
 		err = topicsCmd(ctx, args)
 	case "schema":
@@ -202,6 +211,87 @@ func streamCmd(ctx context.Context, args []string) error {
 		return usageError{errors.New("stream: no brokers: pass --brokers or --config")}
 	}
 	return app.Stream(ctx, cfg, os.Stdout)
+}
+
+func archiveCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("archive", flag.ContinueOnError)
+	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
+	httpAddr := fs.String("http", "", "HTTP listen address for /healthz, /readyz, /metrics")
+	group := fs.String("group", "", "consumer group (instances of one group share partitions)")
+	backend := fs.String("lake", "", "lake backend: local or hdfs")
+	root := fs.String("lake-root", "", "lake root: a local directory or a path inside HDFS")
+	dataDir := fs.String("data-dir", "", "data directory (a relative local lake root is inside it)")
+	cfg, err := parse(fs, args, func(c *config.Config) {
+		if *brokers != "" {
+			c.Kafka.Brokers = config.SplitList(*brokers)
+		}
+		setStr(&c.HTTPAddr, *httpAddr)
+		setStr(&c.Archive.Group, *group)
+		setStr(&c.Lake.Backend, *backend)
+		setStr(&c.Lake.Root, *root)
+		setStr(&c.DataDir, *dataDir)
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.Embedded() {
+		return usageError{errors.New("archive: no brokers: pass --brokers or --config")}
+	}
+	return app.Archive(ctx, cfg, os.Stdout)
+}
+
+func batchCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "trends" {
+		return usageError{errors.New("batch: want trends")}
+	}
+	fs := flag.NewFlagSet("batch trends", flag.ContinueOnError)
+	since := fs.Duration("since", 48*time.Hour, "compute the trends of this much time before now")
+	from := fs.String("from", "", "start of the event-time range, RFC 3339 (instead of --since)")
+	to := fs.String("to", "", "end of the event-time range, RFC 3339 (default now)")
+	engine := fs.String("engine", "", "SQL engine: duckdb (local lake) or spark")
+	storeBackend := fs.String("store", "", "serving store: embedded or cassandra")
+	dataDir := fs.String("data-dir", "", "data directory (embedded store, local lake)")
+	cfg, err := parse(fs, args[1:], func(c *config.Config) {
+		setStr(&c.Batch.Engine, *engine)
+		setStr(&c.Store.Backend, *storeBackend)
+		setStr(&c.DataDir, *dataDir)
+	})
+	if err != nil {
+		return err
+	}
+	end := time.Now()
+	if *to != "" {
+		if end, err = time.Parse(time.RFC3339, *to); err != nil {
+			return usageError{fmt.Errorf("batch trends: --to: %w", err)}
+		}
+	}
+	start := end.Add(-*since)
+	if *from != "" {
+		if start, err = time.Parse(time.RFC3339, *from); err != nil {
+			return usageError{fmt.Errorf("batch trends: --from: %w", err)}
+		}
+	}
+	if !start.Before(end) {
+		return usageError{fmt.Errorf("batch trends: the range [%s, %s) is empty", start.Format(time.RFC3339), end.Format(time.RFC3339))}
+	}
+	return app.BatchTrends(ctx, cfg, start, end, os.Stdout)
+}
+
+func retentionCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("retention", flag.ContinueOnError)
+	dryRun := fs.Bool("dry-run", false, "list what would be deleted, delete nothing")
+	backend := fs.String("lake", "", "lake backend: local or hdfs")
+	root := fs.String("lake-root", "", "lake root: a local directory or a path inside HDFS")
+	dataDir := fs.String("data-dir", "", "data directory (a relative local lake root is inside it)")
+	cfg, err := parse(fs, args, func(c *config.Config) {
+		setStr(&c.Lake.Backend, *backend)
+		setStr(&c.Lake.Root, *root)
+		setStr(&c.DataDir, *dataDir)
+	})
+	if err != nil {
+		return err
+	}
+	return app.Retention(ctx, cfg, *dryRun, os.Stdout)
 }
 
 func topicsCmd(ctx context.Context, args []string) error {

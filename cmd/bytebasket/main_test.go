@@ -25,17 +25,7 @@ import (
 var binary string
 
 // TestMain builds the real binary once; the tests run it as a user would.
-func TestMain(m *testing.M) {
-	var cleanup func()
-	var err error
-	if binary, cleanup, err = testenv.BuildBinary(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithBinary(m, &binary) }
 
 func eventsOn(t *testing.T, brokers, prefix string) int64 {
 	t.Helper()

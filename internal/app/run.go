@@ -16,9 +16,9 @@ import (
 )
 
 // Run is embedded mode: an in-process broker persisted under the data directory, the
-// simulator producing into it, the stream processor writing the embedded store, and the ops
-// endpoints, until ctx is cancelled (SIGTERM). Later roles (archive, serve) join here
-// against the same broker address.
+// simulator producing into it, the stream processor writing the embedded store, the
+// archiver writing the local lake, and the ops endpoints, until ctx is cancelled (SIGTERM).
+// Later roles (serve) join here against the same broker address.
 func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -62,11 +62,37 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	go func() { procDone <- runProcessor(procCtx, cfg, st, srv) }()
 	defer func() { stopProc(); <-procDone }()
 
+	// The archiver writes the local lake; files roll at least every minute, so batch jobs
+	// see recent hours soon.
+	cfg.Lake.Backend = "local"
+	cfg.Archive.RollInterval = min(cfg.Archive.RollInterval, time.Minute)
+	lk, err := openLake(cfg)
+	if err != nil {
+		return err
+	}
+	defer lk.Close()
+	archCtx, stopArch := context.WithCancel(ctx)
+	archDone := make(chan error, 1)
+	go func() { archDone <- runArchiver(archCtx, cfg, lk, srv.Registry, nil) }()
+	defer func() {
+		stopArch()
+		if err := <-archDone; err != nil {
+			slog.Error("archiver", "err", err)
+		}
+	}()
+	// Trends over the local lake with DuckDB, on a schedule, into the same store.
+	cfg.Batch.Engine = "duckdb"
+	trendsCtx, stopTrends := context.WithCancel(ctx)
+	trendsDone := make(chan struct{})
+	go func() { defer close(trendsDone); scheduleTrends(trendsCtx, cfg, st, srv.Registry) }()
+	defer func() { stopTrends(); <-trendsDone }()
+
 	dataDir, _ := filepath.Abs(cfg.DataDir)
 	fmt.Fprintf(out, "bytebasket embedded mode ready in %s\n", time.Since(t0).Round(time.Millisecond))
 	fmt.Fprintf(out, "  kafka (embedded): %s\n", broker.Addr())
 	fmt.Fprintf(out, "  http:             http://%s (/healthz /readyz /metrics)\n", srv.Addr())
 	fmt.Fprintf(out, "  store (embedded): %s\n", filepath.Join(dataDir, "store"))
+	fmt.Fprintf(out, "  lake (local):     %s\n", localLakeRoot(cfg))
 	fmt.Fprintf(out, "  data dir:         %s\n", dataDir)
 	srv.SetHealthy(true)
 

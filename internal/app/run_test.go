@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/model"
+	"github.com/bytebasket/bytebasket/internal/store/embedded"
 )
 
 type syncBuffer struct {
@@ -26,10 +29,13 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// Embedded mode end to end: it comes up healthy, produces, exposes metrics, and on
-// cancellation (SIGTERM) drains and reports what it produced.
+// Embedded mode end to end: it comes up healthy, produces, archives to the local lake,
+// computes trends from it on a schedule, exposes metrics, and on cancellation (SIGTERM)
+// drains and reports what it produced.
 func TestRunEmbedded(t *testing.T) {
 	cfg := embeddedDefaults(t)
+	cfg.Archive.RollInterval = time.Second
+	cfg.Batch.Interval = time.Second
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -48,6 +54,23 @@ func TestRunEmbedded(t *testing.T) {
 		m := produced.FindStringSubmatch(body(t, base+"/metrics"))
 		return m != nil && m[1] != "0"
 	})
+	// Lake files appear, then a trends run that started after them succeeds.
+	lakeFiles := func() int {
+		files, _ := filepath.Glob(filepath.Join(cfg.DataDir, "lake", "stream=*", "date=*", "hour=*", "*.parquet"))
+		return len(files)
+	}
+	waitFor(t, 30*time.Second, func() bool { return lakeFiles() > 0 })
+	trendRuns := regexp.MustCompile(`(?m)^bytebasket_trends_runs_total\{result="ok"\} (\d+)`)
+	runs := func() int {
+		m := trendRuns.FindStringSubmatch(body(t, base+"/metrics"))
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	before := runs()
+	waitFor(t, 60*time.Second, func() bool { return runs() >= before+2 })
 	cancel()
 	select {
 	case err := <-done:
@@ -56,6 +79,25 @@ func TestRunEmbedded(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not shut down")
+	}
+	st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), cfg.Retention.Duration())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	trends, err := st.Trends(context.Background(), model.TrendHour, now.Add(-2*time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var active int64
+	for _, tr := range trends {
+		if tr.Key.Platform == "all" {
+			active += tr.ActiveUsers
+		}
+	}
+	if active == 0 {
+		t.Fatalf("no hourly trend with active users after scheduled runs: %+v", trends)
 	}
 	m := regexp.MustCompile(`produced (\d+) events`).FindStringSubmatch(out.String())
 	if m == nil {

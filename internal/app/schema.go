@@ -20,7 +20,7 @@ func SchemaApply(ctx context.Context, cfg config.Config, out io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	applied, err := cassandra.ApplySchema(ctx, s, cfg.Cassandra, cfg.Retention.Duration())
+	applied, err := cassandra.ApplySchema(ctx, s, cfg.Cassandra, cfg.Retention.Duration(), cassandra.WithHistory(cfg.Retention.HistoryDuration()))
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/bytebasket/bytebasket/internal/batch"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/store/cassandra"
 	"github.com/bytebasket/bytebasket/internal/store/embedded"
@@ -14,6 +15,8 @@ import (
 // servingStore is what the roles need of the serving store; each backend provides it.
 type servingStore interface {
 	stream.Sink
+	batch.Sink
+	batch.TrendReader
 	Close() error
 }
 
@@ -27,7 +30,8 @@ func openStore(ctx context.Context, cfg config.Config) (servingStore, error) {
 		}
 		return s, nil
 	case "embedded":
-		s, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), cfg.Retention.Duration())
+		s, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), cfg.Retention.Duration(),
+			embedded.WithHistory(cfg.Retention.HistoryDuration()))
 		if err != nil {
 			return nil, err
 		}

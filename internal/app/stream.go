@@ -67,27 +67,34 @@ func runProcessor(ctx context.Context, cfg config.Config, sink stream.Sink, srv 
 	if err != nil {
 		return err
 	}
-	readyCtx, stopReady := context.WithCancel(ctx)
-	defer stopReady()
-	if srv != nil {
-		go func() {
-			t := time.NewTicker(200 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-readyCtx.Done():
-					srv.SetReady(false) // draining
-					return
-				case <-t.C:
-					srv.SetReady(proc.Ready())
-				}
-			}
-		}()
-	}
+	defer keepReady(ctx, srv, proc.Ready)()
 	err = proc.Run(ctx)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	slog.Info("stream processor stopped")
 	return nil
+}
+
+// keepReady keeps /readyz of srv (if not nil) in step with ready until ctx ends or the
+// returned stop is called; then it reports not ready (draining).
+func keepReady(ctx context.Context, srv *ops.Server, ready func() bool) (stop func()) {
+	if srv == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				srv.SetReady(false)
+				return
+			case <-t.C:
+				srv.SetReady(ready())
+			}
+		}
+	}()
+	return cancel
 }

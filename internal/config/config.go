@@ -25,6 +25,7 @@ type Config struct {
 	Store     Store     `yaml:"store"`
 	Cassandra Cassandra `yaml:"cassandra"`
 	Lake      Lake      `yaml:"lake"`
+	Archive   Archive   `yaml:"archive"`
 	Batch     Batch     `yaml:"batch"`
 	Spark     Spark     `yaml:"spark"`
 	Stream    Stream    `yaml:"stream"`
@@ -86,9 +87,25 @@ type HDFS struct {
 	KerberosKeytab         string `yaml:"kerberos_keytab"`
 }
 
+// Archive configures `bytebasket archive`: how raw events are buffered into lake files.
+type Archive struct {
+	Group string `yaml:"group"` // Kafka consumer group
+	// A file is written when its buffered records reach RollBytes (as read from Kafka) or
+	// when its first record has waited RollInterval; the latter bounds how stale the lake is.
+	RollBytes    int64         `yaml:"roll_bytes"`
+	RollInterval time.Duration `yaml:"roll_interval"`
+	// MaxBufferedBytes bounds memory: past it the largest buffers are written early.
+	MaxBufferedBytes int64  `yaml:"max_buffered_bytes"`
+	Compression      string `yaml:"compression"` // zstd or snappy
+}
+
 // Batch picks the SQL engine of batch jobs: "duckdb" (embedded) or "spark".
 type Batch struct {
 	Engine string `yaml:"engine"`
+	// Interval is how often `bytebasket run` recomputes the trends of the last Lookback
+	// (the hours late events can still change) and the whole current day.
+	Interval time.Duration `yaml:"interval"`
+	Lookback time.Duration `yaml:"lookback"`
 }
 
 // Spark configures the Spark Connect client.
@@ -140,10 +157,18 @@ type SASL struct {
 // Retention is the one retention policy: topic retention, store TTLs and lake partitions.
 type Retention struct {
 	Days int `yaml:"days"`
+	// HistoryDays is how long batch history (hourly and daily trends) stays in the serving
+	// store: far longer than raw events, because it is small and is what trends look back on.
+	HistoryDays int `yaml:"history_days"`
 }
 
 // Duration is the retention period.
 func (r Retention) Duration() time.Duration { return time.Duration(r.Days) * 24 * time.Hour }
+
+// HistoryDuration is the retention period of batch history.
+func (r Retention) HistoryDuration() time.Duration {
+	return time.Duration(r.HistoryDays) * 24 * time.Hour
+}
 
 // Sim configures the shopper simulator.
 type Sim struct {
@@ -171,14 +196,18 @@ func Default() Config {
 			Hosts: []string{"127.0.0.1:9042"}, Keyspace: "bytebasket", LocalDC: "datacenter1",
 			ReplicationFactor: 1, Consistency: "LOCAL_QUORUM", Timeout: 10 * time.Second,
 		},
-		Lake:  Lake{Backend: "local", Root: "lake", HDFS: HDFS{Namenodes: []string{"127.0.0.1:8020"}, Replication: 1}},
-		Batch: Batch{Engine: "duckdb"},
+		Lake: Lake{Backend: "local", Root: "lake", HDFS: HDFS{Namenodes: []string{"127.0.0.1:8020"}, Replication: 1}},
+		Archive: Archive{
+			Group: "bytebasket-archive", RollBytes: 128 << 20, RollInterval: 5 * time.Minute,
+			MaxBufferedBytes: 512 << 20, Compression: "zstd",
+		},
+		Batch: Batch{Engine: "duckdb", Interval: 5 * time.Minute, Lookback: 2 * time.Hour},
 		Spark: Spark{Remote: "sc://127.0.0.1:15002"},
 		Stream: Stream{
 			Group: "bytebasket-stream", AllowedLateness: 2 * time.Minute, SessionGap: 30 * time.Minute,
 			FlushInterval: 250 * time.Millisecond, CheckpointInterval: 5 * time.Second, MaxFuture: time.Hour,
 		},
-		Retention: Retention{Days: 7},
+		Retention: Retention{Days: 7, HistoryDays: 365},
 		Sim:       Sim{Enabled: true, Users: 10000, Rate: 200}, // seed 0: a fresh one per run
 	}
 }
@@ -252,6 +281,21 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	if v, ok := lookup("BYTEBASKET_HDFS_NAMENODES"); ok {
 		cfg.Lake.HDFS.Namenodes = SplitList(v)
 	}
+	str("BYTEBASKET_ARCHIVE_GROUP", &cfg.Archive.Group)
+	if v, ok := lookup("BYTEBASKET_ARCHIVE_ROLL_BYTES"); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("config: BYTEBASKET_ARCHIVE_ROLL_BYTES=%q: %w", v, err)
+		}
+		cfg.Archive.RollBytes = n
+	}
+	if v, ok := lookup("BYTEBASKET_ARCHIVE_ROLL_INTERVAL"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("config: BYTEBASKET_ARCHIVE_ROLL_INTERVAL=%q: %w", v, err)
+		}
+		cfg.Archive.RollInterval = d
+	}
 	str("BYTEBASKET_BATCH_ENGINE", &cfg.Batch.Engine)
 	str("BYTEBASKET_SPARK_REMOTE", &cfg.Spark.Remote)
 	str("BYTEBASKET_SPARK_TOKEN", &cfg.Spark.Token)
@@ -275,6 +319,13 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 			return fmt.Errorf("config: BYTEBASKET_RETENTION_DAYS=%q: %w", v, err)
 		}
 		cfg.Retention.Days = n
+	}
+	if v, ok := lookup("BYTEBASKET_RETENTION_HISTORY_DAYS"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("config: BYTEBASKET_RETENTION_HISTORY_DAYS=%q: %w", v, err)
+		}
+		cfg.Retention.HistoryDays = n
 	}
 	return nil
 }
@@ -302,6 +353,8 @@ func (c Config) Validate() error {
 			c.Kafka.ReplicationFactor, c.Kafka.MinInsyncReplicas)
 	case c.Retention.Days < 1:
 		return fmt.Errorf("config: retention.days must be at least 1, got %d", c.Retention.Days)
+	case c.Retention.HistoryDays < 1:
+		return fmt.Errorf("config: retention.history_days must be at least 1, got %d", c.Retention.HistoryDays)
 	}
 	switch strings.ToUpper(c.Kafka.SASL.Mechanism) {
 	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
@@ -316,6 +369,18 @@ func (c Config) Validate() error {
 	}
 	if c.Lake.Backend != "local" && c.Lake.Backend != "hdfs" {
 		return fmt.Errorf("config: lake.backend %q is not one of local, hdfs", c.Lake.Backend)
+	}
+	if c.Archive.Compression != "zstd" && c.Archive.Compression != "snappy" {
+		return fmt.Errorf("config: archive.compression %q is not one of zstd, snappy", c.Archive.Compression)
+	}
+	if c.Archive.RollBytes < 1<<10 || c.Archive.MaxBufferedBytes < c.Archive.RollBytes {
+		return fmt.Errorf("config: archive.roll_bytes must be at least 1 KiB and at most max_buffered_bytes (%d, %d)", c.Archive.RollBytes, c.Archive.MaxBufferedBytes)
+	}
+	if c.Archive.RollInterval < time.Second {
+		return fmt.Errorf("config: archive.roll_interval must be at least 1s, got %s", c.Archive.RollInterval)
+	}
+	if c.Batch.Interval < time.Second || c.Batch.Lookback < time.Hour {
+		return fmt.Errorf("config: batch.interval must be at least 1s and batch.lookback at least 1h (%s, %s)", c.Batch.Interval, c.Batch.Lookback)
 	}
 	if c.Batch.Engine != "duckdb" && c.Batch.Engine != "spark" {
 		return fmt.Errorf("config: batch.engine %q is not one of duckdb, spark", c.Batch.Engine)

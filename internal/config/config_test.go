@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultsAreEmbedded(t *testing.T) {
@@ -79,5 +80,35 @@ func write(t *testing.T, dir, name, body string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// History retention has its own default, file key, variable and check: trends outlive raw
+// events.
+func TestHistoryRetention(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Retention.HistoryDays != 365 || cfg.Retention.HistoryDuration() != 365*24*time.Hour {
+		t.Fatalf("default history_days %d (%s)", cfg.Retention.HistoryDays, cfg.Retention.HistoryDuration())
+	}
+	if cfg, err = Load("../../config"); err != nil || cfg.Retention.HistoryDays != 365 {
+		t.Fatalf("repo config: history_days %d err %v", cfg.Retention.HistoryDays, err)
+	}
+	dir := t.TempDir()
+	write(t, dir, "retention.yml", "retention:\n  days: 30\n  history_days: 90\n")
+	if cfg, err = Load(dir); err != nil || cfg.Retention.HistoryDays != 90 || cfg.Retention.Days != 30 {
+		t.Fatalf("file: history_days %d days %d err %v", cfg.Retention.HistoryDays, cfg.Retention.Days, err)
+	}
+	t.Setenv("BYTEBASKET_RETENTION_HISTORY_DAYS", "400")
+	if cfg, err = Load(dir); err != nil || cfg.Retention.HistoryDays != 400 {
+		t.Fatalf("env must override file: history_days %d err %v", cfg.Retention.HistoryDays, err)
+	}
+	for _, bad := range []string{"0", "-1", "a year"} {
+		t.Setenv("BYTEBASKET_RETENTION_HISTORY_DAYS", bad)
+		if _, err := Load(dir); err == nil {
+			t.Errorf("accepted history_days %q", bad)
+		}
 	}
 }

@@ -169,3 +169,116 @@ func (b Batch) Len() int {
 	}
 	return n
 }
+
+// TrendGranularity is the bucket length of batch history (trends over the lake).
+type TrendGranularity string
+
+// The trend buckets, aligned to UTC hours and days.
+const (
+	TrendHour TrendGranularity = "hour"
+	TrendDay  TrendGranularity = "day"
+)
+
+// TrendGranularities lists them shortest first.
+var TrendGranularities = []TrendGranularity{TrendHour, TrendDay}
+
+// Duration is the bucket length.
+func (g TrendGranularity) Duration() time.Duration {
+	switch g {
+	case TrendHour:
+		return time.Hour
+	case TrendDay:
+		return 24 * time.Hour
+	}
+	return 0
+}
+
+// AllPlatforms is the Platform of trend rows over every platform together: distinct-user
+// counts of the platforms do not add up (a user shops on several), so batch computes them.
+const AllPlatforms = "all"
+
+// TrendKey names one bucket of one platform (or AllPlatforms).
+type TrendKey struct {
+	Granularity TrendGranularity
+	Start       time.Time // UTC, aligned to the granularity
+	Platform    string
+}
+
+// TrendMetrics is the batch history of one bucket and platform, computed over the lake.
+// Every field is an exact integer so engines can be compared and rows rewritten as-is;
+// ratios are derived (Conversion, AverageOrderValue).
+type TrendMetrics struct {
+	Key TrendKey
+
+	// Distinct users: with any event on either stream, with a product view, with an order.
+	ActiveUsers    int64
+	ProductViewers int64
+	Buyers         int64
+
+	PageViews      int64
+	ProductViews   int64
+	Searches       int64
+	CartAdds       int64
+	Checkouts      int64
+	Orders         int64
+	PaymentsFailed int64
+	Refunds        int64
+	Chargebacks    int64
+
+	// Revenue (order totals) and OrdersByCurrency per ISO currency, in minor units.
+	Revenue          map[string]int64
+	OrdersByCurrency map[string]int64
+}
+
+// Conversion is buyers / active users (0 without active users).
+func (m TrendMetrics) Conversion() float64 {
+	if m.ActiveUsers == 0 {
+		return 0
+	}
+	return float64(m.Buyers) / float64(m.ActiveUsers)
+}
+
+// AverageOrderValue is revenue / orders in currency, in minor units (0 without orders).
+func (m TrendMetrics) AverageOrderValue(currency string) float64 {
+	n := m.OrdersByCurrency[currency]
+	if n == 0 {
+		return 0
+	}
+	return float64(m.Revenue[currency]) / float64(n)
+}
+
+// Batch-only rankings, beside TopProductViews, TopProductRevenue and TopCategoryViews.
+const (
+	TopProductUnits    TopDimension = "product_units"    // units ordered
+	TopCategoryRevenue TopDimension = "category_revenue" // minor units, all currencies summed as-is
+)
+
+// TrendTopDimensions lists the rankings of batch history.
+var TrendTopDimensions = []TopDimension{TopProductViews, TopProductUnits, TopProductRevenue, TopCategoryViews, TopCategoryRevenue}
+
+// TrendTopN is how many items a trend ranking keeps.
+const TrendTopN = 20
+
+// RankedItem is one entry of a ranking.
+type RankedItem struct {
+	ID    string
+	Value int64
+}
+
+// TrendTop is one ranking of one bucket and platform: highest value first, ties by ID.
+// Unlike the stream's TopItems it is final (no partitions to merge), so only the top is kept.
+type TrendTop struct {
+	Key       TrendKey
+	Dimension TopDimension
+	Items     []RankedItem
+}
+
+// Trends is what one batch run writes: whole rows, upserted, so a re-run over the same
+// range rewrites the same values.
+type Trends struct {
+	Metrics []TrendMetrics
+	Tops    []TrendTop
+}
+
+// Len is the number of rows.
+func (t Trends) Len() int { return len(t.Metrics) + len(t.Tops) }

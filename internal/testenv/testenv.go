@@ -74,3 +74,17 @@ func BuildBinary() (path string, cleanup func(), err error) {
 	}
 	return path, func() { os.RemoveAll(dir) }, nil
 }
+
+// MainWithBinary is a TestMain body: it builds the binary into *binary, runs the tests and
+// exits with their code.
+func MainWithBinary(m *testing.M, binary *string) {
+	path, cleanup, err := BuildBinary()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*binary = path
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}

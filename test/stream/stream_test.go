@@ -29,17 +29,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	var cleanup func()
-	var err error
-	if binary, cleanup, err = testenv.BuildBinary(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithBinary(m, &binary) }
 
 // env is one isolated deployment on the shared cluster: its own topics, keyspace and group.
 type env struct {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/lake"
 	"github.com/colinmarc/hdfs/v2"
 )
 
@@ -27,11 +28,7 @@ type FS struct {
 }
 
 // FileInfo describes one lake file.
-type FileInfo struct {
-	Path    string // relative to the root
-	Size    int64
-	ModTime time.Time
-}
+type FileInfo = lake.FileInfo
 
 // Open connects to the namenodes of cfg.
 func Open(cfg config.Lake) (*FS, error) {
@@ -128,7 +125,7 @@ func (f *FS) List(ctx context.Context, dir string) ([]FileInfo, error) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if info.IsDir() || hidden(path.Base(p)) {
+		if info.IsDir() || lake.Hidden(path.Base(p)) {
 			return nil
 		}
 		rel := p[len(f.root):]
@@ -142,7 +139,24 @@ func (f *FS) List(ctx context.Context, dir string) ([]FileInfo, error) {
 	return out, nil
 }
 
-func hidden(name string) bool { return name != "" && (name[0] == '_' || name[0] == '.') }
+// ReadDir returns the names of dir's visible entries, sorted.
+func (f *FS) ReadDir(_ context.Context, dir string) ([]string, error) {
+	infos, err := f.client.ReadDir(f.abs(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hdfs: read dir %s: %w", dir, err)
+	}
+	var names []string
+	for _, fi := range infos {
+		if !lake.Hidden(fi.Name()) {
+			names = append(names, fi.Name())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
 
 // ReadFile returns a whole file.
 func (f *FS) ReadFile(_ context.Context, rel string) ([]byte, error) {

@@ -30,7 +30,8 @@ func TestMigrationsRenderAndRejectBadKeyspace(t *testing.T) {
 		t.Fatalf("migrations %+v", migs)
 	}
 	all := fmt.Sprint(migs)
-	for _, want := range []string{"'datacenter1': 1", "default_time_to_live = 259200", "bytebasket.events_by_user"} {
+	for _, want := range []string{"'datacenter1': 1", "default_time_to_live = 259200", "bytebasket.events_by_user",
+		"bytebasket.trend_metrics", "default_time_to_live = 31536000"} { // history: the 365-day default
 		if !strings.Contains(all, want) {
 			t.Errorf("rendered schema lacks %q", want)
 		}

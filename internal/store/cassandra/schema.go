@@ -35,16 +35,35 @@ type schemaParams struct {
 	Keyspace          string
 	LocalDC           string
 	ReplicationFactor int
-	TTLSeconds        int64
+	TTLSeconds        int64 // retention.days: live metrics and raw events
+	HistoryTTLSeconds int64 // retention.history_days: batch history
+}
+
+// SchemaOption adjusts how the schema is rendered and applied.
+type SchemaOption func(*schemaOptions)
+
+type schemaOptions struct{ history time.Duration }
+
+// WithHistory sets the TTL of the batch-history tables (retention.history_days); without
+// it they get the default history retention.
+func WithHistory(d time.Duration) SchemaOption { return func(o *schemaOptions) { o.history = d } }
+
+func schemaOpts(opts []SchemaOption) schemaOptions {
+	o := schemaOptions{history: config.Default().Retention.HistoryDuration()}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
 }
 
 // Migrations renders the schema files for cfg, in version order. Version 0 (the keyspace
 // and the migrations table) is idempotent and runs on every apply.
-func Migrations(cfg config.Cassandra, retention time.Duration) ([]Migration, error) {
+func Migrations(cfg config.Cassandra, retention time.Duration, opts ...SchemaOption) ([]Migration, error) {
 	if !keyspaceName.MatchString(cfg.Keyspace) {
 		return nil, fmt.Errorf("cassandra: keyspace name %q must match %s", cfg.Keyspace, keyspaceName)
 	}
-	p := schemaParams{cfg.Keyspace, cfg.LocalDC, cfg.ReplicationFactor, int64(retention / time.Second)}
+	o := schemaOpts(opts)
+	p := schemaParams{cfg.Keyspace, cfg.LocalDC, cfg.ReplicationFactor, int64(retention / time.Second), int64(o.history / time.Second)}
 	files, err := fs.Glob(schemaFS, "schema/*.cql")
 	if err != nil {
 		return nil, err
@@ -96,10 +115,10 @@ func splitStatements(cql string) []string {
 
 // ApplySchema brings the keyspace to the newest schema version. It is safe to run twice or
 // concurrently: every statement is IF NOT EXISTS and applied versions are skipped. It then
-// sets every table's default TTL to the retention policy, so changing retention needs no
-// new migration. It returns the versions it applied.
-func ApplySchema(ctx context.Context, s *gocql.Session, cfg config.Cassandra, retention time.Duration) ([]int, error) {
-	migs, err := Migrations(cfg, retention)
+// sets every table's default TTL to the retention policy (history tables: WithHistory), so
+// changing retention needs no new migration. It returns the versions it applied.
+func ApplySchema(ctx context.Context, s *gocql.Session, cfg config.Cassandra, retention time.Duration, opts ...SchemaOption) ([]int, error) {
+	migs, err := Migrations(cfg, retention, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +151,7 @@ func ApplySchema(ctx context.Context, s *gocql.Session, cfg config.Cassandra, re
 		}
 		done = append(done, m.Version)
 	}
-	return done, applyTTL(ctx, s, cfg.Keyspace, retention)
+	return done, applyTTL(ctx, s, cfg.Keyspace, retention, schemaOpts(opts).history)
 }
 
 func exec(ctx context.Context, s *gocql.Session, m Migration) error {
@@ -149,23 +168,29 @@ func exec(ctx context.Context, s *gocql.Session, m Migration) error {
 // find its offsets).
 var noTTL = map[string]bool{"schema_migrations": true, "stream_checkpoints": true}
 
+// historyTables hold batch history: they expire with retention.history_days.
+var historyTables = map[string]bool{"trend_metrics": true, "trend_tops": true}
+
 // applyTTL sets default_time_to_live on every table of the keyspace that expires rows
-// (all but those in noTTL).
-func applyTTL(ctx context.Context, s *gocql.Session, keyspace string, retention time.Duration) error {
+// (all but those in noTTL): the history retention on historyTables, the retention on the rest.
+func applyTTL(ctx context.Context, s *gocql.Session, keyspace string, retention, history time.Duration) error {
 	iter := s.Query("SELECT table_name, default_time_to_live FROM system_schema.tables WHERE keyspace_name = ?", keyspace).IterContext(ctx)
 	var name string
 	var ttl int
-	want := int(retention / time.Second)
-	var stale []string
+	stale := map[string]int{}
 	for iter.Scan(&name, &ttl) {
+		want := int(retention / time.Second)
+		if historyTables[name] {
+			want = int(history / time.Second)
+		}
 		if !noTTL[name] && ttl != want {
-			stale = append(stale, name)
+			stale[name] = want
 		}
 	}
 	if err := iter.Close(); err != nil {
 		return fmt.Errorf("cassandra: list tables: %w", err)
 	}
-	for _, t := range stale {
+	for t, want := range stale {
 		if err := s.Query(fmt.Sprintf("ALTER TABLE %s.%s WITH default_time_to_live = %d", keyspace, t, want)).ExecContext(ctx); err != nil {
 			return fmt.Errorf("cassandra: set TTL of %s: %w", t, err)
 		}

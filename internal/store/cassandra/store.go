@@ -31,6 +31,10 @@ const (
 	sessionWindowCols = "granularity, day, window_start, platform, partition, sessions, browsed, abandoned_cart, " +
 		"abandoned_checkout, purchased, duration_sum_millis"
 	checkpointCols = "group_name, partition, offsets, state, updated_at"
+	trendCols      = "granularity, month, bucket_start, platform, active_users, product_viewers, buyers, " +
+		"page_views, product_views, searches, cart_adds, checkouts, orders, payments_failed, refunds, chargebacks, " +
+		"revenue, orders_by_currency"
+	trendTopCols = "granularity, bucket_start, dimension, platform, item_ids, item_values"
 )
 
 // Store is the serving store on Cassandra: the stream's rows (internal/model) in the
@@ -40,6 +44,7 @@ type Store struct {
 
 	insWindow, insTop, insSession, insSessionWindow, insCheckpoint                       string
 	selWindows, selTops, selSessions, selSessionsLimit, selSessionWindows, selCheckpoint string
+	insTrend, insTrendTop, selTrends, selTrendTops                                       string
 }
 
 // NewStore connects and prepares the Store's statements, so a missing schema fails here
@@ -72,9 +77,16 @@ func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
 		selSessionWindows: "SELECT " + sessionWindowRead + " FROM " + ks + ".session_windows" +
 			" WHERE granularity = ? AND day = ? AND window_start >= ? AND window_start < ?",
 		selCheckpoint: "SELECT " + checkpointCols + " FROM " + ks + ".stream_checkpoints WHERE group_name = ? AND partition = ?",
+		insTrend:      insert(ks, "trend_metrics", trendCols),
+		insTrendTop:   insert(ks, "trend_tops", trendTopCols),
+		selTrends: "SELECT " + strings.Replace(trendCols, "month, ", "", 1) + " FROM " + ks + ".trend_metrics" +
+			" WHERE granularity = ? AND month = ? AND bucket_start >= ? AND bucket_start < ?",
+		selTrendTops: "SELECT " + trendTopCols + " FROM " + ks + ".trend_tops" +
+			" WHERE granularity = ? AND bucket_start = ? AND dimension = ?",
 	}
 	for _, stmt := range []string{st.insWindow, st.insTop, st.insSession, st.insSessionWindow, st.insCheckpoint,
-		st.selWindows, st.selTops, st.selSessions, st.selSessionsLimit, st.selSessionWindows, st.selCheckpoint} {
+		st.selWindows, st.selTops, st.selSessions, st.selSessionsLimit, st.selSessionWindows, st.selCheckpoint,
+		st.insTrend, st.insTrendTop, st.selTrends, st.selTrendTops} {
 		// Keyspace "" matches the prepared-statement cache key queries use (they name the
 		// keyspace in their text), so this also warms the cache.
 		if _, err := s.StatementMetadata(ctx, stmt, ""); err != nil {

@@ -20,12 +20,16 @@ import (
 //	sessions_by_user:   's' user start^ session_id
 //	session_windows:    'x' g start^ platform partition
 //	stream_checkpoints: 'c' group partition
+//	trend_metrics:      'h' g start^ platform
+//	trend_tops:         'k' g start^ dimension platform
 const (
 	tagWindow        byte = 'w'
 	tagTop           byte = 't'
 	tagSession       byte = 's'
 	tagSessionWindow byte = 'x'
 	tagCheckpoint    byte = 'c'
+	tagTrend         byte = 'h'
+	tagTrendTop      byte = 'k'
 )
 
 // valueVersion leads every value so the encoding can evolve without a migration.
@@ -363,4 +367,81 @@ func decodeCheckpoint(key, val []byte) (*model.Checkpoint, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+func trendKey(k model.TrendKey) []byte {
+	b := keyPrefix(tagTrend, string(k.Granularity))
+	b = binary.BigEndian.AppendUint64(b, invMillis(k.Start))
+	return appendStr(b, k.Platform)
+}
+
+func trendTopPrefix(g model.TrendGranularity, start time.Time, dim model.TopDimension) []byte {
+	b := keyPrefix(tagTrendTop, string(g))
+	b = binary.BigEndian.AppendUint64(b, invMillis(start))
+	return appendStr(b, string(dim))
+}
+
+func trendTopKey(t *model.TrendTop) []byte {
+	return appendStr(trendTopPrefix(t.Key.Granularity, t.Key.Start, t.Dimension), t.Key.Platform)
+}
+
+func encodeTrend(m *model.TrendMetrics) []byte {
+	b := make([]byte, 0, 1+12*binary.MaxVarintLen64+countsSize(m.Revenue)+countsSize(m.OrdersByCurrency))
+	b = append(b, valueVersion)
+	b = appendInts(b, m.ActiveUsers, m.ProductViewers, m.Buyers, m.PageViews, m.ProductViews, m.Searches,
+		m.CartAdds, m.Checkouts, m.Orders, m.PaymentsFailed, m.Refunds, m.Chargebacks)
+	b = appendCounts(b, m.Revenue)
+	return appendCounts(b, m.OrdersByCurrency)
+}
+
+func decodeTrend(key, val []byte) (model.TrendMetrics, error) {
+	kd := dec{b: key}
+	kd.byte()
+	var m model.TrendMetrics
+	m.Key = model.TrendKey{Granularity: model.TrendGranularity(kd.str()), Start: kd.invTime(), Platform: kd.str()}
+	if err := kd.done(); err != nil {
+		return m, err
+	}
+	d := dec{b: val}
+	d.version()
+	for _, p := range []*int64{&m.ActiveUsers, &m.ProductViewers, &m.Buyers, &m.PageViews, &m.ProductViews, &m.Searches,
+		&m.CartAdds, &m.Checkouts, &m.Orders, &m.PaymentsFailed, &m.Refunds, &m.Chargebacks} {
+		*p = d.varint()
+	}
+	m.Revenue = d.counts()
+	m.OrdersByCurrency = d.counts()
+	return m, d.done()
+}
+
+// encodeTrendTop keeps the items in rank order (a ranking is a list, not a map).
+func encodeTrendTop(t *model.TrendTop) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(t.Items)*(24+binary.MaxVarintLen64))
+	b = append(b, valueVersion)
+	b = binary.AppendUvarint(b, uint64(len(t.Items)))
+	for _, it := range t.Items {
+		b = appendStr(b, it.ID)
+		b = binary.AppendVarint(b, it.Value)
+	}
+	return b
+}
+
+func decodeTrendTop(key, val []byte) (model.TrendTop, error) {
+	kd := dec{b: key}
+	kd.byte()
+	var t model.TrendTop
+	t.Key.Granularity, t.Key.Start = model.TrendGranularity(kd.str()), kd.invTime()
+	t.Dimension, t.Key.Platform = model.TopDimension(kd.str()), kd.str()
+	if err := kd.done(); err != nil {
+		return t, err
+	}
+	d := dec{b: val}
+	d.version()
+	n := d.uvarint()
+	if n > uint64(len(d.b)) { // each item takes at least 2 bytes: a bound on n
+		d.fail()
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		t.Items = append(t.Items, model.RankedItem{ID: d.str(), Value: d.varint()})
+	}
+	return t, d.done()
 }

@@ -2,22 +2,26 @@
 // as the Cassandra backend, kept in a BadgerDB directory inside the process.
 //
 // Every row is a whole value under a deterministic key (see codec.go), written with a TTL of
-// the retention, so replaying a batch rewrites the same state. Checkpoints never expire.
+// the retention (batch history: the history retention), so replaying a batch rewrites the
+// same state. Checkpoints never expire.
 package embedded
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/model"
 )
 
@@ -29,6 +33,7 @@ const gcInterval = 5 * time.Minute
 type Store struct {
 	db        *badger.DB
 	retention time.Duration
+	history   time.Duration // TTL of batch history (trends)
 
 	stop      chan struct{}
 	gcDone    chan struct{}
@@ -36,9 +41,16 @@ type Store struct {
 	closeErr  error
 }
 
+// Option adjusts an opened Store.
+type Option func(*Store)
+
+// WithHistory sets how long batch history (trend rows) lives: retention.history_days.
+// Without it, trend rows get the default history retention.
+func WithHistory(d time.Duration) Option { return func(s *Store) { s.history = d } }
+
 // Open opens (or creates) the store in dir. Rows expire retention after they were last
-// written; retention <= 0 keeps them forever.
-func Open(dir string, retention time.Duration) (*Store, error) {
+// written (trend rows: WithHistory); a duration <= 0 keeps them forever.
+func Open(dir string, retention time.Duration, options ...Option) (*Store, error) {
 	opts := badger.DefaultOptions(dir).
 		WithLogger(slogLogger{slog.Default().With("component", "badger")}).
 		// Durability comes from an explicit Sync when a checkpoint is written (see Write):
@@ -54,7 +66,11 @@ func Open(dir string, retention time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, retention: retention, stop: make(chan struct{}), gcDone: make(chan struct{})}
+	s := &Store{db: db, retention: retention, history: config.Default().Retention.HistoryDuration(),
+		stop: make(chan struct{}), gcDone: make(chan struct{})}
+	for _, o := range options {
+		o(s)
+	}
 	go s.gcLoop()
 	return s, nil
 }
@@ -100,16 +116,7 @@ func (s *Store) Write(ctx context.Context, b model.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var expiresAt uint64
-	if s.retention > 0 {
-		// One expiry for the whole batch, rounded up to badger's 1 s resolution so a row
-		// lives at least the retention (Entry.WithTTL rounds down and can expire early).
-		end := time.Now().Add(s.retention)
-		expiresAt = uint64(end.Unix())
-		if end.Nanosecond() != 0 {
-			expiresAt++
-		}
-	}
+	expiresAt := expiry(s.retention)
 
 	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
 	defer func() { w.txn.Discard() }()
@@ -145,6 +152,84 @@ func (s *Store) Write(ctx context.Context, b model.Batch) error {
 		}
 	}
 	return nil
+}
+
+// expiry is badger's expiry for a row written now that must live ttl (0: never). One
+// expiry serves a whole batch, rounded up to badger's 1 s resolution so a row lives at least
+// ttl (Entry.WithTTL rounds down and can expire early).
+func expiry(ttl time.Duration) uint64 {
+	if ttl <= 0 {
+		return 0
+	}
+	end := time.Now().Add(ttl)
+	expiresAt := uint64(end.Unix())
+	if end.Nanosecond() != 0 {
+		expiresAt++
+	}
+	return expiresAt
+}
+
+// WriteTrends upserts every row of t whole, with TTL = the history retention, in as few
+// transactions as fit.
+func (s *Store) WriteTrends(ctx context.Context, t model.Trends) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	expiresAt := expiry(s.history)
+	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
+	defer func() { w.txn.Discard() }()
+	for i := range t.Metrics {
+		r := &t.Metrics[i]
+		w.set(trendKey(r.Key), encodeTrend(r), expiresAt)
+	}
+	for i := range t.Tops {
+		r := &t.Tops[i]
+		w.set(trendTopKey(r), encodeTrendTop(r), expiresAt)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.txn.Commit(); err != nil {
+		return fmt.Errorf("embedded: commit: %w", err)
+	}
+	return nil
+}
+
+// Trends returns the trend metrics of granularity g with Start in [from, to), every
+// platform, newest first.
+func (s *Store) Trends(ctx context.Context, g model.TrendGranularity, from, to time.Time) ([]model.TrendMetrics, error) {
+	var out []model.TrendMetrics
+	err := s.scanRange(ctx, tagTrend, string(g), from, to, func(k, v []byte) error {
+		m, err := decodeTrend(k, v)
+		out = append(out, m)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: trends %s: %w", g, err)
+	}
+	// Keys order platforms by length first (length-prefixed strings); Cassandra orders
+	// them by name.
+	slices.SortStableFunc(out, func(a, b model.TrendMetrics) int {
+		return cmp.Or(b.Key.Start.Compare(a.Key.Start), strings.Compare(a.Key.Platform, b.Key.Platform))
+	})
+	return out, nil
+}
+
+// TrendTops returns the rankings dim of the bucket (g, start), one per platform, in
+// platform order.
+func (s *Store) TrendTops(ctx context.Context, g model.TrendGranularity, start time.Time, dim model.TopDimension) ([]model.TrendTop, error) {
+	var out []model.TrendTop
+	prefix := trendTopPrefix(g, start, dim)
+	err := s.scan(ctx, prefix, prefix, 0, func(k, v []byte) (bool, error) {
+		t, err := decodeTrendTop(k, v)
+		out = append(out, t)
+		return true, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: trend tops %s %s: %w", g, dim, err)
+	}
+	slices.SortFunc(out, func(a, b model.TrendTop) int { return strings.Compare(a.Key.Platform, b.Key.Platform) })
+	return out, nil
 }
 
 // writer fills a transaction, committing and starting another when it is full.
@@ -208,7 +293,7 @@ func (s *Store) LoadCheckpoint(ctx context.Context, group string, partition int3
 // platform and partition, newest first.
 func (s *Store) Windows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.WindowMetrics, error) {
 	var out []model.WindowMetrics
-	err := s.scanRange(ctx, tagWindow, g, from, to, func(k, v []byte) error {
+	err := s.scanRange(ctx, tagWindow, string(g), from, to, func(k, v []byte) error {
 		w, err := decodeWindow(k, v)
 		out = append(out, w)
 		return err
@@ -223,7 +308,7 @@ func (s *Store) Windows(ctx context.Context, g model.Granularity, from, to time.
 // every platform and partition, newest first.
 func (s *Store) SessionWindows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.SessionWindow, error) {
 	var out []model.SessionWindow
-	err := s.scanRange(ctx, tagSessionWindow, g, from, to, func(k, v []byte) error {
+	err := s.scanRange(ctx, tagSessionWindow, string(g), from, to, func(k, v []byte) error {
 		w, err := decodeSessionWindow(k, v)
 		out = append(out, w)
 		return err
@@ -234,12 +319,13 @@ func (s *Store) SessionWindows(ctx context.Context, g model.Granularity, from, t
 	return out, nil
 }
 
-// scanRange visits the rows of a window table with Start in [from, to), newest first.
-func (s *Store) scanRange(ctx context.Context, tag byte, g model.Granularity, from, to time.Time, fn func(k, v []byte) error) error {
+// scanRange visits the rows of a window or trend table (keys: tag, granularity, start^)
+// with Start in [from, to), newest first.
+func (s *Store) scanRange(ctx context.Context, tag byte, g string, from, to time.Time, fn func(k, v []byte) error) error {
 	if !from.Before(to) {
 		return ctx.Err()
 	}
-	prefix := keyPrefix(tag, string(g))
+	prefix := keyPrefix(tag, g)
 	startAt := len(prefix)
 	// Keys of Start == to's millisecond sort first among those not after it; newer ones
 	// sort before the seek key and are never visited.

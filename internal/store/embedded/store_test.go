@@ -10,6 +10,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/bytebasket/bytebasket/internal/batch/batchtest"
 	"github.com/bytebasket/bytebasket/internal/model"
 )
 
@@ -502,4 +503,52 @@ func BenchmarkWrite(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+func TestTrends(t *testing.T) {
+	batchtest.TestTrendStore(t, open(t, t.TempDir(), time.Hour))
+}
+
+// Trend rows expire with the history retention, not the retention of live rows.
+func TestTrendsExpireWithHistory(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, time.Hour, WithHistory(1500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	rows := batchtest.SampleTrends()
+	start := rows.Metrics[0].Key.Start
+	if err := s.WriteTrends(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	write(t, s, model.Batch{Windows: []model.WindowMetrics{window(model.Minute, base, "web", 0, 1)}})
+	span := func() (int, int) {
+		tr, err := s.Trends(ctx, model.TrendHour, start.Add(-time.Hour), start.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := s.Windows(ctx, model.Minute, base, base.Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(tr), len(w)
+	}
+	if tr, w := span(); tr == 0 || w != 1 {
+		t.Fatalf("before expiry: %d trend rows, %d windows", tr, w)
+	}
+	time.Sleep(2600 * time.Millisecond) // badger expires at whole seconds
+	if tr, w := span(); tr != 0 || w != 1 {
+		t.Fatalf("after the history TTL: %d trend rows (want 0), %d windows (want 1)", tr, w)
+	}
+	// Without WithHistory, trend rows get the default history retention (a year), not an hour.
+	d, err := Open(t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.history != 365*24*time.Hour {
+		t.Fatalf("default history TTL %s", d.history)
+	}
 }
