@@ -5,22 +5,41 @@ BIN       := bin/bytebasket
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-unit bench bench-cluster proto proto-check lint fuzz clean cluster-up cluster-down
+.PHONY: all web build run test test-unit bench bench-cluster proto proto-check lint fuzz clean cluster-up cluster-down
 
 all: build
 
-build:
+# The dashboard's chart library: installed from web/package-lock.json (npm ci only when
+# web/node_modules is missing or older than the lock file) and copied, with its licenses, into
+# the embedded assets. Nothing third-party is committed.
+VENDOR := internal/dashboard/assets/vendor
+
+web: $(VENDOR)/chart.umd.js
+
+web/node_modules: web/package-lock.json web/package.json
+	npm ci --prefix web --no-audit --no-fund
+	@touch $@
+
+# Chart.js bundles @kurkle/color, so both licenses ship beside the bundle.
+$(VENDOR)/chart.umd.js: web/node_modules
+	@mkdir -p $(VENDOR)
+	cp web/node_modules/chart.js/dist/chart.umd.js $(VENDOR)/chart.umd.js
+	cp web/node_modules/chart.js/LICENSE.md $(VENDOR)/chart.js.LICENSE.md
+	cp web/node_modules/@kurkle/color/LICENSE.md $(VENDOR)/kurkle-color.LICENSE.md
+
+build: web
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bytebasket
 
 # Embedded mode: broker, simulator and HTTP endpoints in one process.
-run:
+run: web
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/bytebasket run
 
 # The whole suite: generated code is current, code is vetted, the real servers of
 # deploy/local are up (a no-op when they already are), and every test runs, integration
 # tests included. Under CI=true a server that is not up fails its tests.
-test: proto-check lint cluster-up
-	$(GO) test -count=1 -timeout 30m ./...
+test: web proto-check lint cluster-up
+	@mkdir -p test-output  # screenshots and other test artifacts land in test-output/_artifacts
+	$(GO) test -count=1 -timeout 30m -artifacts -outputdir $(CURDIR)/test-output ./...
 
 # Single-node Kafka, Cassandra, HDFS and Spark Connect from Maven Central on 127.0.0.1.
 cluster-up:
@@ -46,6 +65,7 @@ bench-cluster: cluster-up
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/stream/
 	$(GO) test -run '^$$' -bench Archive -benchtime 2000000x -cpu 1 ./test/archive/
 	$(GO) test -run '^$$' -bench Trends -benchtime 1x -timeout 60m ./test/batch/
+	$(GO) test -run '^$$' -bench ServeLoad -benchtime 1x -timeout 30m ./test/api/
 
 proto:
 	$(BUF) generate

@@ -26,10 +26,11 @@ var version = ""
 const usage = `bytebasket: e-commerce events to real-time metrics, fraud alerts and trends.
 
 Usage:
-  bytebasket run      [--data-dir DIR] [--http ADDR] [--rate R] [--seed S]   embedded mode, all in one process
+  bytebasket run      [--data-dir DIR] [--http ADDR] [--grpc ADDR] [--rate R] [--seed S]   embedded mode, all in one process
   bytebasket produce  [--brokers HOST:PORT] [--count N | --duration D] [--rate R] [--users U] [--seed S]
   bytebasket stream   [--brokers HOST:PORT] [--http ADDR] [--group G]  live metrics into the serving store
   bytebasket archive  [--brokers HOST:PORT] [--http ADDR] [--lake local|hdfs] [--lake-root DIR]  raw events to Parquet
+  bytebasket serve    [--http ADDR] [--grpc ADDR] [--store embedded|cassandra] [--data-dir DIR]  API, gRPC and dashboard
   bytebasket batch    trends [--since D | --from T --to T] [--engine duckdb|spark]  hourly and daily history
   bytebasket retention [--dry-run]                             delete lake partitions older than retention.days
   bytebasket topics   create|describe [--brokers HOST:PORT]
@@ -59,6 +60,8 @@ func main() {
 		err = streamCmd(ctx, args)
 	case "archive":
 		err = archiveCmd(ctx, args)
+	case "serve":
+		err = serveCmd(ctx, args)
 	case "retention":
 		err = retentionCmd(ctx, args)
 	case "batch":
@@ -106,12 +109,14 @@ func runCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "", "data directory (default bytebasket-data)")
 	httpAddr := fs.String("http", "", "HTTP listen address (default 127.0.0.1:8080)")
+	grpcAddr := fs.String("grpc", "", "gRPC listen address (default 127.0.0.1:9090)")
 	kafkaListen := fs.String("kafka-listen", "", "embedded broker listen address (default 127.0.0.1:19092)")
 	rate := fs.Float64("rate", -1, "simulator mean events/s (0 = simulator off)")
 	seed := fs.Uint64("seed", 0, "simulator seed (0 = fresh)")
 	cfg, err := parse(fs, args, func(c *config.Config) {
 		setStr(&c.DataDir, *dataDir)
 		setStr(&c.HTTPAddr, *httpAddr)
+		setStr(&c.GRPCAddr, *grpcAddr)
 		setStr(&c.Kafka.EmbeddedListen, *kafkaListen)
 		if *rate == 0 {
 			c.Sim.Enabled = false
@@ -211,6 +216,24 @@ func streamCmd(ctx context.Context, args []string) error {
 		return usageError{errors.New("stream: no brokers: pass --brokers or --config")}
 	}
 	return app.Stream(ctx, cfg, os.Stdout)
+}
+
+func serveCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	httpAddr := fs.String("http", "", "HTTP listen address for the API, the dashboard and /healthz, /readyz, /metrics (default 127.0.0.1:8080)")
+	grpcAddr := fs.String("grpc", "", "gRPC listen address (default 127.0.0.1:9090)")
+	storeBackend := fs.String("store", "", "serving store: embedded or cassandra")
+	dataDir := fs.String("data-dir", "", "data directory of the embedded store")
+	cfg, err := parse(fs, args, func(c *config.Config) {
+		setStr(&c.HTTPAddr, *httpAddr)
+		setStr(&c.GRPCAddr, *grpcAddr)
+		setStr(&c.Store.Backend, *storeBackend)
+		setStr(&c.DataDir, *dataDir)
+	})
+	if err != nil {
+		return err
+	}
+	return app.Serve(ctx, cfg, os.Stdout)
 }
 
 func archiveCmd(ctx context.Context, args []string) error {

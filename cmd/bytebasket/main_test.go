@@ -101,7 +101,7 @@ func TestUsageErrors(t *testing.T) {
 // and exits 0; the events survive in the data directory.
 func TestRunServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	dataDir := t.TempDir()
-	cmd := exec.Command(binary, "run", "--data-dir", dataDir, "--http", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--rate", "3000")
+	cmd := exec.Command(binary, "run", "--data-dir", dataDir, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--rate", "3000")
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

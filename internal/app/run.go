@@ -56,6 +56,13 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	// The API reads the same store; deferred after st.Close, so it stops (streams ended,
+	// in-flight requests answered) before the store closes.
+	stopAPI, grpcAddr, err := startAPI(cfg, st, srv)
+	if err != nil {
+		return err
+	}
+	defer stopAPI()
 	// The stream processor runs beside the simulator, on the same broker and the embedded store.
 	procCtx, stopProc := context.WithCancel(ctx)
 	procDone := make(chan error, 1)
@@ -90,7 +97,8 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	dataDir, _ := filepath.Abs(cfg.DataDir)
 	fmt.Fprintf(out, "bytebasket embedded mode ready in %s\n", time.Since(t0).Round(time.Millisecond))
 	fmt.Fprintf(out, "  kafka (embedded): %s\n", broker.Addr())
-	fmt.Fprintf(out, "  http:             http://%s (/healthz /readyz /metrics)\n", srv.Addr())
+	fmt.Fprintf(out, "  http:             http://%s (dashboard /, API /api/v1/, /healthz /readyz /metrics)\n", srv.Addr())
+	fmt.Fprintf(out, "  grpc:             %s (bytebasket.v1.AnalyticsService)\n", grpcAddr)
 	fmt.Fprintf(out, "  store (embedded): %s\n", filepath.Join(dataDir, "store"))
 	fmt.Fprintf(out, "  lake (local):     %s\n", localLakeRoot(cfg))
 	fmt.Fprintf(out, "  data dir:         %s\n", dataDir)

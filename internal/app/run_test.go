@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,6 +55,11 @@ func TestRunEmbedded(t *testing.T) {
 		m := produced.FindStringSubmatch(body(t, base+"/metrics"))
 		return m != nil && m[1] != "0"
 	})
+	// The API reads what the processor writes, beside the dashboard.
+	waitFor(t, 30*time.Second, func() bool { return strings.Contains(body(t, base+"/api/v1/live"), `"page_views"`) })
+	if code := get(t, base+"/"); code != 200 {
+		t.Errorf("dashboard: %d", code)
+	}
 	// Lake files appear, then a trends run that started after them succeeds.
 	lakeFiles := func() int {
 		files, _ := filepath.Glob(filepath.Join(cfg.DataDir, "lake", "stream=*", "date=*", "hour=*", "*.parquet"))
@@ -112,6 +118,7 @@ func embeddedDefaults(t *testing.T) config.Config {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.GRPCAddr = "127.0.0.1:0"
 	cfg.Kafka.EmbeddedListen = "127.0.0.1:0"
 	cfg.Sim.Rate = 2000
 	cfg.Sim.Users = 1000

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/bytebasket/bytebasket/internal/api"
 	"github.com/bytebasket/bytebasket/internal/batch"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/store/cassandra"
@@ -17,6 +18,7 @@ type servingStore interface {
 	stream.Sink
 	batch.Sink
 	batch.TrendReader
+	api.Store
 	Close() error
 }
 

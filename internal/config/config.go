@@ -21,6 +21,7 @@ type Config struct {
 	// DataDir holds everything embedded mode persists (broker log, store, lake).
 	DataDir   string    `yaml:"data_dir"`
 	HTTPAddr  string    `yaml:"http_addr"`
+	GRPCAddr  string    `yaml:"grpc_addr"` // the gRPC AnalyticsService of serve and run
 	Kafka     Kafka     `yaml:"kafka"`
 	Store     Store     `yaml:"store"`
 	Cassandra Cassandra `yaml:"cassandra"`
@@ -183,6 +184,7 @@ func Default() Config {
 	return Config{
 		DataDir:  "bytebasket-data",
 		HTTPAddr: "127.0.0.1:8080",
+		GRPCAddr: "127.0.0.1:9090",
 		Kafka: Kafka{
 			ClientID:          "bytebasket",
 			Partitions:        4,
@@ -261,6 +263,7 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	}
 	str("BYTEBASKET_DATA_DIR", &cfg.DataDir)
 	str("BYTEBASKET_HTTP_ADDR", &cfg.HTTPAddr)
+	str("BYTEBASKET_GRPC_ADDR", &cfg.GRPCAddr)
 	if v, ok := lookup("BYTEBASKET_KAFKA_BROKERS"); ok {
 		cfg.Kafka.Brokers = SplitList(v)
 	}

@@ -7,7 +7,12 @@
 // so even distinct-user counts add up exactly.
 package model
 
-import "time"
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+)
 
 // Granularity is a window length.
 type Granularity string
@@ -124,6 +129,78 @@ type Session struct {
 	Outcome   SessionOutcome // set when Closed
 	Closed    bool           // the gap has passed: the session is final
 	Partition int32
+	Recent    []UserEvent // the session's last SessionRecentLen events, newest first
+}
+
+// SessionRecentLen bounds Session.Recent, so a session row stays small however long it runs.
+// Recent events are in every open session's row and checkpoint: at 20 the stream's p99 at
+// 20k events/s on Cassandra went from 745 ms (none) to 1.2 s; at 5 it is 845 ms.
+const SessionRecentLen = 5
+
+// UserEvent is one event of a session as the per-user view shows it. ProductID, AmountMinor
+// and Currency are set for the kinds that carry them (product views, cart adds, checkouts,
+// orders).
+type UserEvent struct {
+	Time        time.Time
+	Kind        string // the event kind, as in internal/event (page_view, cart_add, ...)
+	ProductID   string
+	AmountMinor int64
+	Currency    string
+}
+
+// The transaction kinds of the live feed.
+const (
+	TxOrderPlaced   = "order_placed"
+	TxPaymentFailed = "payment_failed"
+	TxRefund        = "refund"
+	TxChargeback    = "chargeback"
+)
+
+// TxKinds lists them.
+var TxKinds = []string{TxOrderPlaced, TxPaymentFailed, TxRefund, TxChargeback}
+
+// TxFeedLen bounds a feed: each stream partition keeps the newest TxFeedLen transactions of
+// each kind.
+const TxFeedLen = 200
+
+// TxEvent is one transaction in the live feed.
+type TxEvent struct {
+	Time        time.Time
+	Kind        string // one of TxKinds
+	UserID      string
+	OrderID     string
+	AmountMinor int64 // order total, or the amount failed, refunded or charged back
+	Currency    string
+	Platform    string
+	Reason      string // why a payment failed, a refund or chargeback happened; "" for orders
+	Partition   int32
+}
+
+// TxFeed is one stream partition's newest transactions of one kind, newest first: a whole
+// value per (kind, partition) that readers merge.
+type TxFeed struct {
+	Kind      string
+	Partition int32
+	Events    []TxEvent // newest first, at most TxFeedLen
+}
+
+// MergeTxFeeds is the newest limit events of feeds (all if limit <= 0), newest first. Equal
+// times keep a fixed order (kind, then partition, then feed order), so every backend
+// returns the same list.
+func MergeTxFeeds(feeds []TxFeed, limit int) []TxEvent {
+	feeds = slices.Clone(feeds)
+	slices.SortFunc(feeds, func(a, b TxFeed) int {
+		return cmp.Or(strings.Compare(a.Kind, b.Kind), cmp.Compare(a.Partition, b.Partition))
+	})
+	var out []TxEvent
+	for _, f := range feeds {
+		out = append(out, f.Events...)
+	}
+	slices.SortStableFunc(out, func(a, b TxEvent) int { return b.Time.Compare(a.Time) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit:limit]
+	}
+	return out
 }
 
 // SessionWindow counts sessions that ended (closed) in a window, by outcome, per platform
@@ -158,12 +235,13 @@ type Batch struct {
 	Tops           []TopItems
 	Sessions       []Session
 	SessionWindows []SessionWindow
+	TxFeeds        []TxFeed
 	Checkpoint     *Checkpoint
 }
 
 // Len is the number of rows in the batch, checkpoint included.
 func (b Batch) Len() int {
-	n := len(b.Windows) + len(b.Tops) + len(b.Sessions) + len(b.SessionWindows)
+	n := len(b.Windows) + len(b.Tops) + len(b.Sessions) + len(b.SessionWindows) + len(b.TxFeeds)
 	if b.Checkpoint != nil {
 		n++
 	}

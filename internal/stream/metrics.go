@@ -58,6 +58,7 @@ func (m metrics) countRows(b model.Batch) {
 	m.rows.WithLabelValues("tops").Add(float64(len(b.Tops)))
 	m.rows.WithLabelValues("sessions").Add(float64(len(b.Sessions)))
 	m.rows.WithLabelValues("session_windows").Add(float64(len(b.SessionWindows)))
+	m.rows.WithLabelValues("tx_feeds").Add(float64(len(b.TxFeeds)))
 	if b.Checkpoint != nil {
 		m.rows.WithLabelValues("checkpoints").Inc()
 	}

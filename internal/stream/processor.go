@@ -64,8 +64,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// fullDrainInterval is how often rollup windows, rankings longer than a minute and sessions
-// are written; minute windows go out at every flush.
+// fullDrainInterval is how often each partition's rollup windows, rankings longer than a
+// minute and sessions are written; minute windows go out at every flush.
 const fullDrainInterval = time.Second
 
 // Processor consumes and aggregates. Create with New, then Run.
@@ -81,15 +81,16 @@ type Processor struct {
 	parts     map[int32]*partitionState
 	lastSeen  map[string]time.Time // "topic/partition" -> wall time of the last record
 	eventsM   []int64              // event times since the last flush, for latency
-	lastCkpt  time.Time
-	lastFull  time.Time // last flush that wrote rollups, longer rankings and sessions
+	lastCkpt  map[int32]time.Time  // per partition: checkpoints are staggered
+	lastFull  time.Time            // last flush that gave a partition a full drain
+	fullTurn  int                  // index of the partition whose full drain was last
 	assigned  atomic.Bool
 	dlqFailed atomic.Int64
 }
 
 // New connects the consumer group. reg may be nil.
 func New(cfg Config, kafka config.Kafka, sink Sink, reg prometheus.Registerer) (*Processor, error) {
-	p := &Processor{cfg: cfg, prefix: kafka.TopicPrefix, sink: sink, parts: map[int32]*partitionState{}, lastSeen: map[string]time.Time{}}
+	p := &Processor{cfg: cfg, prefix: kafka.TopicPrefix, sink: sink, parts: map[int32]*partitionState{}, lastSeen: map[string]time.Time{}, lastCkpt: map[int32]time.Time{}}
 	p.limiter = rate.NewLimiter(rate.Inf, 0)
 	if cfg.WriteRateLimit > 0 {
 		p.limiter = rate.NewLimiter(rate.Limit(cfg.WriteRateLimit), int(max(cfg.WriteRateLimit, 1)))
@@ -154,7 +155,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		fetches.EachRecord(p.handle)
 		var err error
 		if time.Since(lastFlush) >= p.cfg.FlushInterval {
-			err = p.flushLocked(ctx, time.Since(p.lastCkpt) >= p.cfg.CheckpointInterval, false, nil)
+			err = p.flushLocked(ctx, false, nil)
 			lastFlush = time.Now()
 		}
 		p.mu.Unlock()
@@ -167,7 +168,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p.mu.Lock()
-	err := p.flushLocked(stopCtx, true, true, nil)
+	err := p.flushLocked(stopCtx, true, nil)
 	p.parts = map[int32]*partitionState{} // checkpointed: nothing left for the revoke callback
 	p.assigned.Store(false)
 	p.mu.Unlock()
@@ -251,23 +252,16 @@ func (p *Processor) activeTopics(part int32, now time.Time) map[string]bool {
 	return active
 }
 
-// flushLocked writes the changed rows of the given partitions (all when nil), with a
-// checkpoint when asked; final (before partitions are given up) writes every changed row
-// and implies a checkpoint. A failing store is retried with backoff until it succeeds or ctx
-// ends: meanwhile nothing is polled, so Kafka holds the backlog, not our memory.
-func (p *Processor) flushLocked(ctx context.Context, checkpoint, final bool, only []int32) error {
+// flushLocked writes the changed rows of the given partitions (all when nil). Work is
+// staggered so that a flush carries little more than the live rows, which is what keeps
+// end-to-end latency low: each flush gives at most one partition a full drain (in turn, so
+// each gets one about every fullDrainInterval) and at most one a checkpoint (the one
+// checkpointed longest ago, once CheckpointInterval has passed). final (before partitions
+// are given up) drains and checkpoints every partition. A failing store is retried with
+// backoff until it succeeds or ctx ends: meanwhile nothing is polled, so Kafka holds the
+// backlog, not our memory.
+func (p *Processor) flushLocked(ctx context.Context, final bool, only []int32) error {
 	t0 := time.Now()
-	checkpoint = checkpoint || final
-	level := drainLive
-	switch {
-	case final:
-		level = drainAll
-	case checkpoint || t0.Sub(p.lastFull) >= fullDrainInterval:
-		level = drainFull
-	}
-	if level >= drainFull {
-		p.lastFull = t0
-	}
 	parts := only
 	if parts == nil {
 		for part := range p.parts {
@@ -275,7 +269,21 @@ func (p *Processor) flushLocked(ctx context.Context, checkpoint, final bool, onl
 		}
 		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
 	}
-	if checkpoint {
+	fullPart, ckptPart := int32(-1), int32(-1)
+	if !final && len(parts) > 0 {
+		if t0.Sub(p.lastFull) >= fullDrainInterval/time.Duration(len(parts)) {
+			p.fullTurn = (p.fullTurn + 1) % len(parts)
+			fullPart, p.lastFull = parts[p.fullTurn], t0
+		}
+		var oldest time.Time
+		for _, part := range parts {
+			last := p.lastCkpt[part]
+			if t0.Sub(last) >= p.cfg.CheckpointInterval && (ckptPart < 0 || last.Before(oldest)) {
+				ckptPart, oldest = part, last
+			}
+		}
+	}
+	if final || ckptPart >= 0 {
 		// Dead letters must be durable before offsets move past their records.
 		if err := p.client.Flush(ctx); err != nil {
 			return fmt.Errorf("flush dead letters: %w", err)
@@ -284,16 +292,29 @@ func (p *Processor) flushLocked(ctx context.Context, checkpoint, final bool, onl
 			return fmt.Errorf("%d dead letters could not be written; not checkpointing past them", n)
 		}
 	}
+	kind := "live"
 	commit := map[string]map[int32]kgo.EpochOffset{}
 	for _, part := range parts {
 		st := p.parts[part]
 		if st == nil {
 			continue
 		}
+		checkpoint := final || part == ckptPart
+		level := drainLive
+		switch {
+		case final:
+			level = drainAll
+		case checkpoint || part == fullPart:
+			level = drainFull // a checkpoint needs closed sessions written: they are not in the snapshot
+		}
+		if level >= drainFull && kind == "live" {
+			kind = "full"
+		}
 		wm := st.watermark(p.activeTopics(part, t0))
 		st.Advance(wm, p.cfg.Rules)
 		b := st.Drain(wm, t0, level)
 		if checkpoint {
+			kind = "checkpoint"
 			snap, err := st.Snapshot()
 			if err != nil {
 				return err
@@ -307,41 +328,33 @@ func (p *Processor) flushLocked(ctx context.Context, checkpoint, final bool, onl
 				commit[p.prefix+t][part] = kgo.EpochOffset{Epoch: -1, Offset: off}
 			}
 		}
-		if b.Len() == 0 {
-			continue
+		if b.Len() > 0 {
+			if err := p.throttle(ctx, b.Len()); err != nil {
+				return err
+			}
+			if err := p.writeWithRetry(ctx, b); err != nil {
+				return err
+			}
+			p.m.countRows(b)
 		}
-		if err := p.throttle(ctx, b.Len()); err != nil {
-			return err
+		if checkpoint {
+			p.lastCkpt[part] = time.Now()
+			p.m.checkpoints.Inc()
 		}
-		if err := p.writeWithRetry(ctx, b); err != nil {
-			return err
-		}
-		p.m.countRows(b)
 	}
 	done := time.Now()
 	for _, ms := range p.eventsM {
 		p.m.latency.Observe(float64(done.UnixMilli()-ms) / 1000)
 	}
 	p.eventsM = p.eventsM[:0]
-	kind := "live"
-	switch {
-	case checkpoint:
-		kind = "checkpoint"
-	case level == drainFull:
-		kind = "full"
-	}
 	p.m.flush.WithLabelValues(kind).Observe(done.Sub(t0).Seconds())
-	if checkpoint {
-		p.lastCkpt = done
-		p.m.checkpoints.Inc()
-		if len(commit) > 0 {
-			// For lag monitoring and tools; restarts use the store's checkpoint.
-			p.client.CommitOffsetsSync(ctx, commit, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
-				if err != nil {
-					slog.Warn("commit offsets", "err", err)
-				}
-			})
-		}
+	if len(commit) > 0 {
+		// For lag monitoring and tools; restarts use the store's checkpoint.
+		p.client.CommitOffsetsSync(ctx, commit, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				slog.Warn("commit offsets", "err", err)
+			}
+		})
 	}
 	return nil
 }
@@ -446,11 +459,12 @@ func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	parts := partitionsOf(revoked)
-	if err := p.flushLocked(ctx, true, true, parts); err != nil {
+	if err := p.flushLocked(ctx, true, parts); err != nil {
 		slog.Error("checkpoint on revoke", "partitions", parts, "err", err)
 	}
 	for _, part := range parts {
 		delete(p.parts, part)
+		delete(p.lastCkpt, part)
 	}
 }
 
@@ -459,6 +473,7 @@ func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 	defer p.mu.Unlock()
 	for _, part := range partitionsOf(lost) {
 		delete(p.parts, part) // another member resumes from the last checkpoint
+		delete(p.lastCkpt, part)
 	}
 }
 

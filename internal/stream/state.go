@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/gob"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -55,6 +56,12 @@ type session struct {
 	WrittenAtM int64
 }
 
+// txFeed is the partition's newest transactions of one kind, newest first.
+type txFeed struct {
+	Events []model.TxEvent // at most model.TxFeedLen
+	Dirty  bool
+}
+
 // openSessionEvery is how often an open session that keeps changing is rewritten.
 const openSessionEvery = 5 * time.Second
 
@@ -64,9 +71,9 @@ type drainLevel int
 const (
 	// drainLive: minute windows and minute rankings (the live rows) and final rows.
 	drainLive drainLevel = iota
-	// drainFull: also rollups, longer rankings, closed sessions, session windows and the
-	// open sessions not written for openSessionEvery. Rows left dirty stay dirty in the
-	// snapshot, so a checkpoint never loses them.
+	// drainFull: also rollups, longer rankings, closed sessions, session windows, the
+	// transaction feeds and the open sessions not written for openSessionEvery. Rows left
+	// dirty stay dirty in the snapshot, so a checkpoint never loses them.
 	drainFull
 	// drainAll: every changed row; before the partition is given up.
 	drainAll
@@ -88,7 +95,8 @@ type partitionState struct {
 	Tops           map[string]*tops
 	Sessions       map[string]*session // open session per user
 	SessionWindows map[string]*sessionWin
-	Late           int64 // events that arrived after their window was final, counted not added
+	Feeds          map[string]*txFeed // transaction kind -> feed
+	Late           int64              // events that arrived after their window was final, counted not added
 	Processed      int64
 
 	// Not part of the snapshot: closed sessions waiting for the next flush.
@@ -99,7 +107,7 @@ func newPartitionState(p int32) *partitionState {
 	return &partitionState{
 		Partition: p, Offsets: map[string]int64{}, MaxEventM: map[string]int64{},
 		Windows: map[string]*window{}, Tops: map[string]*tops{}, Sessions: map[string]*session{},
-		SessionWindows: map[string]*sessionWin{},
+		SessionWindows: map[string]*sessionWin{}, Feeds: map[string]*txFeed{},
 	}
 }
 
@@ -142,11 +150,16 @@ func (s *partitionState) Apply(topic string, offset int64, e *pb.Envelope, r Rul
 	if tm > s.MaxEventM[topic] {
 		s.MaxEventM[topic] = tm
 	}
+	platform, user, kind := platformOf(e), e.GetUserId(), event.KindOf(e)
+	// The feed is a log by event time, not a window: a late transaction still takes its
+	// place (and falls off at once if it is older than the whole feed).
+	if tx, ok := txEventOf(e, kind, t, platform, s.Partition); ok {
+		s.addTx(tx)
+	}
 	if t.Truncate(time.Minute).UnixMilli() < s.ClosedBeforeM {
 		s.Late++
 		return true
 	}
-	platform, user, kind := platformOf(e), e.GetUserId(), event.KindOf(e)
 	for _, g := range model.Granularities {
 		w := s.window(g, t, platform, r)
 		m := &w.M
@@ -197,6 +210,94 @@ func (s *partitionState) Apply(topic string, offset int64, e *pb.Envelope, r Rul
 		s.applySession(e, kind, t, platform, r)
 	}
 	return false
+}
+
+// txEventOf is the feed entry of a transaction event; ok is false for other kinds.
+func txEventOf(e *pb.Envelope, kind event.Kind, t time.Time, platform string, part int32) (tx model.TxEvent, ok bool) {
+	// Stores keep milliseconds: truncating here makes the state hold what readers get.
+	tx = model.TxEvent{Time: t.Truncate(time.Millisecond), Kind: string(kind), UserID: e.GetUserId(), Platform: platform, Partition: part}
+	var m *pb.Money
+	switch kind {
+	case event.KindOrderPlaced:
+		o := e.GetOrderPlaced()
+		tx.OrderID, m = o.GetOrderId(), o.GetTotal()
+	case event.KindPaymentFailed:
+		f := e.GetPaymentFailed()
+		tx.OrderID, m, tx.Reason = f.GetOrderId(), f.GetAmount(), f.GetReason()
+	case event.KindRefund:
+		r := e.GetRefund()
+		tx.OrderID, m, tx.Reason = r.GetOrderId(), r.GetAmount(), r.GetReason()
+	case event.KindChargeback:
+		c := e.GetChargeback()
+		tx.OrderID, m, tx.Reason = c.GetOrderId(), c.GetAmount(), c.GetReason()
+	default:
+		return tx, false
+	}
+	tx.AmountMinor, tx.Currency = m.GetAmountMinor(), m.GetCurrency()
+	return tx, true
+}
+
+func (s *partitionState) addTx(tx model.TxEvent) {
+	f := s.Feeds[tx.Kind]
+	if f == nil {
+		f = &txFeed{}
+		s.Feeds[tx.Kind] = f
+	}
+	var added bool
+	f.Events, added = insertNewest(f.Events, tx, func(x model.TxEvent) time.Time { return x.Time }, model.TxFeedLen)
+	f.Dirty = f.Dirty || added
+}
+
+// insertNewest puts v into list, which is newest first by at, keeping at most bound
+// elements. Among equal times the later arrival goes first, so the order depends only on
+// the records and their order, as the rest of the state does. It reports whether v was
+// kept (false: older than a full list).
+func insertNewest[T any](list []T, v T, at func(T) time.Time, bound int) ([]T, bool) {
+	t := at(v)
+	i := sort.Search(len(list), func(i int) bool { return !at(list[i]).After(t) })
+	if i >= bound {
+		return list, false
+	}
+	switch {
+	case len(list) < cap(list):
+		list = list[:len(list)+1]
+	case len(list) < bound:
+		// Grow to at most bound: append's doubling would overshoot it for every session.
+		grown := make([]T, len(list)+1, min(max(2*cap(list), 4), bound))
+		copy(grown, list)
+		list = grown
+	}
+	copy(list[i+1:], list[i:])
+	list[i] = v
+	return list, true
+}
+
+// userEventOf is how a session's recent events show e.
+func userEventOf(e *pb.Envelope, kind event.Kind, t time.Time) model.UserEvent {
+	u := model.UserEvent{Time: t.Truncate(time.Millisecond), Kind: string(kind)}
+	switch kind {
+	case event.KindProductView:
+		pv := e.GetProductView()
+		u.ProductID, u.AmountMinor, u.Currency = pv.GetProductId(), pv.GetPriceMinor(), pv.GetCurrency()
+	case event.KindCartAdd:
+		ca := e.GetCartAdd()
+		u.ProductID, u.AmountMinor, u.Currency = ca.GetProductId(), int64(max(ca.GetQuantity(), 1))*ca.GetUnitPriceMinor(), ca.GetCurrency()
+	case event.KindCartRemove:
+		u.ProductID = e.GetCartRemove().GetProductId()
+	case event.KindCartQuantityChange:
+		u.ProductID = e.GetCartQuantityChange().GetProductId()
+	case event.KindWishlistAdd:
+		u.ProductID = e.GetWishlistAdd().GetProductId()
+	case event.KindWishlistRemove:
+		u.ProductID = e.GetWishlistRemove().GetProductId()
+	case event.KindCheckoutStarted:
+		c := e.GetCheckoutStarted()
+		u.AmountMinor, u.Currency = c.GetSubtotalMinor(), c.GetCurrency()
+	case event.KindOrderPlaced:
+		tot := e.GetOrderPlaced().GetTotal()
+		u.AmountMinor, u.Currency = tot.GetAmountMinor(), tot.GetCurrency()
+	}
+	return u
 }
 
 func winKey(g model.Granularity, start time.Time, platform string) string {
@@ -260,6 +361,7 @@ func (s *partitionState) applySession(e *pb.Envelope, kind event.Kind, t time.Ti
 		m.End = t
 	}
 	m.Events++
+	m.Recent, _ = insertNewest(m.Recent, userEventOf(e, kind, t), func(u model.UserEvent) time.Time { return u.Time }, model.SessionRecentLen)
 	switch kind {
 	case event.KindPageView:
 		m.PageViews++
@@ -395,6 +497,14 @@ func (s *partitionState) Drain(wm int64, now time.Time, level drainLevel) model.
 			delete(s.SessionWindows, k)
 		}
 	}
+	// The feeds change with every transaction; once a second is fresh enough for a feed
+	// and keeps them out of the live flushes.
+	for _, kind := range model.TxKinds {
+		if f := s.Feeds[kind]; f != nil && f.Dirty {
+			b.TxFeeds = append(b.TxFeeds, model.TxFeed{Kind: kind, Partition: s.Partition, Events: f.Events})
+			f.Dirty = false
+		}
+	}
 	nowM, every := now.UnixMilli(), openSessionEvery.Milliseconds()
 	for user, ss := range s.Sessions {
 		if ss.WrittenAtM == 0 {
@@ -412,7 +522,8 @@ func (s *partitionState) Drain(wm int64, now time.Time, level drainLevel) model.
 	return cloneMaps(b)
 }
 
-// cloneMaps copies the batch's maps: the batch is written while the state keeps changing.
+// cloneMaps copies the batch's maps and slices: the batch is written while the state keeps
+// changing.
 func cloneMaps(b model.Batch) model.Batch {
 	for i := range b.Windows {
 		b.Windows[i].Revenue = clone(b.Windows[i].Revenue)
@@ -423,6 +534,10 @@ func cloneMaps(b model.Batch) model.Batch {
 	}
 	for i := range b.Sessions {
 		b.Sessions[i].Revenue = clone(b.Sessions[i].Revenue)
+		b.Sessions[i].Recent = slices.Clone(b.Sessions[i].Recent)
+	}
+	for i := range b.TxFeeds {
+		b.TxFeeds[i].Events = slices.Clone(b.TxFeeds[i].Events)
 	}
 	return b
 }
@@ -480,6 +595,9 @@ func restoreState(p int32, data []byte) (*partitionState, error) {
 	}
 	if s.MaxEventM == nil {
 		s.MaxEventM = map[string]int64{}
+	}
+	if s.Feeds == nil { // also snapshots from before the feeds
+		s.Feeds = map[string]*txFeed{}
 	}
 	return s, nil
 }

@@ -1,8 +1,10 @@
 package stream
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/bytebasket/bytebasket/internal/model"
 	"github.com/bytebasket/bytebasket/internal/sim"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 var rules = Rules{AllowedLateness: 2 * time.Minute, SessionGap: 30 * time.Minute}
@@ -55,6 +58,9 @@ func (tb table) write(b model.Batch) {
 	for _, x := range b.SessionWindows {
 		tb[fmt.Sprint("sw", x.Key)] = x
 	}
+	for _, x := range b.TxFeeds {
+		tb[fmt.Sprint("f", x.Kind, x.Partition)] = x
+	}
 }
 
 // run feeds recs[from:to] to st, draining every 500 records; it returns the snapshot taken
@@ -95,6 +101,19 @@ func TestRestoreAndReplayGivesTheSameRows(t *testing.T) {
 	recs := records(t, 60_000)
 	want := table{}
 	run(t, newPartitionState(0), recs, 0, len(recs), -1, want)
+	feeds, recent := 0, 0
+	for _, v := range want {
+		switch x := v.(type) {
+		case model.TxFeed:
+			feeds++
+		case model.Session:
+			recent += len(x.Recent)
+		}
+	}
+	// The simulator's refunds and chargebacks come hours after the order: not in this hour.
+	if feeds < 2 || recent == 0 {
+		t.Fatalf("test data too thin: %d feeds, %d recent session events", feeds, recent)
+	}
 
 	for _, cut := range []struct{ snapAt, crashAt int }{{10_000, 13_777}, {30_000, 30_001}, {45_500, 59_999}} {
 		got := table{}
@@ -124,6 +143,93 @@ func TestRestoreAndReplayGivesTheSameRows(t *testing.T) {
 				t.Fatalf("crash at %d after snapshot %d: row %s differs:\n got %+v\nwant %+v", cut.crashAt, cut.snapAt, k, got[k], w)
 			}
 		}
+	}
+}
+
+// Each feed is the newest model.TxFeedLen transactions of its kind by event time (later
+// arrival first among equal times), written on full drains only; a session's Recent is its
+// newest model.SessionRecentLen events.
+func TestFeedsAndRecentEvents(t *testing.T) {
+	recs := records(t, 30_000)
+	st := newPartitionState(2)
+	type arrival struct {
+		tx model.TxEvent
+		i  int
+	}
+	byKind := map[string][]arrival{}
+	for i, r := range recs {
+		st.Apply(r.topic, r.offset, r.e, rules)
+		kind := event.KindOf(r.e)
+		if tx, ok := txEventOf(r.e, kind, r.e.GetEventTime().AsTime().UTC(), platformOf(r.e), 2); ok {
+			byKind[tx.Kind] = append(byKind[tx.Kind], arrival{tx, i})
+		}
+		if i%1000 == 999 {
+			if b := st.Drain(st.watermark(nil), time.UnixMilli(int64(i)), drainLive); len(b.TxFeeds) != 0 {
+				t.Fatalf("a live drain wrote %d feeds", len(b.TxFeeds))
+			}
+		}
+	}
+	// The simulator's refunds and chargebacks come hours after their orders: add some,
+	// out of time order, with equal times, more than a feed holds.
+	t0 := recs[len(recs)-1].e.GetEventTime().AsTime()
+	for i := range 300 {
+		e := &pb.Envelope{
+			EventId: fmt.Sprint("r", i), UserId: fmt.Sprint("u", i%7), Source: pb.Source_SOURCE_BACKEND,
+			EventTime: timestamppb.New(t0.Add(time.Duration((i*7919)%250) * time.Second)),
+		}
+		money := &pb.Money{AmountMinor: int64(100 + i), Currency: "EUR"}
+		if i%3 == 0 {
+			e.Payload = &pb.Envelope_Chargeback{Chargeback: &pb.Chargeback{OrderId: fmt.Sprint("o", i), Amount: money, Reason: "fraud"}}
+		} else {
+			e.Payload = &pb.Envelope_Refund{Refund: &pb.Refund{OrderId: fmt.Sprint("o", i), Amount: money, Reason: "damaged"}}
+		}
+		recs = append(recs, rec{event.TopicTransactions, int64(100_000 + i), e})
+		st.Apply(event.TopicTransactions, int64(100_000+i), e, rules)
+		tx, _ := txEventOf(e, event.KindOf(e), e.GetEventTime().AsTime(), "backend", 2)
+		byKind[tx.Kind] = append(byKind[tx.Kind], arrival{tx, len(recs) - 1})
+	}
+	wm := st.watermark(nil)
+	b := st.Drain(wm, time.UnixMilli(int64(len(recs))), drainFull)
+	if len(b.TxFeeds) != len(model.TxKinds) {
+		t.Fatalf("full drain wrote %d feeds, want %d", len(b.TxFeeds), len(model.TxKinds))
+	}
+	for i, f := range b.TxFeeds {
+		if f.Kind != model.TxKinds[i] || f.Partition != 2 {
+			t.Fatalf("feed %d is %s/%d, want %s/2", i, f.Kind, f.Partition, model.TxKinds[i])
+		}
+		all := byKind[f.Kind]
+		if f.Kind == model.TxRefund && len(f.Events) != model.TxFeedLen {
+			t.Fatalf("refund feed holds %d of %d, want %d", len(f.Events), len(all), model.TxFeedLen)
+		}
+		slices.SortStableFunc(all, func(a, b arrival) int {
+			return cmp.Or(b.tx.Time.Compare(a.tx.Time), b.i-a.i)
+		})
+		var want []model.TxEvent
+		for _, a := range all[:min(len(all), model.TxFeedLen)] {
+			want = append(want, a.tx)
+		}
+		if len(all) < 10 || !reflect.DeepEqual(f.Events, want) {
+			t.Fatalf("feed %s (%d of %d transactions) is not the newest %d", f.Kind, len(f.Events), len(all), model.TxFeedLen)
+		}
+	}
+	if b := st.Drain(wm, time.UnixMilli(int64(len(recs))), drainAll); len(b.TxFeeds) != 0 {
+		t.Fatalf("unchanged feeds written again: %d", len(b.TxFeeds))
+	}
+
+	sessions := 0
+	for _, ss := range st.Sessions {
+		s := ss.S
+		if int64(len(s.Recent)) != min(s.Events, model.SessionRecentLen) {
+			t.Fatalf("session of %s: %d events, %d recent", s.UserID, s.Events, len(s.Recent))
+		}
+		if !s.Recent[0].Time.Equal(s.End.Truncate(time.Millisecond)) ||
+			!slices.IsSortedFunc(s.Recent, func(a, b model.UserEvent) int { return b.Time.Compare(a.Time) }) {
+			t.Fatalf("session of %s: recent events not newest first from its end: %+v", s.UserID, s.Recent)
+		}
+		sessions++
+	}
+	if sessions == 0 {
+		t.Fatal("no open sessions")
 	}
 }
 

@@ -164,7 +164,7 @@ func BenchmarkStreamLatency(b *testing.B) {
 			for _, kind := range []string{"live", "full", "checkpoint"} {
 				b.ReportMetric(1000*quantile(m, "bytebasket_stream_flush_seconds", `kind="`+kind+`"`, 0.99), kind+"-flush-p99-ms")
 			}
-			for _, table := range []string{"windows", "tops", "sessions", "session_windows"} {
+			for _, table := range []string{"windows", "tops", "sessions", "session_windows", "tx_feeds"} {
 				b.ReportMetric(m[`bytebasket_stream_rows_written_total{table="`+table+`"}`]/60, table+"-rows/s")
 			}
 			_ = c.Process.Signal(syscall.SIGTERM)

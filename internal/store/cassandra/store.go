@@ -27,7 +27,7 @@ const (
 		"active_users, funnel_viewers, funnel_carters, funnel_checkout, funnel_buyers, updated_at"
 	topCols     = "granularity, window_start, dimension, partition, counts"
 	sessionCols = "user_id, session_id, platform, session_start, session_end, events, page_views, cart_adds, " +
-		"checkouts, orders, revenue, outcome, closed, partition"
+		"checkouts, orders, revenue, outcome, closed, partition, recent"
 	sessionWindowCols = "granularity, day, window_start, platform, partition, sessions, browsed, abandoned_cart, " +
 		"abandoned_checkout, purchased, duration_sum_millis"
 	checkpointCols = "group_name, partition, offsets, state, updated_at"
@@ -35,16 +35,19 @@ const (
 		"page_views, product_views, searches, cart_adds, checkouts, orders, payments_failed, refunds, chargebacks, " +
 		"revenue, orders_by_currency"
 	trendTopCols = "granularity, bucket_start, dimension, platform, item_ids, item_values"
+	txFeedCols   = "kind, partition, events"
 )
 
 // Store is the serving store on Cassandra: the stream's rows (internal/model) in the
-// query-shaped tables of schema/0002_stream.cql. It is safe for concurrent use.
+// query-shaped tables of schema/0002_stream.cql and 0004_feeds.cql. It is safe for
+// concurrent use.
 type Store struct {
 	s *gocql.Session
 
 	insWindow, insTop, insSession, insSessionWindow, insCheckpoint                       string
 	selWindows, selTops, selSessions, selSessionsLimit, selSessionWindows, selCheckpoint string
 	insTrend, insTrendTop, selTrends, selTrendTops                                       string
+	insTxFeed, selTxFeeds                                                                string
 }
 
 // NewStore connects and prepares the Store's statements, so a missing schema fails here
@@ -83,10 +86,12 @@ func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
 			" WHERE granularity = ? AND month = ? AND bucket_start >= ? AND bucket_start < ?",
 		selTrendTops: "SELECT " + trendTopCols + " FROM " + ks + ".trend_tops" +
 			" WHERE granularity = ? AND bucket_start = ? AND dimension = ?",
+		insTxFeed:  insert(ks, "tx_feeds", txFeedCols),
+		selTxFeeds: "SELECT " + txFeedCols + " FROM " + ks + ".tx_feeds WHERE kind = ?",
 	}
 	for _, stmt := range []string{st.insWindow, st.insTop, st.insSession, st.insSessionWindow, st.insCheckpoint,
 		st.selWindows, st.selTops, st.selSessions, st.selSessionsLimit, st.selSessionWindows, st.selCheckpoint,
-		st.insTrend, st.insTrendTop, st.selTrends, st.selTrendTops} {
+		st.insTrend, st.insTrendTop, st.selTrends, st.selTrendTops, st.insTxFeed, st.selTxFeeds} {
 		// Keyspace "" matches the prepared-statement cache key queries use (they name the
 		// keyspace in their text), so this also warms the cache.
 		if _, err := s.StatementMetadata(ctx, stmt, ""); err != nil {
@@ -145,6 +150,11 @@ func (st *Store) Write(ctx context.Context, b model.Batch) error {
 		rows = append(rows, row{"session window " + keyString(w.Key), st.insSessionWindow, []any{
 			string(w.Key.Granularity), utcDay(w.Key.Start), w.Key.Start, w.Key.Platform, w.Key.Partition,
 			w.Sessions, w.Browsed, w.AbandonedCart, w.AbandonedCheckout, w.Purchased, w.DurationSumMillis}})
+	}
+	for i := range b.TxFeeds {
+		f := &b.TxFeeds[i]
+		rows = append(rows, row{fmt.Sprintf("tx feed %s p%d", f.Kind, f.Partition), st.insTxFeed,
+			[]any{f.Kind, f.Partition, txEventUDTs(f.Events)}})
 	}
 	if err := st.writeAll(ctx, rows); err != nil {
 		return err
@@ -208,7 +218,58 @@ func windowArgs(w *model.WindowMetrics) []any {
 
 func sessionArgs(s *model.Session) []any {
 	return []any{s.UserID, s.SessionID, s.Platform, s.Start, s.End, s.Events, s.PageViews, s.CartAdds,
-		s.Checkouts, s.Orders, nonNil(s.Revenue), string(s.Outcome), s.Closed, s.Partition}
+		s.Checkouts, s.Orders, nonNil(s.Revenue), string(s.Outcome), s.Closed, s.Partition, userEventUDTs(s.Recent)}
+}
+
+// txEventUDT is the tx_event type; the kind and partition are the row's key.
+type txEventUDT struct {
+	Time        time.Time `cql:"event_time"`
+	UserID      string    `cql:"user_id"`
+	OrderID     string    `cql:"order_id"`
+	AmountMinor int64     `cql:"amount_minor"`
+	Currency    string    `cql:"currency"`
+	Platform    string    `cql:"platform"`
+	Reason      string    `cql:"reason"`
+}
+
+// userEventUDT is the user_event type.
+type userEventUDT struct {
+	Time        time.Time `cql:"event_time"`
+	Kind        string    `cql:"kind"`
+	ProductID   string    `cql:"product_id"`
+	AmountMinor int64     `cql:"amount_minor"`
+	Currency    string    `cql:"currency"`
+}
+
+// txEventUDTs converts for writing; never nil, as a null would write a tombstone.
+func txEventUDTs(evs []model.TxEvent) []txEventUDT {
+	out := make([]txEventUDT, len(evs))
+	for i, e := range evs {
+		out[i] = txEventUDT{e.Time, e.UserID, e.OrderID, e.AmountMinor, e.Currency, e.Platform, e.Reason}
+	}
+	return out
+}
+
+// userEventUDTs converts for writing; never nil, as a null would write a tombstone.
+func userEventUDTs(evs []model.UserEvent) []userEventUDT {
+	out := make([]userEventUDT, len(evs))
+	for i, e := range evs {
+		out[i] = userEventUDT{e.Time, e.Kind, e.ProductID, e.AmountMinor, e.Currency}
+	}
+	return out
+}
+
+// recentOf converts a session's recent events read back; none (also a row written before
+// the column existed) is nil, as in the embedded store.
+func recentOf(us []userEventUDT) []model.UserEvent {
+	if len(us) == 0 {
+		return nil
+	}
+	out := make([]model.UserEvent, len(us))
+	for i, u := range us {
+		out[i] = model.UserEvent{Time: u.Time.UTC(), Kind: u.Kind, ProductID: u.ProductID, AmountMinor: u.AmountMinor, Currency: u.Currency}
+	}
+	return out
 }
 
 // nonNil writes a missing map as an empty one: a null would write a tombstone.
@@ -344,15 +405,44 @@ func (st *Store) SessionsByUser(ctx context.Context, userID string, limit int) (
 	}
 	out, err := readAll(ctx, q, nil, func(sc gocql.Scanner) (model.Session, error) {
 		var s model.Session
+		var recent []userEventUDT
 		err := sc.Scan(&s.UserID, &s.SessionID, &s.Platform, &s.Start, &s.End, &s.Events, &s.PageViews, &s.CartAdds,
-			&s.Checkouts, &s.Orders, &s.Revenue, &s.Outcome, &s.Closed, &s.Partition)
-		s.Start, s.End, s.Revenue = s.Start.UTC(), s.End.UTC(), nilIfEmpty(s.Revenue)
+			&s.Checkouts, &s.Orders, &s.Revenue, &s.Outcome, &s.Closed, &s.Partition, &recent)
+		s.Start, s.End, s.Revenue, s.Recent = s.Start.UTC(), s.End.UTC(), nilIfEmpty(s.Revenue), recentOf(recent)
 		return s, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cassandra: sessions of %q: %w", userID, err)
 	}
 	return out, nil
+}
+
+// RecentTransactions returns the newest transactions of kind (one of model.TxKinds; "" or
+// "all": every kind), merged over the stream partitions, newest first, at most limit (all
+// the feeds hold if limit <= 0). A kind without a feed has no transactions.
+func (st *Store) RecentTransactions(ctx context.Context, kind string, limit int) ([]model.TxEvent, error) {
+	kinds := []string{kind}
+	if kind == "" || kind == "all" {
+		kinds = model.TxKinds
+	}
+	var feeds []model.TxFeed
+	for _, k := range kinds {
+		var err error
+		feeds, err = readAll(ctx, st.query(st.selTxFeeds, k), feeds, func(sc gocql.Scanner) (model.TxFeed, error) {
+			var f model.TxFeed
+			var evs []txEventUDT
+			err := sc.Scan(&f.Kind, &f.Partition, &evs)
+			for _, e := range evs {
+				f.Events = append(f.Events, model.TxEvent{Time: e.Time.UTC(), Kind: f.Kind, UserID: e.UserID, OrderID: e.OrderID,
+					AmountMinor: e.AmountMinor, Currency: e.Currency, Platform: e.Platform, Reason: e.Reason, Partition: f.Partition})
+			}
+			return f, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cassandra: transactions %s: %w", k, err)
+		}
+	}
+	return model.MergeTxFeeds(feeds, limit), nil
 }
 
 // readAll runs q and appends one value per row, decoded by scan; the driver pages.

@@ -1,6 +1,7 @@
 package cassandra
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"reflect"
@@ -91,6 +92,11 @@ func testBatch() model.Batch {
 			UserID: "u-1", SessionID: fmt.Sprintf("s-%d", i), Platform: "web", Start: start, End: start.Add(10 * time.Minute),
 			Events: 10, PageViews: 5, CartAdds: 2, Checkouts: 1, Orders: 1, Revenue: map[string]int64{"EUR": 999},
 			Outcome: model.OutcomePurchased, Closed: true, Partition: 3,
+			Recent: []model.UserEvent{
+				{Time: start.Add(10 * time.Minute), Kind: "order_placed", AmountMinor: 999, Currency: "EUR"},
+				{Time: start.Add(time.Minute + time.Microsecond), Kind: "product_view", ProductID: "p-1", AmountMinor: 499, Currency: "EUR"},
+				{Time: start, Kind: "page_view"},
+			},
 		})
 	}
 	early := midnight.Add(-time.Hour) // older than all of u-1's, so readBack's order is newest first
@@ -138,6 +144,10 @@ func expected(b model.Batch) model.Batch {
 	}
 	for _, s := range b.Sessions {
 		s.Start, s.End, s.Revenue = ms(s.Start), ms(s.End), emptyNil(s.Revenue)
+		s.Recent = slices.Clone(s.Recent)
+		for i := range s.Recent {
+			s.Recent[i].Time = ms(s.Recent[i].Time)
+		}
 		e.Sessions = append(e.Sessions, s)
 	}
 	slices.SortFunc(e.Sessions, func(a, b model.Session) int { return b.Start.Compare(a.Start) })
@@ -314,7 +324,9 @@ func TestStoreCheckpoint(t *testing.T) {
 func TestStoreTTL(t *testing.T) {
 	st, s, cfg := newTestStore(t)
 	ctx := context.Background()
-	if err := st.Write(ctx, testBatch()); err != nil {
+	b := testBatch()
+	b.TxFeeds = []model.TxFeed{{Kind: model.TxRefund, Events: []model.TxEvent{{Time: midnight, Kind: model.TxRefund}}}}
+	if err := st.Write(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
@@ -322,6 +334,7 @@ func TestStoreTTL(t *testing.T) {
 		"SELECT TTL(counts) FROM %s.top_items LIMIT 1",
 		"SELECT TTL(platform) FROM %s.sessions_by_user LIMIT 1",
 		"SELECT TTL(sessions) FROM %s.session_windows LIMIT 1",
+		"SELECT TTL(events) FROM %s.tx_feeds LIMIT 1",
 	} {
 		var ttl int
 		if err := s.Query(fmt.Sprintf(q, cfg.Keyspace)).ScanContext(ctx, &ttl); err != nil {
@@ -345,11 +358,106 @@ func TestStoreTTL(t *testing.T) {
 	}
 	want := map[string]int{
 		"window_metrics": 48 * 3600, "top_items": 48 * 3600, "sessions_by_user": 48 * 3600, "session_windows": 48 * 3600,
-		"stream_checkpoints": 0, "schema_migrations": 0,
+		"tx_feeds": 48 * 3600, "stream_checkpoints": 0, "schema_migrations": 0,
 	}
 	if got := tableTTLs(t, s, cfg.Keyspace); !mapContains(got, want) {
 		t.Errorf("table TTLs %v, want %v", got, want)
 	}
+}
+
+// txFeeds has feeds of every kind but chargeback over three partitions, with equal times
+// across feeds, sub-millisecond and non-UTC times.
+func txFeeds() []model.TxFeed {
+	cet := time.FixedZone("CET", 3600)
+	var feeds []model.TxFeed
+	for k, kind := range model.TxKinds[:3] {
+		for p := range int32(3) {
+			f := model.TxFeed{Kind: kind, Partition: p}
+			for i := 10; i > 0; i-- { // newest first; every third second is shared by all feeds
+				at := midnight.Add(time.Duration(i*3+int(p)%2*k) * time.Second).Add(time.Microsecond).In(cet)
+				f.Events = append(f.Events, model.TxEvent{Time: at, Kind: kind, UserID: fmt.Sprintf("u-%d", i), OrderID: fmt.Sprintf("o-%d-%d", p, i),
+					AmountMinor: int64(100*k + i), Currency: "EUR", Platform: "web", Reason: kind + "-reason", Partition: p})
+			}
+			feeds = append(feeds, f)
+		}
+	}
+	return feeds
+}
+
+// wantTx is what RecentTransactions should return for feeds: newest first, ties in
+// (kind, partition, feed order), times as stored.
+func wantTx(feeds []model.TxFeed, kind string, limit int) []model.TxEvent {
+	var all []model.TxEvent
+	for _, f := range feeds {
+		if kind == "" || kind == "all" || f.Kind == kind {
+			all = append(all, f.Events...)
+		}
+	}
+	for i := range all {
+		all[i].Time = ms(all[i].Time)
+	}
+	slices.SortStableFunc(all, func(a, b model.TxEvent) int {
+		if c := b.Time.Compare(a.Time); c != 0 {
+			return c
+		}
+		return cmp.Or(strings.Compare(a.Kind, b.Kind), cmp.Compare(a.Partition, b.Partition))
+	})
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+	}
+	return all
+}
+
+// The transaction feeds read back merged over partitions, newest first, per kind or all,
+// at most limit; a later feed replaces the row whole.
+func TestStoreRecentTransactions(t *testing.T) {
+	st, _, _ := newTestStore(t)
+	ctx := context.Background()
+	if got, err := st.RecentTransactions(ctx, "all", 10); err != nil || len(got) != 0 {
+		t.Fatalf("before any write: %v, %v", got, err)
+	}
+	feeds := txFeeds()
+	if err := st.Write(ctx, model.Batch{TxFeeds: feeds}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		kind  string
+		limit int
+	}{{"", 0}, {"all", 7}, {"all", 1000}, {model.TxOrderPlaced, 0}, {model.TxRefund, 4}, {model.TxChargeback, 5}, {"nonsense", 5}} {
+		got, err := st.RecentTransactions(ctx, c.kind, c.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := wantTx(feeds, c.kind, c.limit); !reflect.DeepEqual(got, want) {
+			t.Errorf("kind %q limit %d: got %d transactions, want %d\n got %+v\nwant %+v", c.kind, c.limit, len(got), len(want), got, want)
+		}
+	}
+	feeds[0].Events = feeds[0].Events[:1]
+	if err := st.Write(ctx, model.Batch{TxFeeds: feeds[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.RecentTransactions(ctx, model.TxOrderPlaced, 0); !reflect.DeepEqual(got, wantTx(feeds, model.TxOrderPlaced, 0)) {
+		t.Errorf("after rewriting partition 0: %+v", got)
+	}
+}
+
+// Migration 0004 may run again (a concurrent apply, or after failing half-way): its ALTER
+// must not fail on the column it added.
+func TestFeedsMigrationReruns(t *testing.T) {
+	_, s, cfg := newTestStore(t)
+	migs, err := Migrations(cfg, testRetention)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migs {
+		if m.Version == 4 {
+			if err := exec(context.Background(), s, m); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatal("no migration 4")
 }
 
 // tableTTLs reads default_time_to_live of every table in the keyspace.

@@ -22,6 +22,7 @@ import (
 //	stream_checkpoints: 'c' group partition
 //	trend_metrics:      'h' g start^ platform
 //	trend_tops:         'k' g start^ dimension platform
+//	tx_feeds:           'f' kind partition
 const (
 	tagWindow        byte = 'w'
 	tagTop           byte = 't'
@@ -30,10 +31,15 @@ const (
 	tagCheckpoint    byte = 'c'
 	tagTrend         byte = 'h'
 	tagTrendTop      byte = 'k'
+	tagTxFeed        byte = 'f'
 )
 
 // valueVersion leads every value so the encoding can evolve without a migration.
 const valueVersion byte = 1
+
+// sessionVersion 2 appends the recent events; version 1 values (written before them) still
+// decode, without recent events.
+const sessionVersion byte = 2
 
 var errCorrupt = errors.New("embedded: corrupt record")
 
@@ -181,10 +187,25 @@ func (d *dec) counts() map[string]int64 {
 }
 
 // version checks the leading value version byte.
-func (d *dec) version() {
-	if v := d.byte(); v != valueVersion && d.err == nil {
+func (d *dec) version() { d.versionUpTo(valueVersion) }
+
+// versionUpTo accepts versions 1..newest and returns the one read.
+func (d *dec) versionUpTo(newest byte) byte {
+	v := d.byte()
+	if (v < 1 || v > newest) && d.err == nil {
 		d.err = fmt.Errorf("embedded: unknown value version %d", v)
 	}
+	return v
+}
+
+// count reads a list length, bounded by the bytes left: each element takes at least least.
+func (d *dec) count(least uint64) uint64 {
+	n := d.uvarint()
+	if n > uint64(len(d.b))/least {
+		d.fail()
+		return 0
+	}
+	return n
 }
 
 // done reports the sticky error, or trailing garbage.
@@ -287,8 +308,8 @@ func decodeTop(key, val []byte) (model.TopItems, error) {
 }
 
 func encodeSession(s *model.Session) []byte {
-	b := make([]byte, 0, 1+len(s.Platform)+len(s.Outcome)+16*9+countsSize(s.Revenue))
-	b = append(b, valueVersion)
+	b := make([]byte, 0, 1+len(s.Platform)+len(s.Outcome)+16*9+countsSize(s.Revenue)+binary.MaxVarintLen64+len(s.Recent)*48)
+	b = append(b, sessionVersion)
 	b = appendStr(b, s.Platform)
 	b = appendTime(b, s.End)
 	b = appendInts(b, s.Events, s.PageViews, s.CartAdds, s.Checkouts, s.Orders)
@@ -299,7 +320,16 @@ func encodeSession(s *model.Session) []byte {
 		closed = 1
 	}
 	b = append(b, closed)
-	return binary.AppendVarint(b, int64(s.Partition))
+	b = binary.AppendVarint(b, int64(s.Partition))
+	b = binary.AppendUvarint(b, uint64(len(s.Recent)))
+	for _, u := range s.Recent {
+		b = appendTime(b, u.Time)
+		b = appendStr(b, u.Kind)
+		b = appendStr(b, u.ProductID)
+		b = binary.AppendVarint(b, u.AmountMinor)
+		b = appendStr(b, u.Currency)
+	}
+	return b
 }
 
 func decodeSession(key, val []byte) (model.Session, error) {
@@ -310,7 +340,7 @@ func decodeSession(key, val []byte) (model.Session, error) {
 		return s, err
 	}
 	d := dec{b: val}
-	d.version()
+	v := d.versionUpTo(sessionVersion)
 	s.Platform = d.str()
 	s.End = d.time()
 	s.Events, s.PageViews, s.CartAdds, s.Checkouts, s.Orders = d.varint(), d.varint(), d.varint(), d.varint(), d.varint()
@@ -318,6 +348,12 @@ func decodeSession(key, val []byte) (model.Session, error) {
 	s.Outcome = model.SessionOutcome(d.str())
 	s.Closed = d.byte() != 0
 	s.Partition = int32(d.varint())
+	if v >= 2 {
+		n := d.count(5)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			s.Recent = append(s.Recent, model.UserEvent{Time: d.time(), Kind: d.str(), ProductID: d.str(), AmountMinor: d.varint(), Currency: d.str()})
+		}
+	}
 	return s, d.done()
 }
 
@@ -444,4 +480,45 @@ func decodeTrendTop(key, val []byte) (model.TrendTop, error) {
 		t.Items = append(t.Items, model.RankedItem{ID: d.str(), Value: d.varint()})
 	}
 	return t, d.done()
+}
+
+func txFeedPrefix(kind string) []byte { return keyPrefix(tagTxFeed, kind) }
+
+func txFeedKey(f *model.TxFeed) []byte {
+	return binary.BigEndian.AppendUint32(txFeedPrefix(f.Kind), sortableInt32(f.Partition))
+}
+
+// encodeTxFeed keeps the events in feed order (newest first); their kind and partition are
+// the key's.
+func encodeTxFeed(f *model.TxFeed) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(f.Events)*80)
+	b = append(b, valueVersion)
+	b = binary.AppendUvarint(b, uint64(len(f.Events)))
+	for _, e := range f.Events {
+		b = appendTime(b, e.Time)
+		b = appendStr(b, e.UserID)
+		b = appendStr(b, e.OrderID)
+		b = binary.AppendVarint(b, e.AmountMinor)
+		b = appendStr(b, e.Currency)
+		b = appendStr(b, e.Platform)
+		b = appendStr(b, e.Reason)
+	}
+	return b
+}
+
+func decodeTxFeed(key, val []byte) (model.TxFeed, error) {
+	kd := dec{b: key}
+	kd.byte()
+	f := model.TxFeed{Kind: kd.str(), Partition: kd.i32()}
+	if err := kd.done(); err != nil {
+		return f, err
+	}
+	d := dec{b: val}
+	d.version()
+	n := d.count(7)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		f.Events = append(f.Events, model.TxEvent{Time: d.time(), Kind: f.Kind, UserID: d.str(), OrderID: d.str(),
+			AmountMinor: d.varint(), Currency: d.str(), Platform: d.str(), Reason: d.str(), Partition: f.Partition})
+	}
+	return f, d.done()
 }

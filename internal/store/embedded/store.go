@@ -136,6 +136,10 @@ func (s *Store) Write(ctx context.Context, b model.Batch) error {
 		r := &b.SessionWindows[i]
 		w.set(windowKey(tagSessionWindow, r.Key), encodeSessionWindow(r), expiresAt)
 	}
+	for i := range b.TxFeeds {
+		r := &b.TxFeeds[i]
+		w.set(txFeedKey(r), encodeTxFeed(r), expiresAt)
+	}
 	if c := b.Checkpoint; c != nil {
 		w.set(checkpointKey(c.Group, c.Partition), encodeCheckpoint(c), 0)
 	}
@@ -374,6 +378,26 @@ func (s *Store) SessionsByUser(ctx context.Context, userID string, limit int) ([
 		return nil, fmt.Errorf("embedded: sessions of %q: %w", userID, err)
 	}
 	return out, nil
+}
+
+// RecentTransactions returns the newest transactions of kind (one of model.TxKinds; "" or
+// "all": every kind), merged over the stream partitions, newest first, at most limit (all
+// the feeds hold if limit <= 0). A kind without a feed has no transactions.
+func (s *Store) RecentTransactions(ctx context.Context, kind string, limit int) ([]model.TxEvent, error) {
+	prefix := txFeedPrefix(kind)
+	if kind == "" || kind == "all" {
+		prefix = []byte{tagTxFeed}
+	}
+	var feeds []model.TxFeed
+	err := s.scan(ctx, prefix, prefix, 0, func(k, v []byte) (bool, error) {
+		f, err := decodeTxFeed(k, v)
+		feeds = append(feeds, f)
+		return true, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: transactions %q: %w", kind, err)
+	}
+	return model.MergeTxFeeds(feeds, limit), nil
 }
 
 // scan iterates keys with prefix from seek on, until fn returns false or an error. fn's

@@ -1,10 +1,13 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +69,11 @@ func session(user, id string, start time.Time, part int32) model.Session {
 		UserID: user, SessionID: id, Platform: "ios", Start: start, End: start.Add(7 * time.Minute),
 		Events: 20, PageViews: 9, CartAdds: 2, Checkouts: 1, Orders: 1,
 		Revenue: map[string]int64{"GBP": 4999}, Outcome: model.OutcomePurchased, Closed: true, Partition: part,
+		Recent: []model.UserEvent{
+			{Time: start.Add(7 * time.Minute), Kind: "order_placed", AmountMinor: 4999, Currency: "GBP"},
+			{Time: start.Add(time.Minute), Kind: "cart_add", ProductID: "sku-1", AmountMinor: 2 * 2499, Currency: "GBP"},
+			{Time: start, Kind: "page_view"},
+		},
 	}
 }
 
@@ -123,6 +131,10 @@ func TestRoundTrip(t *testing.T) {
 
 	wantS := sess
 	wantS.Start, wantS.End = ms, base.Add(7*time.Minute+time.Millisecond)
+	wantS.Recent = slices.Clone(sess.Recent)
+	for i := range wantS.Recent {
+		wantS.Recent[i].Time = wantS.Recent[i].Time.UTC().Truncate(time.Millisecond)
+	}
 	gotS, err := s.SessionsByUser(ctx, "user-1", 10)
 	if err != nil {
 		t.Fatal(err)
@@ -550,5 +562,105 @@ func TestTrendsExpireWithHistory(t *testing.T) {
 	defer d.Close()
 	if d.history != 365*24*time.Hour {
 		t.Fatalf("default history TTL %s", d.history)
+	}
+}
+
+// txFeeds has feeds of every kind but chargeback over three partitions, with equal times
+// across feeds, sub-millisecond and non-UTC times.
+func txFeeds() []model.TxFeed {
+	cet := time.FixedZone("CET", 3600)
+	var feeds []model.TxFeed
+	for k, kind := range model.TxKinds[:3] {
+		for p := range int32(3) {
+			f := model.TxFeed{Kind: kind, Partition: p}
+			for i := 10; i > 0; i-- { // newest first; every third second is shared by all feeds
+				at := base.Add(time.Duration(i*3+int(p)%2*k) * time.Second).Add(time.Microsecond).In(cet)
+				f.Events = append(f.Events, model.TxEvent{Time: at, Kind: kind, UserID: fmt.Sprintf("u-%d", i), OrderID: fmt.Sprintf("o-%d-%d", p, i),
+					AmountMinor: int64(100*k + i), Currency: "EUR", Platform: "web", Reason: kind + "-reason", Partition: p})
+			}
+			feeds = append(feeds, f)
+		}
+	}
+	return feeds
+}
+
+// wantTx is what RecentTransactions should return for feeds: newest first, ties in
+// (kind, partition, feed order), times in UTC milliseconds.
+func wantTx(feeds []model.TxFeed, kind string, limit int) []model.TxEvent {
+	var all []model.TxEvent
+	for _, f := range feeds {
+		if kind == "" || kind == "all" || f.Kind == kind {
+			all = append(all, f.Events...)
+		}
+	}
+	for i := range all {
+		all[i].Time = all[i].Time.UTC().Truncate(time.Millisecond)
+	}
+	slices.SortStableFunc(all, func(a, b model.TxEvent) int {
+		if c := b.Time.Compare(a.Time); c != 0 {
+			return c
+		}
+		return cmp.Or(strings.Compare(a.Kind, b.Kind), cmp.Compare(a.Partition, b.Partition))
+	})
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+	}
+	return all
+}
+
+// The transaction feeds read back merged over partitions, newest first, per kind or all,
+// at most limit; a later feed replaces the row whole; they survive a reopen.
+func TestRecentTransactions(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, time.Hour)
+	ctx := context.Background()
+	if got, err := s.RecentTransactions(ctx, "all", 10); err != nil || len(got) != 0 {
+		t.Fatalf("before any write: %v, %v", got, err)
+	}
+	feeds := txFeeds()
+	write(t, s, model.Batch{TxFeeds: feeds})
+	check := func(s *Store) {
+		t.Helper()
+		for _, c := range []struct {
+			kind  string
+			limit int
+		}{{"", 0}, {"all", 7}, {"all", 1000}, {model.TxOrderPlaced, 0}, {model.TxRefund, 4}, {model.TxChargeback, 5}, {"nonsense", 5}} {
+			got, err := s.RecentTransactions(ctx, c.kind, c.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, fmt.Sprintf("kind %q limit %d", c.kind, c.limit), got, wantTx(feeds, c.kind, c.limit))
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, time.Hour)
+	check(s)
+
+	feeds[0].Events = feeds[0].Events[:1]
+	write(t, s, model.Batch{TxFeeds: feeds[:1]})
+	check(s)
+}
+
+// Sessions written before recent events existed (value version 1) still read, without them.
+func TestSessionVersion1StillDecodes(t *testing.T) {
+	s := open(t, t.TempDir(), time.Hour)
+	old := session("u", "s", base, 2)
+	old.Recent = nil
+	v2 := encodeSession(&old)
+	// Version 1 is version 2 without the trailing count of recent events (0: one byte).
+	v1 := append([]byte{1}, v2[1:len(v2)-1]...)
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(sessionKey(&old), v1) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.SessionsByUser(context.Background(), "u", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "version 1 session", got, []model.Session{old})
+	if _, err := decodeSession(sessionKey(&old), append([]byte{3}, v2[1:]...)); err == nil {
+		t.Fatal("decoded an unknown session version")
 	}
 }
