@@ -43,10 +43,11 @@ func Serve(ctx context.Context, cfg config.Config, out io.Writer) error {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(httpCtx) }()
 
-	fmt.Fprintf(out, "bytebasket serve: store %s, http http://%s (/api/v1/ / /healthz /readyz /metrics), grpc %s\n",
-		cfg.Store.Backend, srv.Addr(), grpcAddr)
+	// Ready before the address is announced: whoever reads the line can use it at once.
 	srv.SetHealthy(true)
 	srv.SetReady(true)
+	fmt.Fprintf(out, "bytebasket serve: store %s, http http://%s (/api/v1/ / /healthz /readyz /metrics), grpc %s\n",
+		cfg.Store.Backend, srv.Addr(), grpcAddr)
 
 	var serveErr error
 	select {
