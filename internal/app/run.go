@@ -100,7 +100,8 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	fmt.Fprintf(out, "  http:             http://%s (dashboard /, API /api/v1/, /healthz /readyz /metrics)\n", srv.Addr())
 	fmt.Fprintf(out, "  grpc:             %s (bytebasket.v1.AnalyticsService)\n", grpcAddr)
 	fmt.Fprintf(out, "  store (embedded): %s\n", filepath.Join(dataDir, "store"))
-	fmt.Fprintf(out, "  lake (local):     %s\n", localLakeRoot(cfg))
+	lakeDir, _ := filepath.Abs(localLakeRoot(cfg))
+	fmt.Fprintf(out, "  lake (local):     %s\n", lakeDir)
 	fmt.Fprintf(out, "  data dir:         %s\n", dataDir)
 	srv.SetHealthy(true)
 

@@ -77,20 +77,25 @@ type Processor struct {
 	limiter *rate.Limiter
 	m       metrics
 
-	mu        sync.Mutex // guards everything below; rebalance callbacks take it too
-	parts     map[int32]*partitionState
-	lastSeen  map[string]time.Time // "topic/partition" -> wall time of the last record
-	eventsM   []int64              // event times since the last flush, for latency
-	lastCkpt  map[int32]time.Time  // per partition: checkpoints are staggered
-	lastFull  time.Time            // last flush that gave a partition a full drain
-	fullTurn  int                  // index of the partition whose full drain was last
+	mu       sync.Mutex // guards everything below; rebalance callbacks take it too
+	parts    map[int32]*partitionState
+	lastSeen map[string]time.Time // "topic/partition" -> wall time of the last record
+	eventsM  []int64              // event times since the last flush, for latency
+	lastFull time.Time            // last flush that gave a partition a full drain
+	fullTurn int                  // index of the partition whose full drain was last
+
+	ckptMu   sync.Mutex          // guards lastCkpt and ckptBusy: checkpoint writers run beside the loop
+	lastCkpt map[int32]time.Time // per partition: checkpoints are staggered
+	ckptBusy map[int32]bool      // a checkpoint of the partition is being written
+	ckptWG   sync.WaitGroup
+
 	assigned  atomic.Bool
 	dlqFailed atomic.Int64
 }
 
 // New connects the consumer group. reg may be nil.
 func New(cfg Config, kafka config.Kafka, sink Sink, reg prometheus.Registerer) (*Processor, error) {
-	p := &Processor{cfg: cfg, prefix: kafka.TopicPrefix, sink: sink, parts: map[int32]*partitionState{}, lastSeen: map[string]time.Time{}, lastCkpt: map[int32]time.Time{}}
+	p := &Processor{cfg: cfg, prefix: kafka.TopicPrefix, sink: sink, parts: map[int32]*partitionState{}, lastSeen: map[string]time.Time{}, lastCkpt: map[int32]time.Time{}, ckptBusy: map[int32]bool{}}
 	p.limiter = rate.NewLimiter(rate.Inf, 0)
 	if cfg.WriteRateLimit > 0 {
 		p.limiter = rate.NewLimiter(rate.Limit(cfg.WriteRateLimit), int(max(cfg.WriteRateLimit, 1)))
@@ -269,6 +274,9 @@ func (p *Processor) flushLocked(ctx context.Context, final bool, only []int32) e
 		}
 		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
 	}
+	if final {
+		p.ckptWG.Wait() // an earlier checkpoint must not land after the final one
+	}
 	fullPart, ckptPart := int32(-1), int32(-1)
 	if !final && len(parts) > 0 {
 		if t0.Sub(p.lastFull) >= fullDrainInterval/time.Duration(len(parts)) {
@@ -276,12 +284,14 @@ func (p *Processor) flushLocked(ctx context.Context, final bool, only []int32) e
 			fullPart, p.lastFull = parts[p.fullTurn], t0
 		}
 		var oldest time.Time
+		p.ckptMu.Lock()
 		for _, part := range parts {
 			last := p.lastCkpt[part]
-			if t0.Sub(last) >= p.cfg.CheckpointInterval && (ckptPart < 0 || last.Before(oldest)) {
+			if !p.ckptBusy[part] && t0.Sub(last) >= p.cfg.CheckpointInterval && (ckptPart < 0 || last.Before(oldest)) {
 				ckptPart, oldest = part, last
 			}
 		}
+		p.ckptMu.Unlock()
 	}
 	if final || ckptPart >= 0 {
 		// Dead letters must be durable before offsets move past their records.
@@ -313,20 +323,18 @@ func (p *Processor) flushLocked(ctx context.Context, final bool, only []int32) e
 		wm := st.watermark(p.activeTopics(part, t0))
 		st.Advance(wm, p.cfg.Rules)
 		b := st.Drain(wm, t0, level)
+		var ckpt *model.Checkpoint
 		if checkpoint {
 			kind = "checkpoint"
 			snap, err := st.Snapshot()
 			if err != nil {
 				return err
 			}
-			offsets := clone(st.Offsets)
-			b.Checkpoint = &model.Checkpoint{Group: p.cfg.Group, Partition: part, Offsets: offsets, State: snap, UpdatedAt: t0}
-			for t, off := range offsets {
-				if commit[p.prefix+t] == nil {
-					commit[p.prefix+t] = map[int32]kgo.EpochOffset{}
-				}
-				commit[p.prefix+t][part] = kgo.EpochOffset{Epoch: -1, Offset: off}
-			}
+			ckpt = &model.Checkpoint{Group: p.cfg.Group, Partition: part, Offsets: clone(st.Offsets), State: snap, UpdatedAt: t0}
+		}
+		if final {
+			b.Checkpoint = ckpt // with the rows, and committed below
+			p.addCommit(commit, ckpt)
 		}
 		if b.Len() > 0 {
 			if err := p.throttle(ctx, b.Len()); err != nil {
@@ -337,9 +345,14 @@ func (p *Processor) flushLocked(ctx context.Context, final bool, only []int32) e
 			}
 			p.m.countRows(b)
 		}
-		if checkpoint {
+		switch {
+		case final:
+			p.ckptMu.Lock()
 			p.lastCkpt[part] = time.Now()
+			p.ckptMu.Unlock()
 			p.m.checkpoints.Inc()
+		case checkpoint:
+			p.checkpointAsync(ctx, ckpt) // the rows it covers are written
 		}
 	}
 	done := time.Now()
@@ -348,15 +361,63 @@ func (p *Processor) flushLocked(ctx context.Context, final bool, only []int32) e
 	}
 	p.eventsM = p.eventsM[:0]
 	p.m.flush.WithLabelValues(kind).Observe(done.Sub(t0).Seconds())
-	if len(commit) > 0 {
-		// For lag monitoring and tools; restarts use the store's checkpoint.
-		p.client.CommitOffsetsSync(ctx, commit, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
-			if err != nil {
-				slog.Warn("commit offsets", "err", err)
-			}
-		})
-	}
+	p.commitOffsets(ctx, commit)
 	return nil
+}
+
+// addCommit adds a checkpoint's offsets to the Kafka commit being built.
+func (p *Processor) addCommit(commit map[string]map[int32]kgo.EpochOffset, c *model.Checkpoint) {
+	for t, off := range c.Offsets {
+		if commit[p.prefix+t] == nil {
+			commit[p.prefix+t] = map[int32]kgo.EpochOffset{}
+		}
+		commit[p.prefix+t][c.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+	}
+}
+
+// commitOffsets commits to Kafka for lag monitoring and tools; restarts use the store's
+// checkpoint.
+func (p *Processor) commitOffsets(ctx context.Context, commit map[string]map[int32]kgo.EpochOffset) {
+	if len(commit) == 0 {
+		return
+	}
+	p.client.CommitOffsetsSync(ctx, commit, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			slog.Warn("commit offsets", "err", err)
+		}
+	})
+}
+
+// checkpointAsync writes a checkpoint beside the poll loop. The snapshot is taken, and the
+// rows it covers are written, in the loop; the state blob, the largest write of all, then no
+// longer holds up the live rows (it was most of the stream's p99). One is in flight per
+// partition and a final flush waits for them all, so a partition's checkpoints land in
+// order. A failed one is retried at the partition's next turn; restores use the last one
+// that landed, whose state and offsets belong together.
+func (p *Processor) checkpointAsync(ctx context.Context, c *model.Checkpoint) {
+	p.ckptMu.Lock()
+	p.ckptBusy[c.Partition] = true
+	p.ckptMu.Unlock()
+	p.ckptWG.Add(1)
+	go func() {
+		defer p.ckptWG.Done()
+		err := p.writeWithRetry(ctx, model.Batch{Checkpoint: c})
+		p.ckptMu.Lock()
+		delete(p.ckptBusy, c.Partition)
+		if err == nil {
+			p.lastCkpt[c.Partition] = time.Now()
+		}
+		p.ckptMu.Unlock()
+		if err != nil {
+			slog.Warn("checkpoint not written; retried at the partition's next turn", "partition", c.Partition, "err", err)
+			return
+		}
+		p.m.countRows(model.Batch{Checkpoint: c})
+		p.m.checkpoints.Inc()
+		commit := map[string]map[int32]kgo.EpochOffset{}
+		p.addCommit(commit, c)
+		p.commitOffsets(ctx, commit)
+	}()
 }
 
 // throttle waits until rows may be written under the configured write rate limit.
@@ -464,7 +525,9 @@ func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 	}
 	for _, part := range parts {
 		delete(p.parts, part)
+		p.ckptMu.Lock()
 		delete(p.lastCkpt, part)
+		p.ckptMu.Unlock()
 	}
 }
 
@@ -473,7 +536,9 @@ func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 	defer p.mu.Unlock()
 	for _, part := range partitionsOf(lost) {
 		delete(p.parts, part) // another member resumes from the last checkpoint
+		p.ckptMu.Lock()
 		delete(p.lastCkpt, part)
+		p.ckptMu.Unlock()
 	}
 }
 
