@@ -78,6 +78,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bytebasket: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
 	}
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil // stopped by SIGTERM or Ctrl-C, possibly while still starting
+	}
 	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {

@@ -10,14 +10,15 @@ package api
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/model"
+	"golang.org/x/sync/singleflight"
 )
 
 // Store is what the API reads of the serving store; both backends provide it.
@@ -31,7 +32,7 @@ type Store interface {
 }
 
 // Platforms are the values of the platform parameter; "all" sums the others.
-var Platforms = []string{model.AllPlatforms, "web", "ios", "android", "backend"}
+var Platforms = append([]string{model.AllPlatforms}, event.Platforms...)
 
 // Parameter bounds and defaults of docs/api.md.
 const (
@@ -87,7 +88,7 @@ type Service struct {
 	lookback  time.Duration
 	poll      time.Duration
 	heartbeat time.Duration
-	reads     coalescer
+	reads     singleflight.Group // concurrent identical window reads share one store read
 
 	done      chan struct{} // closed by Close: event streams end
 	closeOnce sync.Once
@@ -182,16 +183,28 @@ func (s *Service) Live(ctx context.Context, q LiveQuery) (*LiveResult, error) {
 	return &LiveResult{Granularity: string(g), Platform: platform, Windows: sumWindows(rows, platform)}, nil
 }
 
-// windows reads a range of window rows; concurrent identical reads are coalesced.
+// readTimeout bounds a shared store read, which no single request's context may cancel.
+const readTimeout = 10 * time.Second
+
+// windows reads a range of window rows. Concurrent identical reads share the one in flight
+// (under load the store sees one read per key at a time, not one per request); nothing is
+// kept once it returns.
 func (s *Service) windows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.WindowMetrics, error) {
 	key := fmt.Sprintf("w/%s/%d/%d", g, from.UnixNano(), to.UnixNano())
-	v, err := s.reads.do(ctx, key, func(ctx context.Context) (any, error) {
-		return s.store.Windows(ctx, g, from, to)
+	ch := s.reads.DoChan(key, func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
+		defer cancel()
+		return s.store.Windows(rctx, g, from, to)
 	})
-	if err != nil {
-		return nil, storeErr(err)
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, storeErr(r.Err)
+		}
+		return r.Val.([]model.WindowMetrics), nil
+	case <-ctx.Done():
+		return nil, storeErr(ctx.Err())
 	}
-	return v.([]model.WindowMetrics), nil
 }
 
 // sumWindows adds the rows of each window start (of platform, or all), newest first.
@@ -753,10 +766,4 @@ func intParam(name string, v, def, hi int) (int, error) {
 
 func rangeError(name string, hi int) *ParamError {
 	return &ParamError{name, fmt.Sprintf("must be an integer in 1..%d", hi)}
-}
-
-// IsParamError reports whether err is a bad parameter.
-func IsParamError(err error) bool {
-	var pe *ParamError
-	return errors.As(err, &pe)
 }

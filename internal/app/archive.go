@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/archive"
-	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/lake"
 	"github.com/bytebasket/bytebasket/internal/ops"
@@ -24,16 +23,7 @@ func Archive(ctx context.Context, cfg config.Config, out io.Writer) error {
 		return err
 	}
 	defer stopSrv()
-	adm, err := newAdmin(cfg.Kafka)
-	if err != nil {
-		return err
-	}
-	err = bus.EnsureTopics(ctx, adm, bus.TopicSpecs(cfg))
-	adm.Close()
-	if ctx.Err() != nil {
-		return nil // stopped while starting
-	}
-	if err != nil {
+	if err := ensureTopics(ctx, cfg); err != nil {
 		return err
 	}
 	lk, err := openLake(cfg)

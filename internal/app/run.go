@@ -37,13 +37,7 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	defer broker.Close()
 	cfg.Kafka.Brokers = []string{broker.Addr()}
 
-	adm, err := newAdmin(cfg.Kafka)
-	if err != nil {
-		return err
-	}
-	err = bus.EnsureTopics(ctx, adm, bus.TopicSpecs(cfg))
-	adm.Close()
-	if err != nil {
+	if err := ensureTopics(ctx, cfg); err != nil {
 		return err
 	}
 	prod, err := bus.NewProducer(cfg.Kafka, srv.Registry)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/ops"
 	"github.com/bytebasket/bytebasket/internal/stream"
@@ -38,13 +37,7 @@ func Stream(ctx context.Context, cfg config.Config, out io.Writer) error {
 	}
 	defer stopSrv()
 
-	adm, err := newAdmin(cfg.Kafka)
-	if err != nil {
-		return err
-	}
-	err = bus.EnsureTopics(ctx, adm, bus.TopicSpecs(cfg))
-	adm.Close()
-	if err != nil {
+	if err := ensureTopics(ctx, cfg); err != nil {
 		return err
 	}
 	st, err := openStore(ctx, cfg)

@@ -25,6 +25,17 @@ func newAdmin(cfg config.Kafka) (*kadm.Client, error) {
 	return kadm.NewClient(cl), nil
 }
 
+// ensureTopics creates the topics a role needs (missing ones only) and waits for their
+// leaders; every role that consumes or produces starts with it.
+func ensureTopics(ctx context.Context, cfg config.Config) error {
+	adm, err := newAdmin(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	return bus.EnsureTopics(ctx, adm, bus.TopicSpecs(cfg))
+}
+
 // TopicsCreate creates every ByteBasket topic that is missing, then describes them.
 func TopicsCreate(ctx context.Context, cfg config.Config, out io.Writer) error {
 	adm, err := newAdmin(cfg.Kafka)

@@ -303,6 +303,3 @@ func (a *Archiver) onRevoked(_ context.Context, _ *kgo.Client, revoked map[strin
 	}
 	a.m.buffered.Set(float64(a.buffered))
 }
-
-// Buffered is the bytes of records held in memory.
-func (a *Archiver) Buffered() int64 { return a.buffered }

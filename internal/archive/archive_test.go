@@ -174,8 +174,8 @@ func TestCrashAndReplayWritesEveryRecordOnce(t *testing.T) {
 		if len(got) != len(recs) {
 			t.Fatalf("crash at %d: %d records in the lake, want %d", crashAt, len(got), len(recs))
 		}
-		if b.Buffered() != 0 {
-			t.Fatalf("%d bytes still buffered after the final roll", b.Buffered())
+		if b.buffered != 0 {
+			t.Fatalf("%d bytes still buffered after the final roll", b.buffered)
 		}
 	}
 }
@@ -264,7 +264,7 @@ func TestMemoryBound(t *testing.T) {
 		if err := a.Roll(ctx, time.Now(), false); err != nil {
 			t.Fatal(err)
 		}
-		peak = max(peak, a.Buffered())
+		peak = max(peak, a.buffered)
 	}
 	// One record may overshoot until the next roll check.
 	if peak > cfg.MaxBufferedBytes+4<<10 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/lake"
+	"github.com/bytebasket/bytebasket/internal/retry"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 	"github.com/parquet-go/parquet-go"
 )
@@ -136,28 +137,16 @@ func (p *partition) commitOffset() int64 {
 	return off
 }
 
-// withRetry runs op until it succeeds or ctx ends, backing off: the lake being down stops
-// the archiver (Kafka keeps the backlog) instead of losing or skipping records.
-func withRetry(ctx context.Context, what string, onErr func(), op func() error) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := op()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		onErr()
-		slog.Warn("lake operation failed; retrying", "op", what, "in", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
+// withRetry runs op until it succeeds or ctx ends: the lake being down stops the archiver
+// (Kafka keeps the backlog) instead of losing or skipping records.
+func (a *Archiver) withRetry(ctx context.Context, what string, op func() error) error {
+	return retry.Until(ctx, lakeBackoff, op, func(err error, wait time.Duration) {
+		a.m.lakeErrors.Inc()
+		slog.Warn("lake operation failed; retrying", "op", what, "in", wait, "err", err)
+	})
 }
+
+var lakeBackoff = retry.Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
 
 // index returns the directory's index for p, listing the lake the first time.
 func (a *Archiver) index(ctx context.Context, p *partition, dir string) (*dirIndex, error) {
@@ -165,7 +154,7 @@ func (a *Archiver) index(ctx context.Context, p *partition, dir string) (*dirInd
 		return x, nil
 	}
 	var x *dirIndex
-	err := withRetry(ctx, "list "+dir, a.m.lakeErrors.Inc, func() (err error) {
+	err := a.withRetry(ctx, "list "+dir, func() (err error) {
 		x, err = loadIndex(ctx, a.lake, dir, p.stream, p.id)
 		return err
 	})
@@ -182,7 +171,7 @@ func (a *Archiver) roll(ctx context.Context, p *partition, b *buffer) error {
 	name := b.dir + "/" + r.FileName()
 	t0 := time.Now()
 	var written int64
-	err := withRetry(ctx, "write "+name, a.m.lakeErrors.Inc, func() error {
+	err := a.withRetry(ctx, "write "+name, func() error {
 		return a.lake.WriteAtomic(ctx, name, func(w io.Writer) error {
 			cw := &countingWriter{w: w}
 			err := b.writeParquet(cw, a.codec)

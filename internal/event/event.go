@@ -27,6 +27,24 @@ const (
 // Topics are the topics every event lands in.
 var Topics = []string{TopicUserActivity, TopicTransactions}
 
+// Platforms are the named sources, as metrics, the lake and the API name them.
+var Platforms = []string{"web", "ios", "android", "backend"}
+
+// Platform names an envelope's source: one of Platforms, or "unspecified".
+func Platform(s pb.Source) string {
+	switch s {
+	case pb.Source_SOURCE_WEB:
+		return "web"
+	case pb.Source_SOURCE_IOS:
+		return "ios"
+	case pb.Source_SOURCE_ANDROID:
+		return "android"
+	case pb.Source_SOURCE_BACKEND:
+		return "backend"
+	}
+	return "unspecified"
+}
+
 // Kind names an envelope's payload type, as used in metrics and the dead-letter reason.
 type Kind string
 

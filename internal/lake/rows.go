@@ -96,21 +96,6 @@ const (
 	StreamTransactions = event.TopicTransactions
 )
 
-// Platform is the envelope's source as a lower-case name, as the stream processor uses.
-func Platform(s pb.Source) string {
-	switch s {
-	case pb.Source_SOURCE_WEB:
-		return "web"
-	case pb.Source_SOURCE_IOS:
-		return "ios"
-	case pb.Source_SOURCE_ANDROID:
-		return "android"
-	case pb.Source_SOURCE_BACKEND:
-		return "backend"
-	}
-	return "unspecified"
-}
-
 // slab hands out pointers into blocks of values, so optional columns cost no allocation
 // each. A block is never reallocated, so earlier pointers stay valid.
 type slab[T any] struct{ block []T }
@@ -143,7 +128,7 @@ func (f *Flattener) envelope(e *pb.Envelope, kind event.Kind, part int32, offset
 	c := envelopeCols{
 		EventID: e.GetEventId(), EventType: string(kind),
 		EventTime:     e.GetEventTime().AsTime().Truncate(time.Microsecond),
-		SchemaVersion: int32(e.GetSchemaVersion()), Platform: Platform(e.GetSource()),
+		SchemaVersion: int32(e.GetSchemaVersion()), Platform: event.Platform(e.GetSource()),
 		UserID: e.GetUserId(), SessionID: f.s(e.GetSessionId()),
 		KafkaPart: part, KafkaOffset: offset,
 	}

@@ -316,15 +316,6 @@ func (m TrendMetrics) Conversion() float64 {
 	return float64(m.Buyers) / float64(m.ActiveUsers)
 }
 
-// AverageOrderValue is revenue / orders in currency, in minor units (0 without orders).
-func (m TrendMetrics) AverageOrderValue(currency string) float64 {
-	n := m.OrdersByCurrency[currency]
-	if n == 0 {
-		return 0
-	}
-	return float64(m.Revenue[currency]) / float64(n)
-}
-
 // Batch-only rankings, beside TopProductViews, TopProductRevenue and TopCategoryViews.
 const (
 	TopProductUnits    TopDimension = "product_units"    // units ordered

@@ -26,6 +26,7 @@ import (
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/model"
+	"github.com/bytebasket/bytebasket/internal/retry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -435,22 +436,18 @@ func (p *Processor) throttle(ctx context.Context, rows int) error {
 	return nil
 }
 
+// storeBackoff paces retries of a failing store.
+var storeBackoff = retry.Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
+
 func (p *Processor) writeWithRetry(ctx context.Context, b model.Batch) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := p.sink.Write(ctx, b)
-		if err == nil {
-			return nil
-		}
+	err := retry.Until(ctx, storeBackoff, func() error { return p.sink.Write(ctx, b) }, func(err error, wait time.Duration) {
 		p.m.storeErrors.Inc()
-		slog.Warn("store write failed; retrying", "rows", b.Len(), "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("store write: %w (last error: %v)", ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
+		slog.Warn("store write failed; retrying", "rows", b.Len(), "backoff", wait, "err", err)
+	})
+	if err != nil {
+		return fmt.Errorf("store write: %w", err)
 	}
+	return nil
 }
 
 func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
@@ -478,14 +475,12 @@ func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[
 
 func (p *Processor) restore(ctx context.Context, part int32) (*partitionState, error) {
 	var cp *model.Checkpoint
-	var err error
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		if cp, err = p.sink.LoadCheckpoint(ctx, p.cfg.Group, part); err == nil || ctx.Err() != nil {
-			break
-		}
+	err := retry.Until(ctx, storeBackoff, func() (err error) {
+		cp, err = p.sink.LoadCheckpoint(ctx, p.cfg.Group, part)
+		return err
+	}, func(err error, _ time.Duration) {
 		slog.Warn("load checkpoint; retrying", "partition", part, "err", err)
-		time.Sleep(backoff)
-	}
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/event"
@@ -129,9 +128,7 @@ func (s *partitionState) watermark(active map[string]bool) int64 {
 	return wm
 }
 
-func platformOf(e *pb.Envelope) string {
-	return strings.ToLower(strings.TrimPrefix(e.GetSource().String(), "SOURCE_"))
-}
+func platformOf(e *pb.Envelope) string { return event.Platform(e.GetSource()) }
 
 func add(set map[string]struct{}, u string, n *int64) {
 	if _, ok := set[u]; !ok {

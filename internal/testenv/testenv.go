@@ -33,24 +33,39 @@ var (
 // skipped, or failed under CI=true.
 func Addr(t testing.TB, s Server) string {
 	t.Helper()
-	if testing.Short() && os.Getenv("CI") != "true" {
-		t.Skipf("integration test skipped in -short mode")
-	}
+	Integration(t)
 	addr := s.Default
 	if v := os.Getenv(s.EnvVar); v != "" {
 		addr = v
 	}
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
-		msg := "%s is not reachable at %s (%v): start it with `deploy/local/cluster up %s` or set %s"
-		if os.Getenv("CI") == "true" {
-			t.Fatalf(msg, s.Name, addr, err, s.Name, s.EnvVar)
-		}
-		t.Skipf(msg, s.Name, addr, err, s.Name, s.EnvVar)
+		Missing(t, "%s is not reachable at %s (%v): start it with `deploy/local/cluster up %s` or set %s",
+			s.Name, addr, err, s.Name, s.EnvVar)
 	}
 	conn.Close()
 	return addr
 }
+
+// Integration skips an integration test in -short mode, except under CI=true.
+func Integration(t testing.TB) {
+	t.Helper()
+	if testing.Short() && !ci() {
+		t.Skipf("integration test skipped in -short mode")
+	}
+}
+
+// Missing ends a test whose prerequisite is absent, saying how to get it: a skip, or a
+// failure under CI=true.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if ci() {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+func ci() bool { return os.Getenv("CI") == "true" }
 
 // RepoRoot is the repository's top directory, for tests that run repo scripts.
 func RepoRoot() string {

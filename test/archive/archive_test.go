@@ -74,7 +74,7 @@ func expected(t *testing.T, seed uint64, start time.Time) map[string][]row {
 func addExpected(out map[string][]row, e *pb.Envelope) {
 	{
 		k := event.KindOf(e)
-		r := row{ID: e.GetEventId(), Type: string(k), User: e.GetUserId(), Platform: lake.Platform(e.GetSource()),
+		r := row{ID: e.GetEventId(), Type: string(k), User: e.GetUserId(), Platform: event.Platform(e.GetSource()),
 			TimeMicros: e.GetEventTime().AsTime().UnixMicro()}
 		stream := event.TopicOf(k)
 		if stream == event.TopicTransactions {

@@ -28,23 +28,13 @@ var binary string
 
 func TestMain(m *testing.M) { testenv.MainWithBinary(m, &binary) }
 
-// missing skips a test whose prerequisite is absent, with how to get it; under CI=true it
-// fails instead, so that CI never goes green by skipping.
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 func chromiumPath(t *testing.T) string {
 	p := os.Getenv("BYTEBASKET_CHROMIUM")
 	if p == "" {
 		p = "/usr/bin/chromium"
 	}
 	if _, err := os.Stat(p); err != nil {
-		missing(t, "no Chromium at %s (%v): `apt-get install chromium` (Debian) or set BYTEBASKET_CHROMIUM", p, err)
+		testenv.Missing(t, "no Chromium at %s (%v): `apt-get install chromium` (Debian) or set BYTEBASKET_CHROMIUM", p, err)
 	}
 	return p
 }
@@ -196,9 +186,7 @@ func sameMinute(p pageMinute, l live) (bool, string) {
 }
 
 func TestDashboardShowsLiveDataInChromium(t *testing.T) {
-	if testing.Short() && os.Getenv("CI") != "true" {
-		t.Skip("browser test skipped in -short mode")
-	}
+	testenv.Integration(t)
 	chromium := chromiumPath(t)
 	base := startRun(t)
 
@@ -210,7 +198,7 @@ func TestDashboardShowsLiveDataInChromium(t *testing.T) {
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusServiceUnavailable {
-		missing(t, "the binary was built without the chart library: run `make web` first (%s)", page)
+		testenv.Missing(t, "the binary was built without the chart library: run `make web` first (%s)", page)
 	}
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /: %s", resp.Status)

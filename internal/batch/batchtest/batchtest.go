@@ -199,7 +199,7 @@ func (x *expect) add(e *pb.Envelope, kind event.Kind) {
 	t := e.GetEventTime().AsTime().UTC()
 	user := e.GetUserId()
 	for _, g := range model.TrendGranularities {
-		for _, p := range []string{lake.Platform(e.GetSource()), model.AllPlatforms} {
+		for _, p := range []string{event.Platform(e.GetSource()), model.AllPlatforms} {
 			b := x.bucket(model.TrendKey{Granularity: g, Start: t.Truncate(g.Duration()), Platform: p})
 			m := &b.m
 			b.active[user] = true

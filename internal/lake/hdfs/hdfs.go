@@ -27,9 +27,6 @@ type FS struct {
 	replication int
 }
 
-// FileInfo describes one lake file.
-type FileInfo = lake.FileInfo
-
 // Open connects to the namenodes of cfg.
 func Open(cfg config.Lake) (*FS, error) {
 	h := cfg.HDFS
@@ -113,8 +110,8 @@ func closeWriter(ctx context.Context, w *hdfs.FileWriter) error {
 
 // List returns the visible files below dir (recursively), sorted by path; temporary files
 // and missing directories yield nothing.
-func (f *FS) List(ctx context.Context, dir string) ([]FileInfo, error) {
-	var out []FileInfo
+func (f *FS) List(ctx context.Context, dir string) ([]lake.FileInfo, error) {
+	var out []lake.FileInfo
 	err := f.client.Walk(f.abs(dir), func(p string, info os.FileInfo, err error) error {
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -129,7 +126,7 @@ func (f *FS) List(ctx context.Context, dir string) ([]FileInfo, error) {
 			return nil
 		}
 		rel := p[len(f.root):]
-		out = append(out, FileInfo{Path: rel[1:], Size: info.Size(), ModTime: info.ModTime()})
+		out = append(out, lake.FileInfo{Path: rel[1:], Size: info.Size(), ModTime: info.ModTime()})
 		return nil
 	})
 	if err != nil {

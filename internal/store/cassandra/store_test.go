@@ -1,7 +1,6 @@
 package cassandra
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"reflect"
@@ -10,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/cassandra-gocql-driver/v2"
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/model"
+	"github.com/bytebasket/bytebasket/internal/store/storetest"
 	"github.com/bytebasket/bytebasket/internal/testenv"
 )
 
@@ -365,49 +365,6 @@ func TestStoreTTL(t *testing.T) {
 	}
 }
 
-// txFeeds has feeds of every kind but chargeback over three partitions, with equal times
-// across feeds, sub-millisecond and non-UTC times.
-func txFeeds() []model.TxFeed {
-	cet := time.FixedZone("CET", 3600)
-	var feeds []model.TxFeed
-	for k, kind := range model.TxKinds[:3] {
-		for p := range int32(3) {
-			f := model.TxFeed{Kind: kind, Partition: p}
-			for i := 10; i > 0; i-- { // newest first; every third second is shared by all feeds
-				at := midnight.Add(time.Duration(i*3+int(p)%2*k) * time.Second).Add(time.Microsecond).In(cet)
-				f.Events = append(f.Events, model.TxEvent{Time: at, Kind: kind, UserID: fmt.Sprintf("u-%d", i), OrderID: fmt.Sprintf("o-%d-%d", p, i),
-					AmountMinor: int64(100*k + i), Currency: "EUR", Platform: "web", Reason: kind + "-reason", Partition: p})
-			}
-			feeds = append(feeds, f)
-		}
-	}
-	return feeds
-}
-
-// wantTx is what RecentTransactions should return for feeds: newest first, ties in
-// (kind, partition, feed order), times as stored.
-func wantTx(feeds []model.TxFeed, kind string, limit int) []model.TxEvent {
-	var all []model.TxEvent
-	for _, f := range feeds {
-		if kind == "" || kind == "all" || f.Kind == kind {
-			all = append(all, f.Events...)
-		}
-	}
-	for i := range all {
-		all[i].Time = ms(all[i].Time)
-	}
-	slices.SortStableFunc(all, func(a, b model.TxEvent) int {
-		if c := b.Time.Compare(a.Time); c != 0 {
-			return c
-		}
-		return cmp.Or(strings.Compare(a.Kind, b.Kind), cmp.Compare(a.Partition, b.Partition))
-	})
-	if limit > 0 && len(all) > limit {
-		all = all[:limit]
-	}
-	return all
-}
-
 // The transaction feeds read back merged over partitions, newest first, per kind or all,
 // at most limit; a later feed replaces the row whole.
 func TestStoreRecentTransactions(t *testing.T) {
@@ -416,29 +373,16 @@ func TestStoreRecentTransactions(t *testing.T) {
 	if got, err := st.RecentTransactions(ctx, "all", 10); err != nil || len(got) != 0 {
 		t.Fatalf("before any write: %v, %v", got, err)
 	}
-	feeds := txFeeds()
+	feeds := storetest.TxFeeds(midnight)
 	if err := st.Write(ctx, model.Batch{TxFeeds: feeds}); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		kind  string
-		limit int
-	}{{"", 0}, {"all", 7}, {"all", 1000}, {model.TxOrderPlaced, 0}, {model.TxRefund, 4}, {model.TxChargeback, 5}, {"nonsense", 5}} {
-		got, err := st.RecentTransactions(ctx, c.kind, c.limit)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := wantTx(feeds, c.kind, c.limit); !reflect.DeepEqual(got, want) {
-			t.Errorf("kind %q limit %d: got %d transactions, want %d\n got %+v\nwant %+v", c.kind, c.limit, len(got), len(want), got, want)
-		}
-	}
-	feeds[0].Events = feeds[0].Events[:1]
+	storetest.CheckRecentTransactions(t, st, feeds)
+	feeds[0].Events = feeds[0].Events[:1] // a later feed replaces the row whole
 	if err := st.Write(ctx, model.Batch{TxFeeds: feeds[:1]}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := st.RecentTransactions(ctx, model.TxOrderPlaced, 0); !reflect.DeepEqual(got, wantTx(feeds, model.TxOrderPlaced, 0)) {
-		t.Errorf("after rewriting partition 0: %+v", got)
-	}
+	storetest.CheckRecentTransactions(t, st, feeds)
 }
 
 // Migration 0004 may run again (a concurrent apply, or after failing half-way): its ALTER

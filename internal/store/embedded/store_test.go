@@ -1,13 +1,11 @@
 package embedded
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/bytebasket/bytebasket/internal/batch/batchtest"
 	"github.com/bytebasket/bytebasket/internal/model"
+	"github.com/bytebasket/bytebasket/internal/store/storetest"
 )
 
 var base = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -565,49 +564,6 @@ func TestTrendsExpireWithHistory(t *testing.T) {
 	}
 }
 
-// txFeeds has feeds of every kind but chargeback over three partitions, with equal times
-// across feeds, sub-millisecond and non-UTC times.
-func txFeeds() []model.TxFeed {
-	cet := time.FixedZone("CET", 3600)
-	var feeds []model.TxFeed
-	for k, kind := range model.TxKinds[:3] {
-		for p := range int32(3) {
-			f := model.TxFeed{Kind: kind, Partition: p}
-			for i := 10; i > 0; i-- { // newest first; every third second is shared by all feeds
-				at := base.Add(time.Duration(i*3+int(p)%2*k) * time.Second).Add(time.Microsecond).In(cet)
-				f.Events = append(f.Events, model.TxEvent{Time: at, Kind: kind, UserID: fmt.Sprintf("u-%d", i), OrderID: fmt.Sprintf("o-%d-%d", p, i),
-					AmountMinor: int64(100*k + i), Currency: "EUR", Platform: "web", Reason: kind + "-reason", Partition: p})
-			}
-			feeds = append(feeds, f)
-		}
-	}
-	return feeds
-}
-
-// wantTx is what RecentTransactions should return for feeds: newest first, ties in
-// (kind, partition, feed order), times in UTC milliseconds.
-func wantTx(feeds []model.TxFeed, kind string, limit int) []model.TxEvent {
-	var all []model.TxEvent
-	for _, f := range feeds {
-		if kind == "" || kind == "all" || f.Kind == kind {
-			all = append(all, f.Events...)
-		}
-	}
-	for i := range all {
-		all[i].Time = all[i].Time.UTC().Truncate(time.Millisecond)
-	}
-	slices.SortStableFunc(all, func(a, b model.TxEvent) int {
-		if c := b.Time.Compare(a.Time); c != 0 {
-			return c
-		}
-		return cmp.Or(strings.Compare(a.Kind, b.Kind), cmp.Compare(a.Partition, b.Partition))
-	})
-	if limit > 0 && len(all) > limit {
-		all = all[:limit]
-	}
-	return all
-}
-
 // The transaction feeds read back merged over partitions, newest first, per kind or all,
 // at most limit; a later feed replaces the row whole; they survive a reopen.
 func TestRecentTransactions(t *testing.T) {
@@ -617,31 +573,18 @@ func TestRecentTransactions(t *testing.T) {
 	if got, err := s.RecentTransactions(ctx, "all", 10); err != nil || len(got) != 0 {
 		t.Fatalf("before any write: %v, %v", got, err)
 	}
-	feeds := txFeeds()
+	feeds := storetest.TxFeeds(base)
 	write(t, s, model.Batch{TxFeeds: feeds})
-	check := func(s *Store) {
-		t.Helper()
-		for _, c := range []struct {
-			kind  string
-			limit int
-		}{{"", 0}, {"all", 7}, {"all", 1000}, {model.TxOrderPlaced, 0}, {model.TxRefund, 4}, {model.TxChargeback, 5}, {"nonsense", 5}} {
-			got, err := s.RecentTransactions(ctx, c.kind, c.limit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			eq(t, fmt.Sprintf("kind %q limit %d", c.kind, c.limit), got, wantTx(feeds, c.kind, c.limit))
-		}
-	}
-	check(s)
+	storetest.CheckRecentTransactions(t, s, feeds)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s = open(t, dir, time.Hour)
-	check(s)
+	storetest.CheckRecentTransactions(t, s, feeds)
 
-	feeds[0].Events = feeds[0].Events[:1]
+	feeds[0].Events = feeds[0].Events[:1] // a later feed replaces the row whole
 	write(t, s, model.Batch{TxFeeds: feeds[:1]})
-	check(s)
+	storetest.CheckRecentTransactions(t, s, feeds)
 }
 
 // Sessions written before recent events existed (value version 1) still read, without them.
