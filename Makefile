@@ -5,7 +5,7 @@ BIN       := bin/bytebasket
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: all web build run test test-unit bench bench-cluster proto proto-check lint fuzz clean cluster-up cluster-down
+.PHONY: all packages web build run test test-unit bench bench-cluster proto proto-check lint fuzz clean cluster-up cluster-down
 
 all: build
 
@@ -37,11 +37,15 @@ run: web
 # The whole suite: generated code is current, code is vetted, the real servers of
 # deploy/local are up (a no-op when they already are), and every test runs, integration
 # tests included. Under CI=true a server that is not up fails its tests.
-test: web proto-check lint cluster-up
+test: packages web proto-check lint cluster-up
 	@mkdir -p test-output  # screenshots and other test artifacts land in test-output/_artifacts
 	$(GO) test -count=1 -timeout 30m -artifacts -outputdir $(CURDIR)/test-output ./...
 
 # Single-node Kafka, Cassandra, HDFS and Spark Connect from Maven Central on 127.0.0.1.
+# Debian packages the build and tests need (JDK, Maven, C/C++, npm, Chromium), when missing.
+packages:
+	deploy/local/packages
+
 cluster-up:
 	deploy/local/cluster up
 
