@@ -31,13 +31,13 @@ type Store interface {
 	RecentTransactions(ctx context.Context, kind string, limit int) ([]model.TxEvent, error)
 }
 
-// Platforms are the values of the platform parameter; "all" sums the others.
+// Platforms are the values of the platform parameter; "all" is every platform together,
+// with users counted once however many platforms they used (the stream writes these rows).
 var Platforms = append([]string{model.AllPlatforms}, event.Platforms...)
 
 // Parameter bounds and defaults of docs/api.md.
 const (
 	defaultWindows, maxWindows   = 30, 1440
-	defaultMinutes, maxMinutes   = 60, 1440
 	defaultTopN, maxTopN         = 10, 100
 	defaultTxLimit, maxTxLimit   = 50, 500
 	defaultUserLimit, maxUserLim = 20, 100
@@ -124,7 +124,7 @@ type FunnelCounts struct {
 	Buyers   int64 `json:"buyers"`
 }
 
-// Window is one live window, summed over partitions (and platforms for "all").
+// Window is one live window, summed over partitions.
 type Window struct {
 	Start             time.Time        `json:"start"`
 	End               time.Time        `json:"end"`
@@ -207,13 +207,15 @@ func (s *Service) windows(ctx context.Context, g model.Granularity, from, to tim
 	}
 }
 
-// sumWindows adds the rows of each window start (of platform, or all), newest first.
+// sumWindows adds the partitions' rows of each window start of platform, newest first.
+// Distinct users add up over partitions (a user lives in one) but not over platforms, so
+// "all" has rows of its own.
 func sumWindows(rows []model.WindowMetrics, platform string) []Window {
 	out := []Window{}
 	at := map[int64]int{} // window start -> index in out
 	for i := range rows {
 		r := &rows[i]
-		if platform != model.AllPlatforms && r.Key.Platform != platform {
+		if r.Key.Platform != platform {
 			continue
 		}
 		k := r.Key.Start.UnixNano()
@@ -269,17 +271,19 @@ func averages(dst, revenue, orders map[string]int64) {
 	}
 }
 
-// FunnelQuery selects the funnel of the last Minutes; zero fields take the defaults.
+// FunnelQuery selects the funnel of one window; zero fields take the defaults.
 type FunnelQuery struct {
-	Minutes  int
-	Platform string
+	Granularity string    // 1m, 5m or 1h (default)
+	Start       time.Time // the window's start; zero: the window holding now
+	Platform    string
 }
 
-// FunnelResult is the answer of /api/v1/funnel: distinct users per stage summed over the
-// 1-minute windows of [From, To), and the stage-to-stage rates.
+// FunnelResult is the answer of /api/v1/funnel: the users who reached each stage in the
+// window [From, To), each counted once however often they did, and the stage-to-stage rates.
 type FunnelResult struct {
 	From            time.Time `json:"from"`
 	To              time.Time `json:"to"`
+	Granularity     string    `json:"granularity"`
 	Platform        string    `json:"platform"`
 	Viewers         int64     `json:"viewers"`
 	Carters         int64     `json:"carters"`
@@ -291,26 +295,35 @@ type FunnelResult struct {
 	ViewToOrder     float64   `json:"view_to_order"`
 }
 
-// Funnel sums the funnel of the last q.Minutes 1-minute windows, the current one included.
+// Funnel is the funnel of one window: distinct users per stage over the whole window (a
+// sum of shorter windows would count a user once per window).
 func (s *Service) Funnel(ctx context.Context, q FunnelQuery) (*FunnelResult, error) {
-	n, err := intParam("minutes", q.Minutes, defaultMinutes, maxMinutes)
-	if err != nil {
-		return nil, err
+	g := model.Hour
+	if q.Granularity != "" {
+		var err error
+		if g, err = granularity(q.Granularity); err != nil {
+			return nil, err
+		}
 	}
 	platform, err := platformParam(q.Platform)
 	if err != nil {
 		return nil, err
 	}
-	to := s.now().UTC().Truncate(time.Minute).Add(time.Minute)
-	from := to.Add(-time.Duration(n) * time.Minute)
-	rows, err := s.windows(ctx, model.Minute, from, to)
+	from := s.now().UTC().Truncate(g.Duration())
+	if !q.Start.IsZero() {
+		if from = q.Start.UTC(); !from.Equal(from.Truncate(g.Duration())) {
+			return nil, &ParamError{"start", "must be the start of a " + string(g) + " window"}
+		}
+	}
+	to := from.Add(g.Duration())
+	rows, err := s.windows(ctx, g, from, to)
 	if err != nil {
 		return nil, err
 	}
-	r := &FunnelResult{From: from, To: to, Platform: platform}
+	r := &FunnelResult{From: from, To: to, Granularity: string(g), Platform: platform}
 	for i := range rows {
 		w := &rows[i]
-		if platform != model.AllPlatforms && w.Key.Platform != platform {
+		if w.Key.Platform != platform {
 			continue
 		}
 		r.Viewers += w.FunnelViewers

@@ -24,8 +24,48 @@ import (
 // writableStore is a real serving store the tests fill through its writers.
 type writableStore interface {
 	api.Store
-	Write(ctx context.Context, b model.Batch) error
+	Claim(ctx context.Context, group string, partition int32) (model.Fence, []byte, error)
+	Write(ctx context.Context, f model.Fence, b model.Batch) error
 	WriteTrends(ctx context.Context, t model.Trends) error
+}
+
+// write writes b as the owner of a test partition.
+func write(t *testing.T, st writableStore, b model.Batch) {
+	t.Helper()
+	f, _, err := st.Claim(context.Background(), "api-test", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Write(context.Background(), f, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// allRow is the "all platforms" row the stream writes beside web and ios: their counts
+// summed, and distinct users fewer than the sum (some used both platforms).
+func allRow(web, ios model.WindowMetrics) model.WindowMetrics {
+	a := web
+	a.Key.Platform = model.AllPlatforms
+	a.PageViews += ios.PageViews
+	a.ProductViews += ios.ProductViews
+	a.Searches += ios.Searches
+	a.CartAdds += ios.CartAdds
+	a.Checkouts += ios.Checkouts
+	a.Orders += ios.Orders
+	a.PaymentsFailed += ios.PaymentsFailed
+	a.Refunds += ios.Refunds
+	a.Chargebacks += ios.Chargebacks
+	a.Revenue, a.OrdersByCurrency = map[string]int64{}, map[string]int64{}
+	for _, w := range []model.WindowMetrics{web, ios} {
+		for c, v := range w.Revenue {
+			a.Revenue[c] += v
+		}
+		for c, v := range w.OrdersByCurrency {
+			a.OrdersByCurrency[c] += v
+		}
+	}
+	a.ActiveUsers, a.FunnelViewers, a.FunnelCarters, a.FunnelCheckout, a.FunnelBuyers = 8, 6, 5, 3, 2
+	return a
 }
 
 // midnight is a UTC day boundary: live windows straddle it, so Cassandra reads two days.
@@ -105,14 +145,17 @@ func fill(t *testing.T, st writableStore) {
 	t.Helper()
 	var b model.Batch
 	for i, m := range []int{-2, -1, 0} {
-		for _, platform := range []string{"web", "ios"} {
-			for p := range int32(2) {
-				b.Windows = append(b.Windows, window(midnight.Add(time.Duration(m)*time.Minute), i, platform, p))
-			}
+		for p := range int32(2) {
+			start := midnight.Add(time.Duration(m) * time.Minute)
+			web, ios := window(start, i, "web", p), window(start, i, "ios", p)
+			b.Windows = append(b.Windows, web, ios, allRow(web, ios))
 		}
 	}
 	// Outside live?windows=3 (23:57) and another granularity: neither may be counted.
-	b.Windows = append(b.Windows, window(midnight.Add(-3*time.Minute), 50, "web", 0))
+	old := window(midnight.Add(-3*time.Minute), 50, "web", 0)
+	oldAll := old
+	oldAll.Key.Platform = model.AllPlatforms
+	b.Windows = append(b.Windows, old, oldAll)
 	five := window(midnight.Add(-5*time.Minute), 70, "web", 0)
 	five.Key.Granularity = model.FiveMinute
 	b.Windows = append(b.Windows, five)
@@ -146,9 +189,7 @@ func fill(t *testing.T, st writableStore) {
 			}}
 		b.Sessions = append(b.Sessions, s)
 	}
-	if err := st.Write(context.Background(), b); err != nil {
-		t.Fatal(err)
-	}
+	write(t, st, b)
 	h22, h23 := midnight.Add(-2*time.Hour), midnight.Add(-time.Hour)
 	tr := model.Trends{
 		Metrics: []model.TrendMetrics{
@@ -229,11 +270,12 @@ const webWindow = `{"start":"2026-11-25T00:00:00Z","end":"2026-11-25T00:01:00Z",
 	"revenue":{"USD":1500,"EUR":300},"orders_by_currency":{"USD":4,"EUR":1},"average_order_value":{"USD":375,"EUR":300},
 	"active_users":10,"funnel":{"viewers":8,"carters":6,"checkout":4,"buyers":2},"updated_at":"2026-11-25T00:01:01Z"}`
 
-// And over both platforms too: EUR 1000 / 3 orders rounds down to 333.
+// And over both platforms: the "all" rows, whose distinct users are not the platforms'
+// sum. EUR 1000 / 3 orders rounds down to 333.
 const allWindow = `{"start":"2026-11-25T00:00:00Z","end":"2026-11-25T00:01:00Z","page_views":833,"product_views":8,
 	"searches":12,"cart_adds":16,"checkouts":20,"orders":4,"payments_failed":24,"refunds":28,"chargebacks":32,
 	"revenue":{"USD":1500,"EUR":1000},"orders_by_currency":{"USD":4,"EUR":3},"average_order_value":{"USD":375,"EUR":333},
-	"active_users":20,"funnel":{"viewers":16,"carters":12,"checkout":8,"buyers":4},"updated_at":"2026-11-25T00:01:01Z"}`
+	"active_users":16,"funnel":{"viewers":12,"carters":10,"checkout":6,"buyers":4},"updated_at":"2026-11-25T00:01:01Z"}`
 
 // checkQueries is the suite both backends must pass, on a store filled by fill.
 func checkQueries(t *testing.T, srv *httptest.Server) {
@@ -272,11 +314,15 @@ func checkQueries(t *testing.T, srv *httptest.Server) {
 		}
 	})
 	t.Run("funnel", func(t *testing.T) {
-		wantJSON(t, srv, "/api/v1/funnel?minutes=3", `{"from":"2026-11-24T23:58:00Z","to":"2026-11-25T00:01:00Z","platform":"all",
-			"viewers":48,"carters":36,"checkout":24,"buyers":12,"view_to_cart":0.75,"cart_to_checkout":0.6666666666666666,
-			"checkout_to_order":0.5,"view_to_order":0.25}`)
-		wantJSON(t, srv, "/api/v1/funnel?minutes=1&platform=android", `{"from":"2026-11-25T00:00:00Z","to":"2026-11-25T00:01:00Z",
-			"platform":"android","viewers":0,"carters":0,"checkout":0,"buyers":0,"view_to_cart":0,"cart_to_checkout":0,
+		// One window's distinct users: the "all" rows of 00:00 over both partitions.
+		wantJSON(t, srv, "/api/v1/funnel?granularity=1m", `{"from":"2026-11-25T00:00:00Z","to":"2026-11-25T00:01:00Z",
+			"granularity":"1m","platform":"all","viewers":12,"carters":10,"checkout":6,"buyers":4,"view_to_cart":0.8333333333333334,
+			"cart_to_checkout":0.6,"checkout_to_order":0.6666666666666666,"view_to_order":0.3333333333333333}`)
+		wantJSON(t, srv, "/api/v1/funnel?granularity=1m&start=2026-11-24T23:59:00Z&platform=web", `{"from":"2026-11-24T23:59:00Z",
+			"to":"2026-11-25T00:00:00Z","granularity":"1m","platform":"web","viewers":8,"carters":6,"checkout":4,"buyers":2,
+			"view_to_cart":0.75,"cart_to_checkout":0.6666666666666666,"checkout_to_order":0.5,"view_to_order":0.25}`)
+		wantJSON(t, srv, "/api/v1/funnel?platform=android", `{"from":"2026-11-25T00:00:00Z","to":"2026-11-25T01:00:00Z",
+			"granularity":"1h","platform":"android","viewers":0,"carters":0,"checkout":0,"buyers":0,"view_to_cart":0,"cart_to_checkout":0,
 			"checkout_to_order":0,"view_to_order":0}`)
 	})
 	t.Run("top", func(t *testing.T) {
@@ -347,8 +393,8 @@ func checkQueries(t *testing.T, srv *httptest.Server) {
 			{"/api/v1/live?windows=1441", "windows"},
 			{"/api/v1/live?windows=abc", "windows"},
 			{"/api/v1/live?platform=tv", "platform"},
-			{"/api/v1/funnel?minutes=-1", "minutes"},
-			{"/api/v1/funnel?minutes=2000", "minutes"},
+			{"/api/v1/funnel?granularity=2m", "granularity"},
+			{"/api/v1/funnel?granularity=5m&start=2026-11-25T00:01:00Z", "start"},
 			{"/api/v1/funnel?platform=all2", "platform"},
 			{"/api/v1/top", "dimension"},
 			{"/api/v1/top?dimension=product_units", "dimension"},
@@ -518,9 +564,9 @@ func checkEvents(t *testing.T, st writableStore, srv *httptest.Server) {
 	}
 	w := window(midnight, 2, "android", 3)
 	w.PageViews = 1000
-	if err := st.Write(context.Background(), model.Batch{Windows: []model.WindowMetrics{w}}); err != nil {
-		t.Fatal(err)
-	}
+	wAll := w
+	wAll.Key.Platform = model.AllPlatforms
+	write(t, st, model.Batch{Windows: []model.WindowMetrics{w, wAll}})
 	ev = nextEvent(t, events, 5*time.Second)
 	if err := json.Unmarshal([]byte(ev.data), &snap); ev.name != "update" || err != nil {
 		t.Fatalf("second event %q: %v", ev.name, err)

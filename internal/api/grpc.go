@@ -78,11 +78,18 @@ func liveToPB(r *LiveResult) *pb.GetLiveResponse {
 }
 
 func (g grpcServer) GetFunnel(ctx context.Context, req *pb.GetFunnelRequest) (*pb.GetFunnelResponse, error) {
-	r, err := g.s.Funnel(ctx, FunnelQuery{Minutes: int(req.GetMinutes()), Platform: req.GetPlatform()})
+	var start time.Time
+	if req.GetStart() != nil {
+		var err error
+		if start, err = reqTime("start", req.GetStart()); err != nil {
+			return nil, grpcError(err)
+		}
+	}
+	r, err := g.s.Funnel(ctx, FunnelQuery{Granularity: req.GetGranularity(), Start: start, Platform: req.GetPlatform()})
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	return &pb.GetFunnelResponse{From: ts(r.From), To: ts(r.To), Platform: r.Platform, Viewers: r.Viewers, Carters: r.Carters,
+	return &pb.GetFunnelResponse{From: ts(r.From), To: ts(r.To), Granularity: r.Granularity, Platform: r.Platform, Viewers: r.Viewers, Carters: r.Carters,
 		Checkout: r.Checkout, Buyers: r.Buyers, ViewToCart: r.ViewToCart, CartToCheckout: r.CartToCheckout,
 		CheckoutToOrder: r.CheckoutToOrder, ViewToOrder: r.ViewToOrder}, nil
 }

@@ -66,8 +66,8 @@ func TestGRPC(t *testing.T) {
 	if err != nil || len(trends.Buckets) != 2 || trends.Buckets[0].ActiveUsers != 200 || trends.Buckets[0].Conversion != 0.25 {
 		t.Errorf("trends: %v %v", trends, err)
 	}
-	fun, err := c.GetFunnel(ctx, &pb.GetFunnelRequest{Minutes: 3})
-	if err != nil || fun.Viewers != 48 || fun.ViewToOrder != 0.25 {
+	fun, err := c.GetFunnel(ctx, &pb.GetFunnelRequest{Granularity: "1m", Start: timestamppb.New(midnight.Add(-time.Minute)), Platform: "web"})
+	if err != nil || fun.Viewers != 8 || fun.ViewToOrder != 0.25 || fun.Granularity != "1m" {
 		t.Errorf("funnel: %v %v", fun, err)
 	}
 	txs, err := c.ListTransactions(ctx, &pb.ListTransactionsRequest{Kind: model.TxRefund})
@@ -106,9 +106,9 @@ func TestGRPC(t *testing.T) {
 		t.Fatalf("first WatchLive message: %v %v", first, err)
 	}
 	w2 := window(midnight, 2, "backend", 5)
-	if err := st.Write(ctx, model.Batch{Windows: []model.WindowMetrics{w2}}); err != nil {
-		t.Fatal(err)
-	}
+	w2All := w2
+	w2All.Key.Platform = model.AllPlatforms
+	write(t, st, model.Batch{Windows: []model.WindowMetrics{w2, w2All}})
 	next, err := stream.Recv()
 	if err != nil || next.Platforms[0].Windows[0].PageViews != 833+w2.PageViews {
 		t.Fatalf("WatchLive after a write: %v %v", next, err)

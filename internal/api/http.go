@@ -129,7 +129,7 @@ func (s *Service) httpLive(_ http.ResponseWriter, r *http.Request) (any, error) 
 
 func (s *Service) httpFunnel(_ http.ResponseWriter, r *http.Request) (any, error) {
 	q := &query{v: r.URL.Query()}
-	fq := FunnelQuery{Minutes: q.int("minutes", maxMinutes), Platform: q.str("platform")}
+	fq := FunnelQuery{Granularity: q.str("granularity"), Start: q.time("start"), Platform: q.str("platform")}
 	if q.err != nil {
 		return nil, q.err
 	}

@@ -15,7 +15,7 @@ import (
 
 // servingStore is what the roles need of the serving store; each backend provides it.
 type servingStore interface {
-	stream.Sink
+	stream.Store
 	batch.Sink
 	batch.TrendReader
 	api.Store

@@ -14,20 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// streamConfig maps the configuration onto the processor's.
-func streamConfig(cfg config.Config) stream.Config {
-	s := cfg.Stream
-	return stream.Config{
-		Group:              s.Group,
-		Rules:              stream.Rules{AllowedLateness: s.AllowedLateness, SessionGap: s.SessionGap},
-		FlushInterval:      s.FlushInterval,
-		CheckpointInterval: s.CheckpointInterval,
-		MaxFuture:          s.MaxFuture,
-		IdleTimeout:        10 * time.Second,
-		WriteRateLimit:     s.WriteRateLimit,
-	}
-}
-
 // Stream is `bytebasket stream`: the processor against the configured Kafka and store,
 // with the ops endpoints, until ctx is cancelled.
 func Stream(ctx context.Context, cfg config.Config, out io.Writer) error {
@@ -51,12 +37,12 @@ func Stream(ctx context.Context, cfg config.Config, out io.Writer) error {
 }
 
 // runProcessor runs the processor until ctx ends, keeping /readyz in step with it.
-func runProcessor(ctx context.Context, cfg config.Config, sink stream.Sink, srv *ops.Server) error {
+func runProcessor(ctx context.Context, cfg config.Config, st stream.Store, srv *ops.Server) error {
 	var reg prometheus.Registerer
 	if srv != nil {
 		reg = srv.Registry
 	}
-	proc, err := stream.New(streamConfig(cfg), cfg.Kafka, sink, reg)
+	proc, err := stream.New(stream.FromConfig(cfg), cfg.Kafka, st, reg)
 	if err != nil {
 		return err
 	}

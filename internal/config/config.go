@@ -41,9 +41,16 @@ type Stream struct {
 	SessionGap         time.Duration `yaml:"session_gap"`
 	FlushInterval      time.Duration `yaml:"flush_interval"`
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
-	MaxFuture          time.Duration `yaml:"max_future"`
+	// MaxFuture is how far an event's time may be ahead of its record's Kafka timestamp
+	// (and of the clock) before it is a dead letter: a client whose clock runs fast.
+	MaxFuture time.Duration `yaml:"max_future"`
 	// WriteRateLimit caps rows per second written to the store (0 = no cap).
 	WriteRateLimit float64 `yaml:"write_rate_limit"`
+	// ReadyMaxLag: /readyz is false while the stream is more records than this behind.
+	ReadyMaxLag int64 `yaml:"ready_max_lag"`
+	// ShutdownTimeout bounds the final write and checkpoint on SIGTERM; keep it below the
+	// grace period of whatever stops the process.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
 // Store picks the serving store backend: "embedded" (in-process) or "cassandra".
@@ -98,6 +105,9 @@ type Archive struct {
 	// MaxBufferedBytes bounds memory: past it the largest buffers are written early.
 	MaxBufferedBytes int64  `yaml:"max_buffered_bytes"`
 	Compression      string `yaml:"compression"` // zstd or snappy
+	// DedupHorizon: a record whose event id was already archived with an event time in the
+	// same hour, within this long, is dropped as a duplicate (0: no deduplication).
+	DedupHorizon time.Duration `yaml:"dedup_horizon"`
 }
 
 // Batch picks the SQL engine of batch jobs: "duckdb" (embedded) or "spark".
@@ -201,13 +211,14 @@ func Default() Config {
 		Lake: Lake{Backend: "local", Root: "lake", HDFS: HDFS{Namenodes: []string{"127.0.0.1:8020"}, Replication: 1}},
 		Archive: Archive{
 			Group: "bytebasket-archive", RollBytes: 128 << 20, RollInterval: 5 * time.Minute,
-			MaxBufferedBytes: 512 << 20, Compression: "zstd",
+			MaxBufferedBytes: 512 << 20, Compression: "zstd", DedupHorizon: 24 * time.Hour,
 		},
 		Batch: Batch{Engine: "duckdb", Interval: 5 * time.Minute, Lookback: 2 * time.Hour},
 		Spark: Spark{Remote: "sc://127.0.0.1:15002"},
 		Stream: Stream{
 			Group: "bytebasket-stream", AllowedLateness: 2 * time.Minute, SessionGap: 30 * time.Minute,
-			FlushInterval: 250 * time.Millisecond, CheckpointInterval: 5 * time.Second, MaxFuture: time.Hour,
+			FlushInterval: 250 * time.Millisecond, CheckpointInterval: 5 * time.Second, MaxFuture: 5 * time.Minute,
+			ReadyMaxLag: 1_000_000, ShutdownTimeout: 20 * time.Second,
 		},
 		Retention: Retention{Days: 7, HistoryDays: 365},
 		Sim:       Sim{Enabled: true, Users: 10000, Rate: 200}, // seed 0: a fresh one per run
@@ -273,6 +284,20 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	str("BYTEBASKET_KAFKA_SASL_PASSWORD", &cfg.Kafka.SASL.Password)
 	str("BYTEBASKET_STORE_BACKEND", &cfg.Store.Backend)
 	str("BYTEBASKET_STREAM_GROUP", &cfg.Stream.Group)
+	for key, dst := range map[string]*time.Duration{
+		"BYTEBASKET_STREAM_ALLOWED_LATENESS":    &cfg.Stream.AllowedLateness,
+		"BYTEBASKET_STREAM_SESSION_GAP":         &cfg.Stream.SessionGap,
+		"BYTEBASKET_STREAM_CHECKPOINT_INTERVAL": &cfg.Stream.CheckpointInterval,
+		"BYTEBASKET_STREAM_FLUSH_INTERVAL":      &cfg.Stream.FlushInterval,
+	} {
+		if v, ok := lookup(key); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("config: %s=%q: %w", key, v, err)
+			}
+			*dst = d
+		}
+	}
 	if v, ok := lookup("BYTEBASKET_CASSANDRA_HOSTS"); ok {
 		cfg.Cassandra.Hosts = SplitList(v)
 	}
@@ -364,8 +389,12 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("config: kafka.sasl.mechanism %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.Kafka.SASL.Mechanism)
 	}
-	if c.Stream.FlushInterval <= 0 || c.Stream.CheckpointInterval < c.Stream.FlushInterval || c.Stream.AllowedLateness < 0 || c.Stream.SessionGap <= 0 {
-		return fmt.Errorf("config: stream: need flush_interval > 0, checkpoint_interval >= flush_interval, allowed_lateness >= 0, session_gap > 0")
+	if c.Stream.FlushInterval <= 0 || c.Stream.CheckpointInterval < c.Stream.FlushInterval || c.Stream.AllowedLateness < 0 ||
+		c.Stream.SessionGap <= 0 || c.Stream.MaxFuture < 0 || c.Stream.ShutdownTimeout <= 0 {
+		return fmt.Errorf("config: stream: need flush_interval > 0, checkpoint_interval >= flush_interval, allowed_lateness >= 0, session_gap > 0, max_future >= 0, shutdown_timeout > 0")
+	}
+	if c.Archive.DedupHorizon < 0 {
+		return fmt.Errorf("config: archive.dedup_horizon must not be negative, got %s", c.Archive.DedupHorizon)
 	}
 	if c.Store.Backend != "embedded" && c.Store.Backend != "cassandra" {
 		return fmt.Errorf("config: store.backend %q is not one of embedded, cassandra", c.Store.Backend)

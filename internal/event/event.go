@@ -116,15 +116,20 @@ func TopicOf(k Kind) string {
 
 // Errors returned by Validate; wrapped with the offending detail.
 var (
-	ErrNoPayload     = errors.New("no known payload")
-	ErrMissingField  = errors.New("missing required field")
-	ErrBadTime       = errors.New("event time out of range")
+	ErrNoPayload    = errors.New("no known payload")
+	ErrMissingField = errors.New("missing required field")
+	ErrBadTime      = errors.New("event time out of range")
+	// ErrClockSkew: the event time is further ahead of when Kafka (or this process) got the
+	// record than clocks can disagree; the client's clock is wrong.
+	ErrClockSkew     = errors.New("event time ahead of its record's timestamp")
 	ErrNegativeMoney = errors.New("negative amount")
 )
 
 // Validate checks what every consumer relies on: ids, a known payload, a sane event time
-// (not before 2000, not more than maxFuture after now) and non-negative money.
-func Validate(e *pb.Envelope, now time.Time, maxFuture time.Duration) error {
+// (not before 2000, not more than maxSkew after bound) and non-negative money. Consumers
+// pass as bound the earlier of the record's Kafka timestamp and their clock: an event cannot
+// have happened after it reached Kafka, so a time further ahead is a client's wrong clock.
+func Validate(e *pb.Envelope, bound time.Time, maxSkew time.Duration) error {
 	if e.GetEventId() == "" {
 		return fmt.Errorf("%w: event_id", ErrMissingField)
 	}
@@ -141,8 +146,8 @@ func Validate(e *pb.Envelope, now time.Time, maxFuture time.Duration) error {
 	if t.Year() < 2000 {
 		return fmt.Errorf("%w: %s is before 2000", ErrBadTime, t.Format(time.RFC3339))
 	}
-	if t.After(now.Add(maxFuture)) {
-		return fmt.Errorf("%w: %s is more than %s in the future", ErrBadTime, t.Format(time.RFC3339), maxFuture)
+	if t.After(bound.Add(maxSkew)) {
+		return fmt.Errorf("%w: %s is more than %s after %s", ErrClockSkew, t.Format(time.RFC3339Nano), maxSkew, bound.UTC().Format(time.RFC3339Nano))
 	}
 	if KindOf(e) == KindUnknown {
 		return ErrNoPayload

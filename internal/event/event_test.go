@@ -86,7 +86,7 @@ func TestValidate(t *testing.T) {
 		{"no id", func(e *pb.Envelope) { e.EventId = "" }, ErrMissingField},
 		{"no user", func(e *pb.Envelope) { e.UserId = "" }, ErrMissingField},
 		{"no time", func(e *pb.Envelope) { e.EventTime = nil }, ErrMissingField},
-		{"far future", func(e *pb.Envelope) { e.EventTime = timestamppb.New(now.Add(48 * time.Hour)) }, ErrBadTime},
+		{"far future", func(e *pb.Envelope) { e.EventTime = timestamppb.New(now.Add(48 * time.Hour)) }, ErrClockSkew},
 		{"ancient", func(e *pb.Envelope) { e.EventTime = timestamppb.New(time.Unix(0, 0)) }, ErrBadTime},
 		{"no payload", func(e *pb.Envelope) { e.Payload = nil }, ErrNoPayload},
 		{"negative", func(e *pb.Envelope) { e.GetOrderPlaced().Total.AmountMinor = -1 }, ErrNegativeMoney},

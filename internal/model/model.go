@@ -9,6 +9,7 @@ package model
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -44,7 +45,7 @@ func (g Granularity) Duration() time.Duration {
 type WindowKey struct {
 	Granularity Granularity
 	Start       time.Time // UTC, aligned to the granularity
-	Platform    string    // web, ios, android, backend
+	Platform    string    // web, ios, android, backend, or AllPlatforms
 	Partition   int32
 }
 
@@ -216,36 +217,32 @@ type SessionWindow struct {
 	DurationSumMillis int64
 }
 
-// Checkpoint is a stream partition's restart point: the next offset of each topic and the
-// processor state that goes with exactly those offsets. It is written after the rows it
-// covers, so after a crash the processor restores it, replays from the offsets, and rewrites
-// the same whole values.
-type Checkpoint struct {
+// Fence is a writer's claim on one partition of a consumer group's state, from the
+// store's Claim. Every claim gets a higher epoch than all before it; a store never lets a
+// writer holding an older fence replace what a newer one wrote (see the stores' Write).
+type Fence struct {
 	Group     string
 	Partition int32
-	Offsets   map[string]int64 // topic -> next offset to read
-	State     []byte           // opaque to the store
-	UpdatedAt time.Time
+	Epoch     int64
 }
 
-// Batch is what one flush of one partition writes. Backends write the rows first (in any
-// order, any grouping) and the checkpoint, if any, last.
+// ErrFenced is returned to a writer whose partition a newer owner has claimed: it must stop
+// writing for that partition and drop its state.
+var ErrFenced = errors.New("fenced: a newer owner has claimed the partition")
+
+// Batch is what one flush of one partition writes: whole rows, upserted, so writing it
+// again (after a crash and replay) leaves the same rows.
 type Batch struct {
 	Windows        []WindowMetrics
 	Tops           []TopItems
 	Sessions       []Session
 	SessionWindows []SessionWindow
 	TxFeeds        []TxFeed
-	Checkpoint     *Checkpoint
 }
 
-// Len is the number of rows in the batch, checkpoint included.
+// Len is the number of rows in the batch.
 func (b Batch) Len() int {
-	n := len(b.Windows) + len(b.Tops) + len(b.Sessions) + len(b.SessionWindows) + len(b.TxFeeds)
-	if b.Checkpoint != nil {
-		n++
-	}
-	return n
+	return len(b.Windows) + len(b.Tops) + len(b.Sessions) + len(b.SessionWindows) + len(b.TxFeeds)
 }
 
 // TrendGranularity is the bucket length of batch history (trends over the lake).
@@ -271,8 +268,9 @@ func (g TrendGranularity) Duration() time.Duration {
 	return 0
 }
 
-// AllPlatforms is the Platform of trend rows over every platform together: distinct-user
-// counts of the platforms do not add up (a user shops on several), so batch computes them.
+// AllPlatforms is the Platform of window and trend rows over every platform together:
+// distinct-user counts of the platforms do not add up (a user shops on several), so the
+// stream and batch compute these rows themselves rather than readers summing platforms.
 const AllPlatforms = "all"
 
 // TrendKey names one bucket of one platform (or AllPlatforms).

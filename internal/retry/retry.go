@@ -5,6 +5,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -12,15 +13,28 @@ import (
 // Backoff is the first wait and the longest; each failure doubles the wait up to Max.
 type Backoff struct{ Initial, Max time.Duration }
 
-// Until runs op until it returns nil or ctx ends. After each failure it calls failed (if
-// not nil) with the error and the coming wait. When ctx ends it returns ctx's error with the
-// last failure.
+// Stop wraps an error that retrying cannot mend (a fenced writer, an unreadable
+// checkpoint): Until returns it at once.
+func Stop(err error) error { return stopError{err} }
+
+type stopError struct{ err error }
+
+func (s stopError) Error() string { return s.err.Error() }
+func (s stopError) Unwrap() error { return s.err }
+
+// Until runs op until it returns nil, an error wrapped by Stop, or ctx ends. After each
+// other failure it calls failed (if not nil) with the error and the coming wait. When ctx
+// ends it returns ctx's error with the last failure.
 func Until(ctx context.Context, b Backoff, op func() error, failed func(err error, wait time.Duration)) error {
 	wait := b.Initial
 	for {
 		err := op()
 		if err == nil {
 			return nil
+		}
+		var stop stopError
+		if errors.As(err, &stop) {
+			return stop.err
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)

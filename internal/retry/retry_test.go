@@ -48,3 +48,19 @@ func TestUntilStopsWithContext(t *testing.T) {
 		t.Fatalf("err %v after %d calls, want context.Canceled after 3", err, calls)
 	}
 }
+
+// An error wrapped by Stop ends the retries at once, unwrapped.
+func TestStopEndsRetries(t *testing.T) {
+	permanent := errors.New("fenced")
+	calls := 0
+	err := Until(context.Background(), Backoff{time.Millisecond, time.Millisecond}, func() error {
+		calls++
+		if calls == 2 {
+			return Stop(permanent)
+		}
+		return errors.New("down")
+	}, nil)
+	if err != permanent || calls != 2 {
+		t.Fatalf("err %v after %d calls, want the stop error after 2", err, calls)
+	}
+}

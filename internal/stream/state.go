@@ -1,15 +1,13 @@
 package stream
 
 import (
-	"bytes"
-	"encoding/gob"
-	"fmt"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/model"
+	"github.com/bytebasket/bytebasket/internal/stateful"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
@@ -21,193 +19,216 @@ type Rules struct {
 	SessionGap time.Duration
 }
 
-// window is one open window of one platform: its counters and the user sets behind its
-// distinct counts (kept until the window closes, so a restart can continue them exactly).
+// The user sets behind a window's distinct counts.
+const (
+	setActive = iota
+	setViewers
+	setCarters
+	setCheckout
+	setBuyers
+	numSets
+)
+
+// window is one open window of one platform (or all platforms): its counters and the sets
+// of user fingerprints behind its distinct counts.
 type window struct {
-	M         model.WindowMetrics
-	Active    map[string]struct{}
-	Viewers   map[string]struct{}
-	Carters   map[string]struct{}
-	Checkout  map[string]struct{}
-	Buyers    map[string]struct{}
-	Dirty     bool
-	ClosesAtM int64 // watermark (unix ms) at which the window is final
+	M     model.WindowMetrics
+	sets  [numSets]map[uint64]struct{}
+	added [numSets][]uint64 // members added since the last checkpoint
+	dirty bool              // changed since last written
+	// changed since the last checkpoint (counters; members are in added)
+	changed bool
+}
+
+type winKey struct {
+	g        model.Granularity
+	start    int64 // unix ms
+	platform string
+}
+
+type topKey struct {
+	g     model.Granularity
+	start int64
+	dim   model.TopDimension
 }
 
 type tops struct {
-	T         model.TopItems
-	Dirty     bool
-	ClosesAtM int64
+	T       model.TopItems
+	dirty   bool
+	changed map[string]struct{} // items changed since the last checkpoint
 }
 
 type sessionWin struct {
-	W         model.SessionWindow
-	Dirty     bool
-	ClosesAtM int64
+	W       model.SessionWindow
+	dirty   bool
+	changed bool
 }
 
 type session struct {
-	S     model.Session
-	Dirty bool
-	// WrittenAtM is the wall time (unix ms) the open session was last written: open
+	S       model.Session
+	dirty   bool
+	changed bool
+	// writtenAtM is the wall time (unix ms) the open session was last written: open
 	// sessions change with nearly every event, so each is rewritten at most once per
 	// openSessionEvery. It paces writes only; values do not depend on it.
-	WrittenAtM int64
+	writtenAtM int64
 }
 
 // txFeed is the partition's newest transactions of one kind, newest first.
 type txFeed struct {
-	Events []model.TxEvent // at most model.TxFeedLen
-	Dirty  bool
+	Events  []model.TxEvent // at most model.TxFeedLen
+	dirty   bool
+	changed bool
 }
 
 // openSessionEvery is how often an open session that keeps changing is rewritten.
 const openSessionEvery = 5 * time.Second
 
-// drainLevel says which changed rows a drain returns.
-type drainLevel int
-
-const (
-	// drainLive: minute windows and minute rankings (the live rows) and final rows.
-	drainLive drainLevel = iota
-	// drainFull: also rollups, longer rankings, closed sessions, session windows, the
-	// transaction feeds and the open sessions not written for openSessionEvery. Rows left
-	// dirty stay dirty in the snapshot, so a checkpoint never loses them.
-	drainFull
-	// drainAll: every changed row; before the partition is given up.
-	drainAll
-)
-
 // partitionState is everything one Kafka partition (of both topics) has aggregated and not
-// yet made final. It is deterministic in the records it is given: the same records from the
-// same snapshot give the same rows.
+// yet made final. It is deterministic in the events it is given and the watermarks it is
+// advanced to: the same from the same checkpoint gives the same rows.
 type partitionState struct {
-	Partition int32
-	Offsets   map[string]int64 // logical topic -> next offset to read
-	// MaxEventM is the highest event time seen per topic; the watermark is their minimum,
-	// so a topic that is consumed ahead of the other cannot make the other's events late.
-	MaxEventM map[string]int64
-	// ClosedBeforeM: 1-minute windows starting before it are final; later events for them
-	// are late. It only moves forward.
-	ClosedBeforeM  int64
-	Windows        map[string]*window
-	Tops           map[string]*tops
-	Sessions       map[string]*session // open session per user
-	SessionWindows map[string]*sessionWin
-	Feeds          map[string]*txFeed // transaction kind -> feed
-	Late           int64              // events that arrived after their window was final, counted not added
-	Processed      int64
+	partition int32
+	rules     Rules
+	// closedBefore: 1-minute windows starting before it (unix ms) are final, and events for
+	// them are late. It only moves forward.
+	closedBefore   int64
+	late           int64
+	windows        map[winKey]*window
+	tops           map[topKey]*tops
+	sessions       map[string]*session // open session per user
+	sessionWindows map[winKey]*sessionWin
+	feeds          map[string]*txFeed // transaction kind -> feed
 
-	// Not part of the snapshot: closed sessions waiting for the next flush.
-	closed []model.Session
+	closed []model.Session // closed sessions waiting to be written (their rows are final)
+
+	// Checkpoint change tracking: what left the state since the last checkpoint.
+	gone struct {
+		windows        []winKey
+		tops           []topKey
+		sessions       []string
+		sessionWindows []winKey
+	}
+	scalarsChanged bool
 }
 
-func newPartitionState(p int32) *partitionState {
+func newPartitionState(p int32, r Rules) *partitionState {
 	return &partitionState{
-		Partition: p, Offsets: map[string]int64{}, MaxEventM: map[string]int64{},
-		Windows: map[string]*window{}, Tops: map[string]*tops{}, Sessions: map[string]*session{},
-		SessionWindows: map[string]*sessionWin{}, Feeds: map[string]*txFeed{},
+		partition: p, rules: r, windows: map[winKey]*window{}, tops: map[topKey]*tops{},
+		sessions: map[string]*session{}, sessionWindows: map[winKey]*sessionWin{}, feeds: map[string]*txFeed{},
 	}
 }
 
-// watermark is the event time (unix ms) all topics of the partition have reached; 0 until
-// both have data (idle topics are excluded by the caller through active).
-func (s *partitionState) watermark(active map[string]bool) int64 {
-	var wm int64 = -1
-	for t, m := range s.MaxEventM {
-		if active != nil && !active[t] {
-			continue
-		}
-		if wm < 0 || m < wm {
-			wm = m
-		}
-	}
-	if wm < 0 {
-		return 0
-	}
-	return wm
-}
-
-func platformOf(e *pb.Envelope) string { return event.Platform(e.GetSource()) }
-
-func add(set map[string]struct{}, u string, n *int64) {
-	if _, ok := set[u]; !ok {
-		set[u] = struct{}{}
+func add(w *window, set int, u uint64, n *int64) {
+	if _, ok := w.sets[set][u]; !ok {
+		w.sets[set][u] = struct{}{}
+		w.added[set] = append(w.added[set], u)
 		*n++
 	}
 }
 
-// Apply adds one valid event, read from topic at offset. It reports whether the event was
-// late (its minute was already final) and therefore only counted.
-func (s *partitionState) Apply(topic string, offset int64, e *pb.Envelope, r Rules) (late bool) {
-	s.Offsets[topic] = offset + 1
-	s.Processed++
-	t := e.GetEventTime().AsTime().UTC()
-	tm := t.UnixMilli()
-	if tm > s.MaxEventM[topic] {
-		s.MaxEventM[topic] = tm
+// platformOf is the platform an event counts under: its source's, except that a server-side
+// event (a payment, a refund) counts under the platform of the user's open session, where
+// the shopper acted. Without an open session it stays "backend".
+func (s *partitionState) platformOf(e *pb.Envelope) string {
+	if e.GetSource() == pb.Source_SOURCE_BACKEND {
+		if ss := s.sessions[e.GetUserId()]; ss != nil {
+			return ss.S.Platform
+		}
 	}
-	platform, user, kind := platformOf(e), e.GetUserId(), event.KindOf(e)
+	return event.Platform(e.GetSource())
+}
+
+// Apply adds one event. It reports whether the event was late (its minute was already
+// final) and therefore only counted.
+func (s *partitionState) Apply(e *pb.Envelope) (late bool) {
+	// Stores and checkpoints keep milliseconds: the state holds what they give back.
+	t := e.GetEventTime().AsTime().UTC().Truncate(time.Millisecond)
+	platform, user, kind := s.platformOf(e), e.GetUserId(), event.KindOf(e)
 	// The feed is a log by event time, not a window: a late transaction still takes its
 	// place (and falls off at once if it is older than the whole feed).
-	if tx, ok := txEventOf(e, kind, t, platform, s.Partition); ok {
+	if tx, ok := txEventOf(e, kind, t, platform, s.partition); ok {
 		s.addTx(tx)
 	}
-	if t.Truncate(time.Minute).UnixMilli() < s.ClosedBeforeM {
-		s.Late++
+	if minuteStart(t.UnixMilli()) < s.closedBefore {
+		s.late++
+		s.scalarsChanged = true
 		return true
 	}
+	u := stateful.Fingerprint(user)
 	for _, g := range model.Granularities {
-		w := s.window(g, t, platform, r)
-		m := &w.M
-		w.Dirty = true
-		add(w.Active, user, &m.ActiveUsers)
-		switch kind {
-		case event.KindPageView:
-			m.PageViews++
-		case event.KindProductView:
-			m.ProductViews++
-			add(w.Viewers, user, &m.FunnelViewers)
-			pv := e.GetProductView()
-			s.top(g, t, model.TopProductViews, r)[pv.GetProductId()]++
-			s.top(g, t, model.TopCategoryViews, r)[pv.GetCategoryId()]++
-		case event.KindSearch:
-			m.Searches++
-		case event.KindCartAdd:
-			m.CartAdds++
-			add(w.Carters, user, &m.FunnelCarters)
-			ca := e.GetCartAdd()
-			s.top(g, t, model.TopProductCarts, r)[ca.GetProductId()] += int64(max(ca.GetQuantity(), 1))
-		case event.KindCheckoutStarted:
-			m.Checkouts++
-			add(w.Checkout, user, &m.FunnelCheckout)
-		case event.KindOrderPlaced:
-			o := e.GetOrderPlaced()
-			m.Orders++
-			add(w.Buyers, user, &m.FunnelBuyers)
-			cur := o.GetTotal().GetCurrency()
-			m.Revenue[cur] += o.GetTotal().GetAmountMinor()
-			m.OrdersByCurrency[cur]++
-			rev, cat := s.top(g, t, model.TopProductRevenue, r), s.top(g, t, model.TopCategoryOrders, r)
-			for _, li := range o.GetItems() {
-				rev[li.GetProductId()] += int64(li.GetQuantity()) * li.GetUnitPriceMinor()
-				cat[li.GetCategoryId()] += int64(li.GetQuantity())
-			}
-		case event.KindPaymentFailed:
-			m.PaymentsFailed++
-		case event.KindRefund:
-			m.Refunds++
-		case event.KindChargeback:
-			m.Chargebacks++
+		for _, pl := range [2]string{platform, model.AllPlatforms} {
+			s.count(s.window(g, t, pl), e, kind, u)
 		}
+		s.countTops(g, t, e, kind)
 	}
 	// Server-side events (payments, refunds) are not shopper activity: they do not extend
 	// or open sessions.
 	if e.GetSource() != pb.Source_SOURCE_BACKEND {
-		s.applySession(e, kind, t, platform, r)
+		s.applySession(e, kind, t, platform)
 	}
 	return false
 }
+
+func (s *partitionState) count(w *window, e *pb.Envelope, kind event.Kind, u uint64) {
+	m := &w.M
+	w.dirty, w.changed = true, true
+	add(w, setActive, u, &m.ActiveUsers)
+	switch kind {
+	case event.KindPageView:
+		m.PageViews++
+	case event.KindProductView:
+		m.ProductViews++
+		add(w, setViewers, u, &m.FunnelViewers)
+	case event.KindSearch:
+		m.Searches++
+	case event.KindCartAdd:
+		m.CartAdds++
+		add(w, setCarters, u, &m.FunnelCarters)
+	case event.KindCheckoutStarted:
+		m.Checkouts++
+		add(w, setCheckout, u, &m.FunnelCheckout)
+	case event.KindOrderPlaced:
+		o := e.GetOrderPlaced()
+		m.Orders++
+		add(w, setBuyers, u, &m.FunnelBuyers)
+		cur := o.GetTotal().GetCurrency()
+		m.Revenue[cur] += o.GetTotal().GetAmountMinor()
+		m.OrdersByCurrency[cur]++
+	case event.KindPaymentFailed:
+		m.PaymentsFailed++
+	case event.KindRefund:
+		m.Refunds++
+	case event.KindChargeback:
+		m.Chargebacks++
+	}
+}
+
+func (s *partitionState) countTops(g model.Granularity, t time.Time, e *pb.Envelope, kind event.Kind) {
+	switch kind {
+	case event.KindProductView:
+		pv := e.GetProductView()
+		s.top(g, t, model.TopProductViews).add(pv.GetProductId(), 1)
+		s.top(g, t, model.TopCategoryViews).add(pv.GetCategoryId(), 1)
+	case event.KindCartAdd:
+		ca := e.GetCartAdd()
+		s.top(g, t, model.TopProductCarts).add(ca.GetProductId(), int64(max(ca.GetQuantity(), 1)))
+	case event.KindOrderPlaced:
+		rev, cat := s.top(g, t, model.TopProductRevenue), s.top(g, t, model.TopCategoryOrders)
+		for _, li := range e.GetOrderPlaced().GetItems() {
+			rev.add(li.GetProductId(), int64(li.GetQuantity())*li.GetUnitPriceMinor())
+			cat.add(li.GetCategoryId(), int64(li.GetQuantity()))
+		}
+	}
+}
+
+func (tp *tops) add(item string, n int64) {
+	tp.T.Counts[item] += n
+	tp.dirty = true
+	tp.changed[item] = struct{}{}
+}
+
+func minuteStart(ms int64) int64 { return ms - ms%60_000 }
 
 // txEventOf is the feed entry of a transaction event; ok is false for other kinds.
 func txEventOf(e *pb.Envelope, kind event.Kind, t time.Time, platform string, part int32) (tx model.TxEvent, ok bool) {
@@ -234,15 +255,22 @@ func txEventOf(e *pb.Envelope, kind event.Kind, t time.Time, platform string, pa
 	return tx, true
 }
 
+// addTx puts tx into its kind's feed. A copy of an entry already there (a duplicate event
+// beyond the deduplication horizon) is not added twice.
 func (s *partitionState) addTx(tx model.TxEvent) {
-	f := s.Feeds[tx.Kind]
+	f := s.feeds[tx.Kind]
 	if f == nil {
 		f = &txFeed{}
-		s.Feeds[tx.Kind] = f
+		s.feeds[tx.Kind] = f
+	}
+	if slices.Contains(f.Events, tx) {
+		return
 	}
 	var added bool
 	f.Events, added = insertNewest(f.Events, tx, func(x model.TxEvent) time.Time { return x.Time }, model.TxFeedLen)
-	f.Dirty = f.Dirty || added
+	if added {
+		f.dirty, f.changed = true, true
+	}
 }
 
 // insertNewest puts v into list, which is newest first by at, keeping at most bound
@@ -256,9 +284,10 @@ func insertNewest[T any](list []T, v T, at func(T) time.Time, bound int) ([]T, b
 		return list, false
 	}
 	switch {
+	case len(list) >= bound: // full: the oldest falls off below
 	case len(list) < cap(list):
 		list = list[:len(list)+1]
-	case len(list) < bound:
+	default:
 		// Grow to at most bound: append's doubling would overshoot it for every session.
 		grown := make([]T, len(list)+1, min(max(2*cap(list), 4), bound))
 		copy(grown, list)
@@ -269,249 +298,132 @@ func insertNewest[T any](list []T, v T, at func(T) time.Time, bound int) ([]T, b
 	return list, true
 }
 
-// userEventOf is how a session's recent events show e.
-func userEventOf(e *pb.Envelope, kind event.Kind, t time.Time) model.UserEvent {
-	u := model.UserEvent{Time: t.Truncate(time.Millisecond), Kind: string(kind)}
-	switch kind {
-	case event.KindProductView:
-		pv := e.GetProductView()
-		u.ProductID, u.AmountMinor, u.Currency = pv.GetProductId(), pv.GetPriceMinor(), pv.GetCurrency()
-	case event.KindCartAdd:
-		ca := e.GetCartAdd()
-		u.ProductID, u.AmountMinor, u.Currency = ca.GetProductId(), int64(max(ca.GetQuantity(), 1))*ca.GetUnitPriceMinor(), ca.GetCurrency()
-	case event.KindCartRemove:
-		u.ProductID = e.GetCartRemove().GetProductId()
-	case event.KindCartQuantityChange:
-		u.ProductID = e.GetCartQuantityChange().GetProductId()
-	case event.KindWishlistAdd:
-		u.ProductID = e.GetWishlistAdd().GetProductId()
-	case event.KindWishlistRemove:
-		u.ProductID = e.GetWishlistRemove().GetProductId()
-	case event.KindCheckoutStarted:
-		c := e.GetCheckoutStarted()
-		u.AmountMinor, u.Currency = c.GetSubtotalMinor(), c.GetCurrency()
-	case event.KindOrderPlaced:
-		tot := e.GetOrderPlaced().GetTotal()
-		u.AmountMinor, u.Currency = tot.GetAmountMinor(), tot.GetCurrency()
-	}
-	return u
-}
-
-func winKey(g model.Granularity, start time.Time, platform string) string {
-	return fmt.Sprintf("%s|%d|%s", g, start.UnixMilli(), platform)
-}
-
-func (s *partitionState) window(g model.Granularity, t time.Time, platform string, r Rules) *window {
+func (s *partitionState) window(g model.Granularity, t time.Time, platform string) *window {
 	start := t.Truncate(g.Duration())
-	k := winKey(g, start, platform)
-	w := s.Windows[k]
+	k := winKey{g, start.UnixMilli(), platform}
+	w := s.windows[k]
 	if w == nil {
-		w = &window{
-			M: model.WindowMetrics{
-				Key:     model.WindowKey{Granularity: g, Start: start, Platform: platform, Partition: s.Partition},
-				Revenue: map[string]int64{}, OrdersByCurrency: map[string]int64{},
-			},
-			Active: map[string]struct{}{}, Viewers: map[string]struct{}{}, Carters: map[string]struct{}{},
-			Checkout: map[string]struct{}{}, Buyers: map[string]struct{}{},
-			ClosesAtM: start.Add(g.Duration() + r.AllowedLateness).UnixMilli(),
-		}
-		s.Windows[k] = w
+		w = newWindow(model.WindowKey{Granularity: g, Start: start, Platform: platform, Partition: s.partition})
+		s.windows[k] = w
 	}
 	return w
 }
 
-func (s *partitionState) top(g model.Granularity, t time.Time, dim model.TopDimension, r Rules) map[string]int64 {
+func newWindow(k model.WindowKey) *window {
+	w := &window{M: model.WindowMetrics{Key: k, Revenue: map[string]int64{}, OrdersByCurrency: map[string]int64{}}}
+	for i := range w.sets {
+		w.sets[i] = map[uint64]struct{}{}
+	}
+	return w
+}
+
+func (s *partitionState) top(g model.Granularity, t time.Time, dim model.TopDimension) *tops {
 	start := t.Truncate(g.Duration())
-	k := fmt.Sprintf("%s|%d|%s", g, start.UnixMilli(), dim)
-	tp := s.Tops[k]
+	k := topKey{g, start.UnixMilli(), dim}
+	tp := s.tops[k]
 	if tp == nil {
-		tp = &tops{
-			T:         model.TopItems{Granularity: g, Start: start, Dimension: dim, Partition: s.Partition, Counts: map[string]int64{}},
-			ClosesAtM: start.Add(g.Duration() + r.AllowedLateness).UnixMilli(),
-		}
-		s.Tops[k] = tp
+		tp = newTops(g, start, dim, s.partition)
+		s.tops[k] = tp
 	}
-	tp.Dirty = true
-	return tp.T.Counts
+	return tp
 }
 
-func (s *partitionState) applySession(e *pb.Envelope, kind event.Kind, t time.Time, platform string, r Rules) {
-	user := e.GetUserId()
-	ss := s.Sessions[user]
-	if ss != nil && t.After(ss.S.End.Add(r.SessionGap)) {
-		s.closeSession(user, r)
-		ss = nil
-	}
-	if ss == nil {
-		ss = &session{S: model.Session{
-			UserID: user, SessionID: e.GetSessionId(), Platform: platform, Start: t, End: t,
-			Revenue: map[string]int64{}, Partition: s.Partition,
-		}}
-		s.Sessions[user] = ss
-	}
-	ss.Dirty = true
-	m := &ss.S
-	if t.Before(m.Start) {
-		m.Start = t
-	}
-	if t.After(m.End) {
-		m.End = t
-	}
-	m.Events++
-	m.Recent, _ = insertNewest(m.Recent, userEventOf(e, kind, t), func(u model.UserEvent) time.Time { return u.Time }, model.SessionRecentLen)
-	switch kind {
-	case event.KindPageView:
-		m.PageViews++
-	case event.KindCartAdd:
-		m.CartAdds++
-	case event.KindCheckoutStarted:
-		m.Checkouts++
-	case event.KindOrderPlaced:
-		m.Orders++
-		tot := e.GetOrderPlaced().GetTotal()
-		m.Revenue[tot.GetCurrency()] += tot.GetAmountMinor()
+func newTops(g model.Granularity, start time.Time, dim model.TopDimension, part int32) *tops {
+	return &tops{
+		T:       model.TopItems{Granularity: g, Start: start, Dimension: dim, Partition: part, Counts: map[string]int64{}},
+		changed: map[string]struct{}{},
 	}
 }
 
-func outcome(s *model.Session) model.SessionOutcome {
-	switch {
-	case s.Orders > 0:
-		return model.OutcomePurchased
-	case s.Checkouts > 0:
-		return model.OutcomeAbandonedCheckout
-	case s.CartAdds > 0:
-		return model.OutcomeAbandonedCart
-	default:
-		return model.OutcomeBrowsed
-	}
+// final reports whether a window of granularity g starting at start (unix ms) can get no
+// more events: every minute in it is final.
+func (s *partitionState) final(g model.Granularity, start int64) bool {
+	return start+g.Duration().Milliseconds() <= s.closedBefore
 }
 
-// closeSession makes the user's open session final and counts it in the session windows of
-// its last event.
-func (s *partitionState) closeSession(user string, r Rules) {
-	ss := s.Sessions[user]
-	delete(s.Sessions, user)
-	m := ss.S
-	m.Closed, m.Outcome = true, outcome(&m)
-	s.closed = append(s.closed, m)
-	for _, g := range model.Granularities {
-		start := m.End.Truncate(g.Duration())
-		k := winKey(g, start, m.Platform)
-		sw := s.SessionWindows[k]
-		if sw == nil {
-			sw = &sessionWin{
-				W: model.SessionWindow{Key: model.WindowKey{Granularity: g, Start: start, Platform: m.Platform, Partition: s.Partition}},
-				// Sessions ending in this window close up to one gap after it ends.
-				ClosesAtM: start.Add(g.Duration() + r.SessionGap + r.AllowedLateness).UnixMilli(),
-			}
-			s.SessionWindows[k] = sw
-		}
-		sw.Dirty = true
-		w := &sw.W
-		w.Sessions++
-		w.DurationSumMillis += m.End.Sub(m.Start).Milliseconds()
-		switch m.Outcome {
-		case model.OutcomeBrowsed:
-			w.Browsed++
-		case model.OutcomeAbandonedCart:
-			w.AbandonedCart++
-		case model.OutcomeAbandonedCheckout:
-			w.AbandonedCheckout++
-		case model.OutcomePurchased:
-			w.Purchased++
-		}
-	}
-}
-
-// Advance applies the watermark wm (unix ms): sessions idle for a gap close, and windows
-// past their allowed lateness become final. Final rows are returned with the dirty ones.
-func (s *partitionState) Advance(wm int64, r Rules) {
+// Advance applies the watermark wm (unix ms): minutes that ended more than the allowed
+// lateness before it become final, and so do the sessions no event can extend any more.
+func (s *partitionState) Advance(wm int64) {
 	if wm <= 0 {
 		return
 	}
-	users := make([]string, 0)
-	for u, ss := range s.Sessions {
-		if ss.S.End.Add(r.SessionGap).UnixMilli() < wm {
-			users = append(users, u)
-		}
-	}
-	sort.Strings(users) // deterministic order of closing
-	for _, u := range users {
-		s.closeSession(u, r)
-	}
 	// A minute [m, m+1m) is final once wm >= m+1m+lateness, so every minute starting before
 	// the one containing wm-lateness is final; later events for them are late.
-	if b := time.UnixMilli(wm - r.AllowedLateness.Milliseconds()).Truncate(time.Minute).UnixMilli(); b > s.ClosedBeforeM {
-		s.ClosedBeforeM = b
+	b := minuteStart(wm - s.rules.AllowedLateness.Milliseconds())
+	if b <= s.closedBefore {
+		return
 	}
+	s.closedBefore, s.scalarsChanged = b, true
+	s.closeIdleSessions()
 }
 
-// Drain returns the rows changed since they were last drained and forgets windows that are
-// final (their last value is in this batch); level says which (see drainLevel). The live
-// rows go out at every flush; rollups, longer rankings and sessions are more and bigger rows
-// and wait for a full drain, which the processor makes about once a second. now stamps
-// UpdatedAt and paces open sessions.
-func (s *partitionState) Drain(wm int64, now time.Time, level drainLevel) model.Batch {
+// Drain returns the rows changed since they were last drained and forgets what became
+// final (its last value is in this batch); level says which rows. Minute windows and
+// rankings go out at every flush; rollups, longer rankings and sessions are more and
+// bigger rows and wait for a Full drain. now stamps UpdatedAt and paces open sessions.
+func (s *partitionState) Drain(now time.Time, level stateful.Level) model.Batch {
 	var b model.Batch
-	full := level >= drainFull
-	for k, w := range s.Windows {
-		final := wm > 0 && w.ClosesAtM <= wm
-		if !full && !final && w.M.Key.Granularity != model.Minute {
+	full := level >= stateful.Full
+	for k, w := range s.windows {
+		final := s.final(k.g, k.start)
+		if !full && !final && k.g != model.Minute {
 			continue
 		}
-		if w.Dirty {
+		if w.dirty {
 			w.M.UpdatedAt = now
 			b.Windows = append(b.Windows, w.M)
-			w.Dirty = false
+			w.dirty = false
 		}
 		if final {
-			delete(s.Windows, k)
+			delete(s.windows, k)
+			s.gone.windows = append(s.gone.windows, k)
 		}
 	}
-	for k, t := range s.Tops {
-		final := wm > 0 && t.ClosesAtM <= wm
-		if !full && !final && t.T.Granularity != model.Minute {
+	for k, t := range s.tops {
+		final := s.final(k.g, k.start)
+		if !full && !final && k.g != model.Minute {
 			continue
 		}
-		if t.Dirty {
+		if t.dirty {
 			b.Tops = append(b.Tops, t.T)
-			t.Dirty = false
+			t.dirty = false
 		}
 		if final {
-			delete(s.Tops, k)
+			delete(s.tops, k)
+			s.gone.tops = append(s.gone.tops, k)
 		}
 	}
 	if !full {
 		return cloneMaps(b)
 	}
-	for k, sw := range s.SessionWindows {
-		final := wm > 0 && sw.ClosesAtM <= wm
-		if sw.Dirty {
+	for k, sw := range s.sessionWindows {
+		if sw.dirty {
 			b.SessionWindows = append(b.SessionWindows, sw.W)
-			sw.Dirty = false
+			sw.dirty = false
 		}
-		if final {
-			delete(s.SessionWindows, k)
+		if s.sessionWindowFinal(k) {
+			delete(s.sessionWindows, k)
+			s.gone.sessionWindows = append(s.gone.sessionWindows, k)
 		}
 	}
 	// The feeds change with every transaction; once a second is fresh enough for a feed
 	// and keeps them out of the live flushes.
 	for _, kind := range model.TxKinds {
-		if f := s.Feeds[kind]; f != nil && f.Dirty {
-			b.TxFeeds = append(b.TxFeeds, model.TxFeed{Kind: kind, Partition: s.Partition, Events: f.Events})
-			f.Dirty = false
+		if f := s.feeds[kind]; f != nil && f.dirty {
+			b.TxFeeds = append(b.TxFeeds, model.TxFeed{Kind: kind, Partition: s.partition, Events: f.Events})
+			f.dirty = false
 		}
 	}
 	nowM, every := now.UnixMilli(), openSessionEvery.Milliseconds()
-	for user, ss := range s.Sessions {
-		if ss.WrittenAtM == 0 {
+	for user, ss := range s.sessions {
+		if ss.writtenAtM == 0 {
 			// Spread first writes over the interval so sessions that start together are
 			// not all rewritten in the same flush ever after.
-			ss.WrittenAtM = nowM - int64(fnv32(user))%every
+			ss.writtenAtM = nowM - int64(stateful.Fingerprint(user)%uint64(every))
 		}
-		if ss.Dirty && (level == drainAll || nowM-ss.WrittenAtM >= every) {
+		if ss.dirty && (level == stateful.All || nowM-ss.writtenAtM >= every) {
 			b.Sessions = append(b.Sessions, ss.S)
-			ss.Dirty, ss.WrittenAtM = false, nowM
+			ss.dirty, ss.writtenAtM = false, nowM
 		}
 	}
 	b.Sessions = append(b.Sessions, s.closed...)
@@ -545,65 +457,4 @@ func clone(m map[string]int64) map[string]int64 {
 		out[k] = v
 	}
 	return out
-}
-
-// Snapshot encodes the state for a checkpoint. Pending closed sessions must have been
-// drained first (they are rows, not state).
-func (s *partitionState) Snapshot() ([]byte, error) {
-	var b bytes.Buffer
-	if err := gob.NewEncoder(&b).Encode(s); err != nil {
-		return nil, fmt.Errorf("snapshot partition %d: %w", s.Partition, err)
-	}
-	return b.Bytes(), nil
-}
-
-// restoreState decodes a snapshot.
-func restoreState(p int32, data []byte) (*partitionState, error) {
-	s := newPartitionState(p)
-	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(s); err != nil {
-		return nil, fmt.Errorf("restore partition %d: %w", p, err)
-	}
-	// gob leaves nil maps for empty ones.
-	for _, w := range s.Windows {
-		for _, m := range []*map[string]struct{}{&w.Active, &w.Viewers, &w.Carters, &w.Checkout, &w.Buyers} {
-			if *m == nil {
-				*m = map[string]struct{}{}
-			}
-		}
-		if w.M.Revenue == nil {
-			w.M.Revenue = map[string]int64{}
-		}
-		if w.M.OrdersByCurrency == nil {
-			w.M.OrdersByCurrency = map[string]int64{}
-		}
-	}
-	for _, t := range s.Tops {
-		if t.T.Counts == nil {
-			t.T.Counts = map[string]int64{}
-		}
-	}
-	for _, ss := range s.Sessions {
-		if ss.S.Revenue == nil {
-			ss.S.Revenue = map[string]int64{}
-		}
-	}
-	if s.Offsets == nil {
-		s.Offsets = map[string]int64{}
-	}
-	if s.MaxEventM == nil {
-		s.MaxEventM = map[string]int64{}
-	}
-	if s.Feeds == nil { // also snapshots from before the feeds
-		s.Feeds = map[string]*txFeed{}
-	}
-	return s, nil
-}
-
-// fnv32 is the FNV-1a hash of s.
-func fnv32(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint32(s[i])) * 16777619
-	}
-	return h
 }

@@ -3,40 +3,42 @@ package stream
 import (
 	"cmp"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/model"
 	"github.com/bytebasket/bytebasket/internal/sim"
+	"github.com/bytebasket/bytebasket/internal/stateful"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 var rules = Rules{AllowedLateness: 2 * time.Minute, SessionGap: 30 * time.Minute}
 
 type rec struct {
-	topic  string
-	offset int64
-	e      *pb.Envelope
+	topic string
+	e     *pb.Envelope
 }
 
-// records simulates n events and numbers them per topic, as one partition would see them.
+// records simulates n events of one partition's users, in the order Kafka would hold them.
 func records(t testing.TB, n int) []rec {
 	t.Helper()
 	s, err := sim.New(sim.Config{Seed: 11, Start: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC), Rate: 20, Users: 2000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	offs := map[string]int64{}
 	out := make([]rec, n)
 	for i := range out {
 		e, _ := s.Next()
-		tp := event.TopicOf(event.KindOf(e))
-		out[i] = rec{tp, offs[tp], e}
-		offs[tp]++
+		out[i] = rec{event.TopicOf(event.KindOf(e)), e}
 	}
 	return out
 }
@@ -63,44 +65,189 @@ func (tb table) write(b model.Batch) {
 	}
 }
 
-// run feeds recs[from:to] to st, draining every 500 records; it returns the snapshot taken
-// at the drain nearest to snapAt (after the drain, as the processor does).
-func run(t *testing.T, st *partitionState, recs []rec, from, to, snapAt int, tb table) []byte {
+func sameTable(t *testing.T, what string, got, want table) {
 	t.Helper()
-	var snap []byte
-	for i := from; i < to; i++ {
-		st.Apply(recs[i].topic, recs[i].offset, recs[i].e, rules)
-		if (i+1)%500 == 0 || i == to-1 {
-			wm := st.watermark(nil)
-			st.Advance(wm, rules)
-			// A record per millisecond of wall time: open sessions are paced by it. Live
-			// drains mostly, full ones as the processor makes them (also at the checkpoint),
-			// and everything at the end, as before giving the partition up.
-			level := drainLive
-			switch {
-			case i == to-1:
-				level = drainAll
-			case i%1500 == 1499 || i+1 == snapAt:
-				level = drainFull
+	if len(got) != len(want) {
+		var extra []string
+		for k := range got {
+			if _, ok := want[k]; !ok && len(extra) < 5 {
+				extra = append(extra, k)
 			}
-			tb.write(st.Drain(wm, time.UnixMilli(int64(i)), level))
-			if i+1 == snapAt {
-				var err error
-				if snap, err = st.Snapshot(); err != nil {
+		}
+		t.Fatalf("%s: %d rows, want %d; e.g. %q", what, len(got), len(want), extra)
+	}
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Fatalf("%s: row %s differs:\n got %+v\nwant %+v", what, k, got[k], w)
+		}
+	}
+}
+
+// checkpoint is what the loop stores of one checkpoint in this test: the encoded entries,
+// the watermark inputs, and where to resume reading.
+type checkpoint struct {
+	entries  [][]byte
+	maxEvent map[string]int64
+	next     int // index of the first record not covered
+	full     bool
+}
+
+// driver feeds records to a partition state as the loop does: the watermark is the lower of
+// the topics' highest event times, output is drained every drainEvery records (Full every
+// third time), and every ckptEvery records everything is written and a checkpoint taken
+// (every fourth a full snapshot).
+type driver struct {
+	st                    *partitionState
+	maxEvent              map[string]int64
+	drainEvery, ckptEvery int
+	chain                 []checkpoint
+	n                     int
+}
+
+func newDriver(st *partitionState, drainEvery, ckptEvery int) *driver {
+	return &driver{st: st, maxEvent: map[string]int64{}, drainEvery: drainEvery, ckptEvery: ckptEvery}
+}
+
+func (d *driver) watermark() int64 {
+	wm := int64(-1)
+	for _, t := range event.Topics {
+		m, ok := d.maxEvent[t]
+		if !ok {
+			return 0
+		}
+		if wm < 0 || m < wm {
+			wm = m
+		}
+	}
+	return wm
+}
+
+func (d *driver) flush(tb table, i int, level stateful.Level) {
+	d.st.Advance(d.watermark())
+	tb.write(d.st.Drain(time.UnixMilli(int64(i)), level))
+}
+
+// run applies recs[from:to]; at the end it writes everything, as before giving a
+// partition up.
+func (d *driver) run(t testing.TB, recs []rec, from, to int, tb table) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		r := recs[i]
+		tm := r.e.GetEventTime().AsTime().UnixMilli()
+		d.maxEvent[r.topic] = max(d.maxEvent[r.topic], tm)
+		d.st.Apply(r.e)
+		d.n++
+		switch {
+		case d.ckptEvery > 0 && d.n%d.ckptEvery == 0:
+			d.flush(tb, i, stateful.All)
+			full := len(d.chain) == 0 || len(d.chain)%4 == 3
+			c := checkpoint{maxEvent: clone(d.maxEvent), next: i + 1, full: full}
+			d.st.Changes(full, func(e *pb.StateEntry) {
+				b, err := proto.Marshal(e)
+				if err != nil {
 					t.Fatal(err)
 				}
+				c.entries = append(c.entries, b)
+			})
+			d.chain = append(d.chain, c)
+		case d.n%d.drainEvery == 0:
+			level := stateful.Live
+			if (d.n/d.drainEvery)%3 == 0 {
+				level = stateful.Full
+			}
+			d.flush(tb, i, level)
+		}
+	}
+	d.flush(tb, to, stateful.All)
+}
+
+// restore rebuilds a state from the chain up to checkpoint k: its last full snapshot and
+// the changes after it, as the loop reads them back.
+func restore(t *testing.T, chain []checkpoint, k int) (*partitionState, map[string]int64) {
+	t.Helper()
+	base := k
+	for !chain[base].full {
+		base--
+	}
+	st := newPartitionState(0, rules)
+	for _, c := range chain[base : k+1] {
+		for _, raw := range c.entries {
+			e := &pb.StateEntry{}
+			if err := proto.Unmarshal(raw, e); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Restore(e); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
-	return snap
+	return st, clone(chain[k].maxEvent)
 }
 
-// A crash after any checkpoint, followed by restore and replay, ends with exactly the rows
-// of an uninterrupted run, including the rows the crashed run wrote after its checkpoint.
+// snapshot is the state's full checkpoint in a canonical form, for comparing states: the
+// entries one key was split into are merged, members and entries sorted.
+func snapshot(t *testing.T, st *partitionState) []string {
+	t.Helper()
+	windows := map[string]*pb.WindowState{}
+	tops := map[string]*pb.TopState{}
+	var out []string
+	st.Changes(true, func(e *pb.StateEntry) {
+		switch x := e.GetEntry().(type) {
+		case *pb.StateEntry_Window:
+			w := x.Window
+			k := fmt.Sprint(w.GetGranularity(), w.GetStartMs(), w.GetPlatform())
+			if m := windows[k]; m != nil {
+				m.ActiveAdded = append(m.ActiveAdded, w.ActiveAdded...)
+				m.ViewersAdded = append(m.ViewersAdded, w.ViewersAdded...)
+				m.CartersAdded = append(m.CartersAdded, w.CartersAdded...)
+				m.CheckoutAdded = append(m.CheckoutAdded, w.CheckoutAdded...)
+				m.BuyersAdded = append(m.BuyersAdded, w.BuyersAdded...)
+				return
+			}
+			windows[k] = proto.Clone(w).(*pb.WindowState)
+			return
+		case *pb.StateEntry_Top:
+			k := fmt.Sprint(x.Top.GetGranularity(), x.Top.GetStartMs(), x.Top.GetDimension())
+			if m := tops[k]; m != nil {
+				for it, n := range x.Top.GetCounts() {
+					m.Counts[it] = n
+				}
+				return
+			}
+			tops[k] = proto.Clone(x.Top).(*pb.TopState)
+			return
+		}
+		out = append(out, canonical(t, e))
+	})
+	for _, w := range windows {
+		for _, s := range []*[]uint64{&w.ActiveAdded, &w.ViewersAdded, &w.CartersAdded, &w.CheckoutAdded, &w.BuyersAdded} {
+			slices.Sort(*s)
+		}
+		out = append(out, canonical(t, &pb.StateEntry{Entry: &pb.StateEntry_Window{Window: w}}))
+	}
+	for _, tp := range tops {
+		out = append(out, canonical(t, &pb.StateEntry{Entry: &pb.StateEntry_Top{Top: tp}}))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func canonical(t *testing.T, e *pb.StateEntry) string {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A crash after any checkpoint of an incremental chain (changes on changes, full snapshots
+// now and then), followed by restore and replay, ends with exactly the rows of an
+// uninterrupted run, including the rows the crashed run wrote after its checkpoint; and the
+// restored state is the state that was checkpointed.
 func TestRestoreAndReplayGivesTheSameRows(t *testing.T) {
 	recs := records(t, 60_000)
 	want := table{}
-	run(t, newPartitionState(0), recs, 0, len(recs), -1, want)
+	newDriver(newPartitionState(0, rules), 500, 0).run(t, recs, 0, len(recs), want)
 	feeds, recent := 0, 0
 	for _, v := range want {
 		switch x := v.(type) {
@@ -110,67 +257,191 @@ func TestRestoreAndReplayGivesTheSameRows(t *testing.T) {
 			recent += len(x.Recent)
 		}
 	}
-	// The simulator's refunds and chargebacks come hours after the order: not in this hour.
 	if feeds < 2 || recent == 0 {
 		t.Fatalf("test data too thin: %d feeds, %d recent session events", feeds, recent)
 	}
 
-	for _, cut := range []struct{ snapAt, crashAt int }{{10_000, 13_777}, {30_000, 30_001}, {45_500, 59_999}} {
+	for _, crashAt := range []int{13_777, 30_001, 59_999} {
 		got := table{}
-		st := newPartitionState(0)
-		snap := run(t, st, recs, 0, cut.crashAt, cut.snapAt, got) // writes beyond the snapshot, then dies
-		if snap == nil {
-			t.Fatalf("no snapshot at %d", cut.snapAt)
+		d := newDriver(newPartitionState(0, rules), 500, 2000)
+		d.run(t, recs, 0, crashAt, got) // writes beyond its last checkpoint, then dies
+		k := len(d.chain) - 1
+		if k < 2 {
+			t.Fatalf("only %d checkpoints before %d", k+1, crashAt)
 		}
-		restored, err := restoreState(0, snap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Replay starts at the snapshot's offsets: find the first record not covered.
-		from := 0
-		for from < len(recs) && recs[from].offset < restored.Offsets[recs[from].topic] {
-			from++
-		}
-		if from != cut.snapAt {
-			t.Fatalf("snapshot offsets resume at record %d, want %d", from, cut.snapAt)
-		}
-		run(t, restored, recs, from, len(recs), -1, got)
-		if len(got) != len(want) {
-			t.Fatalf("crash at %d after snapshot %d: %d rows, uninterrupted run has %d", cut.crashAt, cut.snapAt, len(got), len(want))
-		}
-		for k, w := range want {
-			if !reflect.DeepEqual(got[k], w) {
-				t.Fatalf("crash at %d after snapshot %d: row %s differs:\n got %+v\nwant %+v", cut.crashAt, cut.snapAt, k, got[k], w)
+		restored, maxEvent := restore(t, d.chain, k)
+
+		// The checkpointed state, rebuilt: the uninterrupted state at that record.
+		ref := newDriver(newPartitionState(0, rules), 500, 2000)
+		ref.run(t, recs, 0, d.chain[k].next, table{})
+		if a, b := snapshot(t, restored), snapshot(t, ref.st); !slices.Equal(a, b) {
+			var diff []string
+			for _, x := range a {
+				if !slices.Contains(b, x) && len(diff) < 3 {
+					e := &pb.StateEntry{}
+					_ = proto.Unmarshal([]byte(x), e)
+					diff = append(diff, "restored only: "+e.String())
+				}
 			}
+			for _, x := range b {
+				if !slices.Contains(a, x) && len(diff) < 6 {
+					e := &pb.StateEntry{}
+					_ = proto.Unmarshal([]byte(x), e)
+					diff = append(diff, "checkpointed only: "+e.String())
+				}
+			}
+			t.Fatalf("crash at %d: state restored from %d checkpoints differs from the state it checkpointed:\n%s", crashAt, k+1, strings.Join(diff, "\n"))
 		}
+
+		d2 := newDriver(restored, 500, 0)
+		d2.maxEvent = maxEvent
+		d2.run(t, recs, d.chain[k].next, len(recs), got)
+		sameTable(t, fmt.Sprintf("crash at %d after checkpoint %d", crashAt, k+1), got, want)
+	}
+}
+
+// A checkpoint's size follows what changed since the one before, not the state's size.
+func TestCheckpointSizeFollowsChanges(t *testing.T) {
+	recs := records(t, 40_000)
+	st := newPartitionState(0, rules)
+	d := newDriver(st, 500, 0)
+	size := func(full bool) int {
+		n := 0
+		st.Changes(full, func(e *pb.StateEntry) { n += proto.Size(e) })
+		return n
+	}
+	d.run(t, recs, 0, 30_000, table{})
+	full := size(true)
+	d.run(t, recs, 30_000, 30_100, table{})
+	small := size(false)
+	d.run(t, recs, 30_100, 31_100, table{})
+	larger := size(false)
+	t.Logf("full %d bytes; changes of 100 events %d bytes, of 1000 events %d bytes", full, small, larger)
+	if small*20 > full || larger <= small || larger*3 > full {
+		t.Fatalf("checkpoint sizes do not follow the changes: full %d, 100 events %d, 1000 events %d", full, small, larger)
+	}
+	if none := size(false); none > 200 {
+		t.Fatalf("a checkpoint with nothing changed has %d bytes", none)
+	}
+}
+
+// Sessions are cut by event time: the same events, some arriving out of order within the
+// allowed lateness, give the same sessions (and every other row) whether output is drained
+// every few records or rarely.
+func TestSessionsDoNotDependOnFlushTiming(t *testing.T) {
+	short := Rules{AllowedLateness: 2 * time.Minute, SessionGap: 90 * time.Second} // gaps that occur often
+	recs := records(t, 40_000)
+	// Delay some events by up to a minute of arrival: the others of the partition overtake them.
+	rng := rand.New(rand.NewPCG(7, 9))
+	for i := range recs {
+		if rng.IntN(20) == 0 {
+			j := min(len(recs)-1, i+rng.IntN(600))
+			recs[i], recs[j] = recs[j], recs[i]
+		}
+	}
+	var tables []table
+	for _, every := range []int{7, 3000} {
+		tb := table{}
+		d := newDriver(newPartitionState(0, short), every, 0)
+		d.run(t, recs, 0, len(recs), tb)
+		if d.st.late != 0 {
+			t.Fatalf("%d late events: the test data is later than the allowed lateness", d.st.late)
+		}
+		tables = append(tables, tb)
+	}
+	sessions := 0
+	for k := range tables[1] {
+		if k[0] == 's' && k[1] != 'w' {
+			sessions++
+		}
+	}
+	if sessions < 1000 {
+		t.Fatalf("test data too thin: %d sessions", sessions)
+	}
+	sameTable(t, "drained every 7 records vs every 3000", tables[0], tables[1])
+}
+
+// Users active on two platforms count once in "all"; a payment counts under the platform of
+// the payer's open session, a server event without one under backend.
+func TestAllPlatformsAndServerEvents(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 9, 0, 10, 0, time.UTC)
+	ev := func(id, user string, src pb.Source, at time.Duration, payload any) *pb.Envelope {
+		e := &pb.Envelope{EventId: id, UserId: user, Source: src, EventTime: timestamppb.New(t0.Add(at))}
+		switch p := payload.(type) {
+		case *pb.PageView:
+			e.Payload = &pb.Envelope_PageView{PageView: p}
+		case *pb.PaymentFailed:
+			e.Payload = &pb.Envelope_PaymentFailed{PaymentFailed: p}
+		case *pb.Chargeback:
+			e.Payload = &pb.Envelope_Chargeback{Chargeback: p}
+		}
+		return e
+	}
+	eur := &pb.Money{AmountMinor: 100, Currency: "EUR"}
+	st := newPartitionState(0, rules)
+	for _, e := range []*pb.Envelope{
+		ev("1", "u1", pb.Source_SOURCE_WEB, 0, &pb.PageView{}),
+		ev("2", "u1", pb.Source_SOURCE_IOS, time.Second, &pb.PageView{}),
+		ev("3", "u2", pb.Source_SOURCE_ANDROID, 2*time.Second, &pb.PageView{}),
+		ev("4", "u1", pb.Source_SOURCE_BACKEND, 3*time.Second, &pb.PaymentFailed{OrderId: "o1", Amount: eur}),
+		ev("5", "u3", pb.Source_SOURCE_BACKEND, 4*time.Second, &pb.Chargeback{OrderId: "o0", Amount: eur}),
+	} {
+		st.Apply(e)
+	}
+	got := map[string]model.WindowMetrics{}
+	for _, w := range st.Drain(t0, stateful.All).Windows {
+		if w.Key.Granularity == model.Minute {
+			got[w.Key.Platform] = w
+		}
+	}
+	type counts struct{ active, pageViews, failed, chargebacks int64 }
+	want := map[string]counts{
+		"web": {1, 1, 1, 0}, "ios": {1, 1, 0, 0}, "android": {1, 1, 0, 0}, "backend": {1, 0, 0, 1},
+		model.AllPlatforms: {3, 3, 1, 1},
+	}
+	for p, c := range want {
+		w := got[p]
+		if g := (counts{w.ActiveUsers, w.PageViews, w.PaymentsFailed, w.Chargebacks}); g != c {
+			t.Errorf("%s: %+v, want %+v", p, g, c)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("platforms %v", slices.Sorted(func(yield func(string) bool) {
+			for p := range got {
+				if !yield(p) {
+					return
+				}
+			}
+		}))
 	}
 }
 
 // Each feed is the newest model.TxFeedLen transactions of its kind by event time (later
-// arrival first among equal times), written on full drains only; a session's Recent is its
-// newest model.SessionRecentLen events.
+// arrival first among equal times), written on full drains only, with no copies of one
+// transaction; a session's Recent is its newest model.SessionRecentLen events.
 func TestFeedsAndRecentEvents(t *testing.T) {
 	recs := records(t, 30_000)
-	st := newPartitionState(2)
+	st := newPartitionState(2, rules)
 	type arrival struct {
 		tx model.TxEvent
 		i  int
 	}
 	byKind := map[string][]arrival{}
 	for i, r := range recs {
-		st.Apply(r.topic, r.offset, r.e, rules)
+		platform := st.platformOf(r.e)
+		st.Apply(r.e)
 		kind := event.KindOf(r.e)
-		if tx, ok := txEventOf(r.e, kind, r.e.GetEventTime().AsTime().UTC(), platformOf(r.e), 2); ok {
+		if tx, ok := txEventOf(r.e, kind, r.e.GetEventTime().AsTime().UTC(), platform, 2); ok {
 			byKind[tx.Kind] = append(byKind[tx.Kind], arrival{tx, i})
 		}
 		if i%1000 == 999 {
-			if b := st.Drain(st.watermark(nil), time.UnixMilli(int64(i)), drainLive); len(b.TxFeeds) != 0 {
+			if b := st.Drain(time.UnixMilli(int64(i)), stateful.Live); len(b.TxFeeds) != 0 {
 				t.Fatalf("a live drain wrote %d feeds", len(b.TxFeeds))
 			}
 		}
 	}
 	// The simulator's refunds and chargebacks come hours after their orders: add some,
-	// out of time order, with equal times, more than a feed holds.
+	// out of time order, with equal times, more than a feed holds; and a copy of one.
 	t0 := recs[len(recs)-1].e.GetEventTime().AsTime()
 	for i := range 300 {
 		e := &pb.Envelope{
@@ -183,13 +454,14 @@ func TestFeedsAndRecentEvents(t *testing.T) {
 		} else {
 			e.Payload = &pb.Envelope_Refund{Refund: &pb.Refund{OrderId: fmt.Sprint("o", i), Amount: money, Reason: "damaged"}}
 		}
-		recs = append(recs, rec{event.TopicTransactions, int64(100_000 + i), e})
-		st.Apply(event.TopicTransactions, int64(100_000+i), e, rules)
+		st.Apply(e)
+		if i == 299 {
+			st.Apply(e) // a copy beyond the deduplication horizon
+		}
 		tx, _ := txEventOf(e, event.KindOf(e), e.GetEventTime().AsTime(), "backend", 2)
-		byKind[tx.Kind] = append(byKind[tx.Kind], arrival{tx, len(recs) - 1})
+		byKind[tx.Kind] = append(byKind[tx.Kind], arrival{tx, len(recs) + i})
 	}
-	wm := st.watermark(nil)
-	b := st.Drain(wm, time.UnixMilli(int64(len(recs))), drainFull)
+	b := st.Drain(time.UnixMilli(int64(len(recs))), stateful.Full)
 	if len(b.TxFeeds) != len(model.TxKinds) {
 		t.Fatalf("full drain wrote %d feeds, want %d", len(b.TxFeeds), len(model.TxKinds))
 	}
@@ -212,12 +484,12 @@ func TestFeedsAndRecentEvents(t *testing.T) {
 			t.Fatalf("feed %s (%d of %d transactions) is not the newest %d", f.Kind, len(f.Events), len(all), model.TxFeedLen)
 		}
 	}
-	if b := st.Drain(wm, time.UnixMilli(int64(len(recs))), drainAll); len(b.TxFeeds) != 0 {
+	if b := st.Drain(time.UnixMilli(int64(len(recs))), stateful.All); len(b.TxFeeds) != 0 {
 		t.Fatalf("unchanged feeds written again: %d", len(b.TxFeeds))
 	}
 
 	sessions := 0
-	for _, ss := range st.Sessions {
+	for _, ss := range st.sessions {
 		s := ss.S
 		if int64(len(s.Recent)) != min(s.Events, model.SessionRecentLen) {
 			t.Fatalf("session of %s: %d events, %d recent", s.UserID, s.Events, len(s.Recent))
@@ -233,11 +505,12 @@ func TestFeedsAndRecentEvents(t *testing.T) {
 	}
 }
 
-// The minute windows of all platforms add up to the events: every count, revenue per currency.
+// The minute windows add up to the events: every count, revenue per currency, per platform
+// and (equally) over all platforms.
 func TestMinuteWindowsReconcileWithEvents(t *testing.T) {
 	recs := records(t, 50_000)
 	tb := table{}
-	run(t, newPartitionState(0), recs, 0, len(recs), -1, tb)
+	newDriver(newPartitionState(0, rules), 500, 0).run(t, recs, 0, len(recs), tb)
 
 	wantKinds := map[event.Kind]int64{}
 	wantRevenue := map[string]int64{}
@@ -249,80 +522,87 @@ func TestMinuteWindowsReconcileWithEvents(t *testing.T) {
 			wantRevenue[tot.GetCurrency()] += tot.GetAmountMinor()
 		}
 	}
-	got := map[event.Kind]int64{}
-	gotRevenue := map[string]int64{}
-	windows := 0
-	for _, v := range tb {
-		w, ok := v.(model.WindowMetrics)
-		if !ok || w.Key.Granularity != model.Minute {
-			continue
+	for _, all := range []bool{false, true} {
+		got := map[event.Kind]int64{}
+		gotRevenue := map[string]int64{}
+		windows := 0
+		for _, v := range tb {
+			w, ok := v.(model.WindowMetrics)
+			if !ok || w.Key.Granularity != model.Minute || (w.Key.Platform == model.AllPlatforms) != all {
+				continue
+			}
+			windows++
+			got[event.KindPageView] += w.PageViews
+			got[event.KindProductView] += w.ProductViews
+			got[event.KindSearch] += w.Searches
+			got[event.KindCartAdd] += w.CartAdds
+			got[event.KindCheckoutStarted] += w.Checkouts
+			got[event.KindOrderPlaced] += w.Orders
+			got[event.KindPaymentFailed] += w.PaymentsFailed
+			got[event.KindRefund] += w.Refunds
+			got[event.KindChargeback] += w.Chargebacks
+			for c, v := range w.Revenue {
+				gotRevenue[c] += v
+			}
+			if w.FunnelBuyers > w.ActiveUsers || w.FunnelViewers > w.ActiveUsers {
+				t.Fatalf("window %v: funnel stage larger than active users", w.Key)
+			}
 		}
-		windows++
-		got[event.KindPageView] += w.PageViews
-		got[event.KindProductView] += w.ProductViews
-		got[event.KindSearch] += w.Searches
-		got[event.KindCartAdd] += w.CartAdds
-		got[event.KindCheckoutStarted] += w.Checkouts
-		got[event.KindOrderPlaced] += w.Orders
-		got[event.KindPaymentFailed] += w.PaymentsFailed
-		got[event.KindRefund] += w.Refunds
-		got[event.KindChargeback] += w.Chargebacks
-		for c, v := range w.Revenue {
-			gotRevenue[c] += v
+		for _, k := range []event.Kind{event.KindPageView, event.KindProductView, event.KindSearch, event.KindCartAdd,
+			event.KindCheckoutStarted, event.KindOrderPlaced, event.KindPaymentFailed, event.KindRefund, event.KindChargeback} {
+			if got[k] != wantKinds[k] {
+				t.Errorf("all=%v %s: windows count %d, events %d", all, k, got[k], wantKinds[k])
+			}
 		}
-		if w.FunnelBuyers > w.ActiveUsers || w.FunnelViewers > w.ActiveUsers {
-			t.Fatalf("window %v: funnel stage larger than active users", w.Key)
+		if !reflect.DeepEqual(gotRevenue, wantRevenue) {
+			t.Errorf("all=%v revenue by currency: windows %v, events %v", all, gotRevenue, wantRevenue)
 		}
-	}
-	for _, k := range []event.Kind{event.KindPageView, event.KindProductView, event.KindSearch, event.KindCartAdd,
-		event.KindCheckoutStarted, event.KindOrderPlaced, event.KindPaymentFailed, event.KindRefund, event.KindChargeback} {
-		if got[k] != wantKinds[k] {
-			t.Errorf("%s: windows count %d, events %d", k, got[k], wantKinds[k])
+		if wantKinds[event.KindOrderPlaced] == 0 || windows < 40 {
+			t.Fatalf("test data too thin: %d orders, %d minute windows", wantKinds[event.KindOrderPlaced], windows)
 		}
-	}
-	if !reflect.DeepEqual(gotRevenue, wantRevenue) {
-		t.Errorf("revenue by currency: windows %v, events %v", gotRevenue, wantRevenue)
-	}
-	if wantKinds[event.KindOrderPlaced] == 0 || windows < 100 {
-		t.Fatalf("test data too thin: %d orders, %d minute windows", wantKinds[event.KindOrderPlaced], windows)
 	}
 }
 
 // Events older than the allowed lateness behind the watermark are counted, not added.
 func TestLateEventsAreCountedNotAdded(t *testing.T) {
-	st := newPartitionState(0)
 	recs := records(t, 5000)
-	for _, r := range recs {
-		st.Apply(r.topic, r.offset, r.e, rules)
-	}
-	wm := st.watermark(nil)
-	st.Advance(wm, rules)
-	st.Drain(wm, time.Time{}, drainAll)
+	d := newDriver(newPartitionState(0, rules), 500, 0)
+	d.run(t, recs, 0, len(recs), table{})
 	old := recs[0].e // minutes before the watermark
-	if late := st.Apply(event.TopicUserActivity, 99_999, old, rules); !late || st.Late != 1 {
-		t.Fatalf("an event %s behind the watermark was not late (late=%d)", time.UnixMilli(wm).Sub(old.GetEventTime().AsTime()), st.Late)
+	if late := d.st.Apply(old); !late || d.st.late != 1 {
+		t.Fatalf("an event %s behind the watermark was not late (late=%d)",
+			time.UnixMilli(d.watermark()).Sub(old.GetEventTime().AsTime()), d.st.late)
 	}
-	if b := st.Drain(wm, time.Time{}, drainAll); len(b.Windows) != 0 {
+	if b := d.st.Drain(time.Time{}, stateful.All); len(b.Windows) != 0 {
 		t.Fatalf("a late event changed %d windows", len(b.Windows))
+	}
+}
+
+// Entries the stream did not write are an error, not silently skipped state.
+func TestRestoreRejectsForeignEntries(t *testing.T) {
+	st := newPartitionState(0, rules)
+	if err := st.Restore(&pb.StateEntry{Entry: &pb.StateEntry_Dedup{Dedup: &pb.DedupBucket{}}}); err == nil {
+		t.Fatal("the stream accepted another role's entry")
+	}
+	if err := st.Restore(&pb.StateEntry{Entry: &pb.StateEntry_Window{Window: &pb.WindowState{Granularity: "7m"}}}); err == nil {
+		t.Fatal("a window of an unknown granularity was accepted")
 	}
 }
 
 func BenchmarkApply(b *testing.B) {
 	recs := records(b, 100_000)
-	st := newPartitionState(0)
-	b.ResetTimer()
+	d := newDriver(newPartitionState(0, rules), 5000, 0)
 	i := 0
 	for b.Loop() {
 		if i%len(recs) == 0 { // replaying old events would only measure the late path
-			st = newPartitionState(0)
+			d = newDriver(newPartitionState(0, rules), 5000, 0)
 		}
 		r := recs[i%len(recs)]
-		st.Apply(r.topic, r.offset, r.e, rules)
+		d.maxEvent[r.topic] = max(d.maxEvent[r.topic], r.e.GetEventTime().AsTime().UnixMilli())
+		d.st.Apply(r.e)
 		i++
 		if i%5000 == 0 {
-			wm := st.watermark(nil)
-			st.Advance(wm, rules)
-			st.Drain(wm, time.Time{}, drainAll)
+			d.flush(table{}, i, stateful.All)
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")

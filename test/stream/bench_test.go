@@ -19,7 +19,7 @@ import (
 //	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./test/stream/
 
 // scrape reads the stream's /metrics into name{labels} -> value.
-func scrape(b *testing.B, base string) map[string]float64 {
+func scrape(b testing.TB, base string) map[string]float64 {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		b.Fatal(err)

@@ -291,7 +291,7 @@ async function refreshOverview() {
   const p = encodeURIComponent(state.platform);
   const [live, funnel] = await Promise.all([
     api(`/api/v1/live?granularity=1m&windows=${WINDOWS}&platform=${p}`),
-    api(`/api/v1/funnel?minutes=${WINDOWS}&platform=${p}`),
+    api(`/api/v1/funnel?granularity=1h&platform=${p}`),
   ]);
   renderLive(live);
   renderFunnel(funnel);

@@ -164,9 +164,9 @@ func exec(ctx context.Context, s *gocql.Session, m Migration) error {
 }
 
 // noTTL names the tables whose rows must never expire: the record of applied migrations,
-// and stream restart points (a processor stopped for longer than the retention must still
-// find its offsets).
-var noTTL = map[string]bool{"schema_migrations": true, "stream_checkpoints": true}
+// and the stateful roles' checkpoints (a role stopped for longer than the retention must
+// still find its state and offsets).
+var noTTL = map[string]bool{"schema_migrations": true, "state_heads": true, "state_log": true}
 
 // historyTables hold batch history: they expire with retention.history_days.
 var historyTables = map[string]bool{"trend_metrics": true, "trend_tops": true}

@@ -30,8 +30,7 @@ const (
 		"checkouts, orders, revenue, outcome, closed, partition, recent"
 	sessionWindowCols = "granularity, day, window_start, platform, partition, sessions, browsed, abandoned_cart, " +
 		"abandoned_checkout, purchased, duration_sum_millis"
-	checkpointCols = "group_name, partition, offsets, state, updated_at"
-	trendCols      = "granularity, month, bucket_start, platform, active_users, product_viewers, buyers, " +
+	trendCols = "granularity, month, bucket_start, platform, active_users, product_viewers, buyers, " +
 		"page_views, product_views, searches, cart_adds, checkouts, orders, payments_failed, refunds, chargebacks, " +
 		"revenue, orders_by_currency"
 	trendTopCols = "granularity, bucket_start, dimension, platform, item_ids, item_values"
@@ -44,10 +43,16 @@ const (
 type Store struct {
 	s *gocql.Session
 
-	insWindow, insTop, insSession, insSessionWindow, insCheckpoint                       string
-	selWindows, selTops, selSessions, selSessionsLimit, selSessionWindows, selCheckpoint string
-	insTrend, insTrendTop, selTrends, selTrendTops                                       string
-	insTxFeed, selTxFeeds                                                                string
+	insWindow, insTop, insSession, insSessionWindow                       string
+	selWindows, selTops, selSessions, selSessionsLimit, selSessionWindows string
+	insTrend, insTrendTop, selTrends, selTrendTops                        string
+	insTxFeed, selTxFeeds                                                 string
+
+	// Checkpoints and fencing (state.go).
+	selHead, claimHead, claimNewHead, renewLease, commitHead string
+	insLog, selLog, trimLogEpochs, trimLogSeqs               string
+	leaseMu                                                  sync.Mutex
+	leases                                                   map[leaseKey]*lease
 }
 
 // NewStore connects and prepares the Store's statements, so a missing schema fails here
@@ -66,11 +71,11 @@ func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
 	sessionWindowRead := strings.Replace(sessionWindowCols, "day, ", "", 1)
 	st := &Store{
 		s:                s,
+		leases:           map[leaseKey]*lease{},
 		insWindow:        insert(ks, "window_metrics", windowCols),
 		insTop:           insert(ks, "top_items", topCols),
 		insSession:       insert(ks, "sessions_by_user", sessionCols),
 		insSessionWindow: insert(ks, "session_windows", sessionWindowCols),
-		insCheckpoint:    insert(ks, "stream_checkpoints", checkpointCols),
 		selWindows: "SELECT " + windowRead + " FROM " + ks + ".window_metrics" +
 			" WHERE granularity = ? AND day = ? AND window_start >= ? AND window_start < ?",
 		selTops: "SELECT " + topCols + " FROM " + ks + ".top_items" +
@@ -79,9 +84,8 @@ func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
 		selSessionsLimit: "SELECT " + sessionCols + " FROM " + ks + ".sessions_by_user WHERE user_id = ? LIMIT ?",
 		selSessionWindows: "SELECT " + sessionWindowRead + " FROM " + ks + ".session_windows" +
 			" WHERE granularity = ? AND day = ? AND window_start >= ? AND window_start < ?",
-		selCheckpoint: "SELECT " + checkpointCols + " FROM " + ks + ".stream_checkpoints WHERE group_name = ? AND partition = ?",
-		insTrend:      insert(ks, "trend_metrics", trendCols),
-		insTrendTop:   insert(ks, "trend_tops", trendTopCols),
+		insTrend:    insert(ks, "trend_metrics", trendCols),
+		insTrendTop: insert(ks, "trend_tops", trendTopCols),
 		selTrends: "SELECT " + strings.Replace(trendCols, "month, ", "", 1) + " FROM " + ks + ".trend_metrics" +
 			" WHERE granularity = ? AND month = ? AND bucket_start >= ? AND bucket_start < ?",
 		selTrendTops: "SELECT " + trendTopCols + " FROM " + ks + ".trend_tops" +
@@ -89,9 +93,9 @@ func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
 		insTxFeed:  insert(ks, "tx_feeds", txFeedCols),
 		selTxFeeds: "SELECT " + txFeedCols + " FROM " + ks + ".tx_feeds WHERE kind = ?",
 	}
-	for _, stmt := range []string{st.insWindow, st.insTop, st.insSession, st.insSessionWindow, st.insCheckpoint,
-		st.selWindows, st.selTops, st.selSessions, st.selSessionsLimit, st.selSessionWindows, st.selCheckpoint,
-		st.insTrend, st.insTrendTop, st.selTrends, st.selTrendTops, st.insTxFeed, st.selTxFeeds} {
+	for _, stmt := range append([]string{st.insWindow, st.insTop, st.insSession, st.insSessionWindow,
+		st.selWindows, st.selTops, st.selSessions, st.selSessionsLimit, st.selSessionWindows,
+		st.insTrend, st.insTrendTop, st.selTrends, st.selTrendTops, st.insTxFeed, st.selTxFeeds}, st.prepareState(ks)...) {
 		// Keyspace "" matches the prepared-statement cache key queries use (they name the
 		// keyspace in their text), so this also warms the cache.
 		if _, err := s.StatementMetadata(ctx, stmt, ""); err != nil {
@@ -125,12 +129,16 @@ type row struct {
 	args       []any
 }
 
-// Write upserts every row of b, up to writeParallelism at a time, then the checkpoint, only
-// once all rows are durable at the configured consistency: a restored checkpoint must never
-// be ahead of the rows it covers. Every INSERT writes a whole value, so writing a batch
-// again (a replay after a crash) leaves the same rows. On error some rows may be written;
-// the caller retries the batch or replays from the previous checkpoint.
-func (st *Store) Write(ctx context.Context, b model.Batch) error {
+// Write upserts every row of b, up to writeParallelism at a time, stamped with a write
+// timestamp inside f's lease (state.go): once a newer owner has claimed the partition, its
+// rows win over anything f writes, in whatever order the writes land. Every INSERT writes a
+// whole value, so writing a batch again (a replay after a crash) leaves the same rows. On
+// error some rows may be written; nil means all are durable at the configured consistency.
+func (st *Store) Write(ctx context.Context, f model.Fence, b model.Batch) error {
+	ts, err := st.stamp(ctx, f)
+	if err != nil {
+		return err
+	}
 	rows := make([]row, 0, b.Len())
 	for i := range b.Windows {
 		w := &b.Windows[i]
@@ -156,24 +164,13 @@ func (st *Store) Write(ctx context.Context, b model.Batch) error {
 		rows = append(rows, row{fmt.Sprintf("tx feed %s p%d", f.Kind, f.Partition), st.insTxFeed,
 			[]any{f.Kind, f.Partition, txEventUDTs(f.Events)}})
 	}
-	if err := st.writeAll(ctx, rows); err != nil {
-		return err
-	}
-	if c := b.Checkpoint; c != nil {
-		state := c.State
-		if state == nil {
-			state = []byte{} // null would write a tombstone
-		}
-		if err := st.query(st.insCheckpoint, c.Group, c.Partition, nonNil(c.Offsets), state, c.UpdatedAt).ExecContext(ctx); err != nil {
-			return fmt.Errorf("cassandra: write checkpoint %s/%d: %w", c.Group, c.Partition, err)
-		}
-	}
-	return nil
+	return st.writeAll(ctx, rows, ts)
 }
 
-// writeAll runs the INSERTs with bounded parallelism and returns the first error; after an
-// error it starts no more and cancels those in flight.
-func (st *Store) writeAll(ctx context.Context, rows []row) error {
+// writeAll runs the INSERTs with bounded parallelism, at write timestamp ts (0: the
+// server's clock), and returns the first error; after an error it starts no more and
+// cancels those in flight.
+func (st *Store) writeAll(ctx context.Context, rows []row, ts int64) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -191,7 +188,11 @@ loop:
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := st.query(r.stmt, r.args...).ExecContext(ctx); err != nil {
+			q := st.query(r.stmt, r.args...)
+			if ts != 0 {
+				q = q.WithTimestamp(ts)
+			}
+			if err := q.ExecContext(ctx); err != nil {
 				mu.Lock()
 				if firstErr == nil {
 					firstErr = fmt.Errorf("cassandra: write %s: %w", r.what, err)
@@ -296,27 +297,6 @@ func utcDay(t time.Time) time.Time {
 
 func keyString(k model.WindowKey) string {
 	return fmt.Sprintf("%s %s %s p%d", k.Granularity, k.Start.UTC().Format(time.RFC3339), k.Platform, k.Partition)
-}
-
-// LoadCheckpoint returns the checkpoint of a consumer group's partition, or nil if none.
-func (st *Store) LoadCheckpoint(ctx context.Context, group string, partition int32) (*model.Checkpoint, error) {
-	rows, err := readAll(ctx, st.query(st.selCheckpoint, group, partition), nil, func(sc gocql.Scanner) (model.Checkpoint, error) {
-		var c model.Checkpoint
-		err := sc.Scan(&c.Group, &c.Partition, &c.Offsets, &c.State, &c.UpdatedAt)
-		c.Offsets = nilIfEmpty(c.Offsets)
-		if len(c.State) == 0 {
-			c.State = nil
-		}
-		c.UpdatedAt = c.UpdatedAt.UTC()
-		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cassandra: load checkpoint %s/%d: %w", group, partition, err)
-	}
-	if len(rows) == 0 {
-		return nil, nil
-	}
-	return &rows[0], nil
 }
 
 // Windows returns the window metrics of granularity g with Start in [from, to), every

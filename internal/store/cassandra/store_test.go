@@ -2,6 +2,7 @@ package cassandra
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -48,7 +49,7 @@ func newTestStore(t testing.TB) (*Store, *gocql.Session, config.Cassandra) {
 // midnight is a UTC day boundary: test windows straddle it, so reads span two day buckets.
 var midnight = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 
-// testBatch has rows of every type, a checkpoint, sub-millisecond times (stored as ms),
+// testBatch has rows of every type, sub-millisecond times (stored as ms),
 // non-UTC times (read back as UTC) and nil maps.
 func testBatch() model.Batch {
 	var b model.Batch
@@ -101,10 +102,6 @@ func testBatch() model.Batch {
 	}
 	early := midnight.Add(-time.Hour) // older than all of u-1's, so readBack's order is newest first
 	b.Sessions = append(b.Sessions, model.Session{UserID: "u-2", SessionID: "s-open", Platform: "ios", Start: early, End: early, Events: 1, PageViews: 1})
-	b.Checkpoint = &model.Checkpoint{
-		Group: "g", Partition: 3, Offsets: map[string]int64{"user-activity": 42, "transactions": 7},
-		State: []byte("opaque state"), UpdatedAt: midnight.Add(time.Hour + time.Microsecond),
-	}
 	return b
 }
 
@@ -151,11 +148,6 @@ func expected(b model.Batch) model.Batch {
 		e.Sessions = append(e.Sessions, s)
 	}
 	slices.SortFunc(e.Sessions, func(a, b model.Session) int { return b.Start.Compare(a.Start) })
-	if c := b.Checkpoint; c != nil {
-		cc := *c
-		cc.UpdatedAt = ms(cc.UpdatedAt)
-		e.Checkpoint = &cc
-	}
 	return e
 }
 
@@ -201,9 +193,6 @@ func readBack(t *testing.T, st *Store) model.Batch {
 		got.Sessions = append(got.Sessions, ss...)
 	}
 	// u-1's sessions are all newer than u-2's, so the per-user reads concatenate in order.
-	if got.Checkpoint, err = st.LoadCheckpoint(ctx, "g", 3); err != nil {
-		t.Fatal(err)
-	}
 	return got
 }
 
@@ -223,9 +212,6 @@ func diffBatch(t *testing.T, got, want model.Batch) {
 			}
 		}
 	}
-	if !reflect.DeepEqual(got.Checkpoint, want.Checkpoint) {
-		t.Errorf("checkpoint read back differs:\n got %+v\nwant %+v", got.Checkpoint, want.Checkpoint)
-	}
 }
 
 // A batch of every row type reads back equal, newest first across two day buckets; writing
@@ -234,7 +220,8 @@ func TestStoreWriteRead(t *testing.T) {
 	st, _, _ := newTestStore(t)
 	ctx := context.Background()
 	b := testBatch()
-	if err := st.Write(ctx, b); err != nil {
+	f := storetest.Claim(t, st)
+	if err := st.Write(ctx, f, b); err != nil {
 		t.Fatal(err)
 	}
 	want := expected(b)
@@ -265,7 +252,7 @@ func TestStoreWriteRead(t *testing.T) {
 	}
 
 	// Idempotent: the same batch again (a replay) leaves the same rows.
-	if err := st.Write(ctx, b); err != nil {
+	if err := st.Write(ctx, f, b); err != nil {
 		t.Fatal(err)
 	}
 	diffBatch(t, readBack(t, st), want)
@@ -276,47 +263,80 @@ func TestStoreWriteRead(t *testing.T) {
 	b2.Windows[0].PageViews = 999
 	b2.Tops[0].Counts = map[string]int64{"p-9": 1}
 	b2.Sessions[0].Revenue, b2.Sessions[0].Outcome, b2.Sessions[0].Closed = nil, "", false
-	b2.Checkpoint.Offsets, b2.Checkpoint.State = map[string]int64{"user-activity": 50}, nil
-	if err := st.Write(ctx, b2); err != nil {
+	if err := st.Write(ctx, f, b2); err != nil {
 		t.Fatal(err)
 	}
 	diffBatch(t, readBack(t, st), expected(b2))
 }
 
-// The checkpoint is written last and only when every row was: a batch with a row Cassandra
-// rejects (an empty partition key) leaves no checkpoint.
-func TestStoreCheckpoint(t *testing.T) {
+// A bad row fails the write with an error naming it.
+func TestStoreBadRow(t *testing.T) {
 	st, _, _ := newTestStore(t)
-	ctx := context.Background()
-	if c, err := st.LoadCheckpoint(ctx, "g", 0); c != nil || err != nil {
-		t.Fatalf("checkpoint before any write: %+v, %v; want nil, nil", c, err)
-	}
 	b := testBatch()
 	b.Sessions = append(b.Sessions, model.Session{UserID: "", SessionID: "bad", Start: midnight})
-	err := st.Write(ctx, b)
+	err := st.Write(context.Background(), storetest.Claim(t, st), b)
 	if err == nil || !strings.Contains(err.Error(), "session /bad") {
 		t.Fatalf("write with a bad row: %v; want an error naming the row", err)
 	}
-	if c, err := st.LoadCheckpoint(ctx, "g", 3); c != nil || err != nil {
-		t.Fatalf("checkpoint after a failed write: %+v, %v; want nil, nil", c, err)
-	}
+}
 
-	b = testBatch()
-	if err := st.Write(ctx, b); err != nil {
+func TestStoreState(t *testing.T) {
+	st, _, _ := newTestStore(t)
+	storetest.CheckState(t, st)
+}
+
+// Two processes: the one whose claim is older keeps writing after the newer owner did (a
+// paused instance resuming), and loses on every row, whatever order the writes land in;
+// its lease cannot be extended once the partition is claimed.
+func TestStoreFencesAcrossProcesses(t *testing.T) {
+	old, _, cfg := newTestStore(t)
+	ctx := context.Background()
+	newer, err := NewStore(ctx, cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := st.LoadCheckpoint(ctx, "g", 3)
-	if err != nil || !reflect.DeepEqual(c, expected(b).Checkpoint) {
-		t.Fatalf("checkpoint: %+v, %v; want %+v", c, err, expected(b).Checkpoint)
+	defer newer.Close()
+	fOld, _, err := old.Claim(ctx, "g", 1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, k := range []struct {
-		group string
-		part  int32
-	}{{"g", 0}, {"other", 3}} {
-		if c, err := st.LoadCheckpoint(ctx, k.group, k.part); c != nil || err != nil {
-			t.Errorf("checkpoint %s/%d: %+v, %v; want nil, nil", k.group, k.part, c, err)
-		}
+	b := testBatch()
+	if err := old.Write(ctx, fOld, b); err != nil {
+		t.Fatal(err)
 	}
+	fNew, _, err := newer.Claim(ctx, "g", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := testBatch()
+	for i := range b2.Windows {
+		b2.Windows[i].PageViews += 1000
+	}
+	if err := newer.Write(ctx, fNew, b2); err != nil {
+		t.Fatal(err)
+	}
+	stale := testBatch()
+	for i := range stale.Windows {
+		stale.Windows[i].PageViews = -1
+	}
+	if err := old.Write(ctx, fOld, stale); err != nil { // within its lease: not refused, but must lose
+		t.Fatal(err)
+	}
+	diffBatch(t, readBack(t, old), expected(b2))
+	if err := old.CommitHead(ctx, fOld, []byte("stale")); !errors.Is(err, model.ErrFenced) {
+		t.Fatalf("stale commit: %v, want fenced", err)
+	}
+	// Once its lease runs out the old owner must extend it, which the newer claim refuses.
+	old.leaseMu.Lock()
+	l := old.leases[leaseKey{"g", 1}]
+	old.leaseMu.Unlock()
+	l.mu.Lock()
+	l.last = l.until - 1
+	l.mu.Unlock()
+	if err := old.Write(ctx, fOld, stale); !errors.Is(err, model.ErrFenced) {
+		t.Fatalf("write past the lease after a newer claim: %v, want fenced", err)
+	}
+	diffBatch(t, readBack(t, old), expected(b2))
 }
 
 // Rows of the data tables expire with the retention; checkpoints never do. Applying the
@@ -326,7 +346,14 @@ func TestStoreTTL(t *testing.T) {
 	ctx := context.Background()
 	b := testBatch()
 	b.TxFeeds = []model.TxFeed{{Kind: model.TxRefund, Events: []model.TxEvent{{Time: midnight, Kind: model.TxRefund}}}}
-	if err := st.Write(ctx, b); err != nil {
+	f := storetest.Claim(t, st)
+	if err := st.Write(ctx, f, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AppendLog(ctx, f, 1, [][]byte{[]byte("state")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CommitHead(ctx, f, []byte("head")); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
@@ -344,12 +371,14 @@ func TestStoreTTL(t *testing.T) {
 			t.Errorf("%s = %d, want within the %s retention", q, ttl, testRetention)
 		}
 	}
-	var ttl *int
-	if err := s.Query("SELECT TTL(state) FROM "+cfg.Keyspace+".stream_checkpoints LIMIT 1").ScanContext(ctx, &ttl); err != nil {
-		t.Fatal(err)
-	}
-	if ttl != nil {
-		t.Errorf("checkpoint state has TTL %d, want none", *ttl)
+	for _, q := range []string{"SELECT TTL(head) FROM %s.state_heads LIMIT 1", "SELECT TTL(data) FROM %s.state_log LIMIT 1"} {
+		var ttl *int
+		if err := s.Query(fmt.Sprintf(q, cfg.Keyspace)).ScanContext(ctx, &ttl); err != nil {
+			t.Fatal(err)
+		}
+		if ttl != nil {
+			t.Errorf("%s = %d, want none", q, *ttl)
+		}
 	}
 
 	again, err := ApplySchema(ctx, s, cfg, testRetention)
@@ -358,7 +387,7 @@ func TestStoreTTL(t *testing.T) {
 	}
 	want := map[string]int{
 		"window_metrics": 48 * 3600, "top_items": 48 * 3600, "sessions_by_user": 48 * 3600, "session_windows": 48 * 3600,
-		"tx_feeds": 48 * 3600, "stream_checkpoints": 0, "schema_migrations": 0,
+		"tx_feeds": 48 * 3600, "state_heads": 0, "state_log": 0, "schema_migrations": 0,
 	}
 	if got := tableTTLs(t, s, cfg.Keyspace); !mapContains(got, want) {
 		t.Errorf("table TTLs %v, want %v", got, want)
@@ -374,12 +403,13 @@ func TestStoreRecentTransactions(t *testing.T) {
 		t.Fatalf("before any write: %v, %v", got, err)
 	}
 	feeds := storetest.TxFeeds(midnight)
-	if err := st.Write(ctx, model.Batch{TxFeeds: feeds}); err != nil {
+	f := storetest.Claim(t, st)
+	if err := st.Write(ctx, f, model.Batch{TxFeeds: feeds}); err != nil {
 		t.Fatal(err)
 	}
 	storetest.CheckRecentTransactions(t, st, feeds)
 	feeds[0].Events = feeds[0].Events[:1] // a later feed replaces the row whole
-	if err := st.Write(ctx, model.Batch{TxFeeds: feeds[:1]}); err != nil {
+	if err := st.Write(ctx, f, model.Batch{TxFeeds: feeds[:1]}); err != nil {
 		t.Fatal(err)
 	}
 	storetest.CheckRecentTransactions(t, st, feeds)
@@ -445,7 +475,7 @@ func TestNewStoreNeedsSchema(t *testing.T) {
 }
 
 // BenchmarkWrite writes batches shaped like one flush of one partition: 50 window rows,
-// 30 top-N rows, 500 sessions and a checkpoint with 200 KiB of state.
+// 30 top-N rows and 500 sessions.
 func BenchmarkWrite(b *testing.B) {
 	st, _, _ := newTestStore(b)
 	ctx := context.Background()
@@ -472,12 +502,10 @@ func BenchmarkWrite(b *testing.B) {
 		batch.Sessions = append(batch.Sessions, model.Session{UserID: fmt.Sprintf("user-%d", i), SessionID: fmt.Sprintf("s-%d", i),
 			Platform: "web", Start: now.Add(-10 * time.Minute), End: now, Events: 12, PageViews: 8, Revenue: map[string]int64{"EUR": 999}})
 	}
-	batch.Checkpoint = &model.Checkpoint{Group: "bench", Offsets: map[string]int64{"user-activity": 1, "transactions": 2},
-		State: make([]byte, 200<<10), UpdatedAt: now}
-
+	f := storetest.Claim(b, st)
 	rows := 0
 	for b.Loop() {
-		if err := st.Write(ctx, batch); err != nil {
+		if err := st.Write(ctx, f, batch); err != nil {
 			b.Fatal(err)
 		}
 		rows += batch.Len()

@@ -19,7 +19,8 @@ import (
 //	top_items:          't' g start^ dimension partition
 //	sessions_by_user:   's' user start^ session_id
 //	session_windows:    'x' g start^ platform partition
-//	stream_checkpoints: 'c' group partition
+//	state_heads:        'o' group partition              (epoch, head)
+//	state_log:          'l' group partition epoch seq chunk  (chunks, data)
 //	trend_metrics:      'h' g start^ platform
 //	trend_tops:         'k' g start^ dimension platform
 //	tx_feeds:           'f' kind partition
@@ -28,7 +29,9 @@ const (
 	tagTop           byte = 't'
 	tagSession       byte = 's'
 	tagSessionWindow byte = 'x'
-	tagCheckpoint    byte = 'c'
+	tagOldCheckpoint byte = 'c' // whole-state checkpoints of earlier versions, dropped on open
+	tagStateHead     byte = 'o'
+	tagStateLog      byte = 'l'
 	tagTrend         byte = 'h'
 	tagTrendTop      byte = 'k'
 	tagTxFeed        byte = 'f'
@@ -85,8 +88,19 @@ func sessionKey(s *model.Session) []byte {
 	return appendStr(b, s.SessionID)
 }
 
-func checkpointKey(group string, partition int32) []byte {
-	return binary.BigEndian.AppendUint32(keyPrefix(tagCheckpoint, group), sortableInt32(partition))
+func stateHeadKey(group string, partition int32) []byte {
+	return binary.BigEndian.AppendUint32(keyPrefix(tagStateHead, group), sortableInt32(partition))
+}
+
+func stateLogPrefix(group string, partition int32) []byte {
+	return binary.BigEndian.AppendUint32(keyPrefix(tagStateLog, group), sortableInt32(partition))
+}
+
+// stateLogKey orders a partition's log by epoch, seq and chunk (all non-negative).
+func stateLogKey(group string, partition int32, epoch, seq int64, chunk int32) []byte {
+	b := binary.BigEndian.AppendUint64(stateLogPrefix(group, partition), uint64(epoch))
+	b = binary.BigEndian.AppendUint64(b, uint64(seq))
+	return binary.BigEndian.AppendUint32(b, uint32(chunk))
 }
 
 // dec reads keys and values; the first error sticks so callers check once at the end.
@@ -374,35 +388,6 @@ func decodeSessionWindow(key, val []byte) (model.SessionWindow, error) {
 	w.Sessions, w.Browsed, w.AbandonedCart = d.varint(), d.varint(), d.varint()
 	w.AbandonedCheckout, w.Purchased, w.DurationSumMillis = d.varint(), d.varint(), d.varint()
 	return w, d.done()
-}
-
-func encodeCheckpoint(c *model.Checkpoint) []byte {
-	b := make([]byte, 0, 1+countsSize(c.Offsets)+binary.MaxVarintLen64+len(c.State)+binary.MaxVarintLen64)
-	b = append(b, valueVersion)
-	b = appendCounts(b, c.Offsets)
-	b = binary.AppendUvarint(b, uint64(len(c.State)))
-	b = append(b, c.State...)
-	return appendTime(b, c.UpdatedAt)
-}
-
-func decodeCheckpoint(key, val []byte) (*model.Checkpoint, error) {
-	kd := dec{b: key}
-	kd.byte()
-	c := &model.Checkpoint{Group: kd.str(), Partition: kd.i32()}
-	if err := kd.done(); err != nil {
-		return nil, err
-	}
-	d := dec{b: val}
-	d.version()
-	c.Offsets = d.counts()
-	if st := d.bytes(); len(st) > 0 {
-		c.State = st // val is already a private copy (ValueCopy)
-	}
-	c.UpdatedAt = d.time()
-	if err := d.done(); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 func trendKey(k model.TrendKey) []byte {

@@ -3,7 +3,7 @@
 //
 // Every row is a whole value under a deterministic key (see codec.go), written with a TTL of
 // the retention (batch history: the history retention), so replaying a batch rewrites the
-// same state. Checkpoints never expire.
+// same state. Checkpoints never expire; claims fence the writers (state.go).
 package embedded
 
 import (
@@ -34,6 +34,9 @@ type Store struct {
 	db        *badger.DB
 	retention time.Duration
 	history   time.Duration // TTL of batch history (trends)
+
+	fenceMu sync.Mutex         // serializes claims, row writes and head commits
+	epochs  map[fenceKey]int64 // newest claimed epoch per partition, as loaded or claimed
 
 	stop      chan struct{}
 	gcDone    chan struct{}
@@ -67,7 +70,13 @@ func Open(dir string, retention time.Duration, options ...Option) (*Store, error
 		return nil, fmt.Errorf("embedded: open %s: %w", dir, err)
 	}
 	s := &Store{db: db, retention: retention, history: config.Default().Retention.HistoryDuration(),
-		stop: make(chan struct{}), gcDone: make(chan struct{})}
+		epochs: map[fenceKey]int64{}, stop: make(chan struct{}), gcDone: make(chan struct{})}
+	// Whole-state checkpoints of earlier versions are not read any more: the stream
+	// restarts from the topics (docs/operations.md).
+	if err := db.DropPrefix([]byte{tagOldCheckpoint}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("embedded: drop old checkpoints: %w", err)
+	}
 	for _, o := range options {
 		o(s)
 	}
@@ -108,12 +117,17 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// Write upserts every row of b with TTL = retention, then the checkpoint (no TTL) last, and
-// syncs to disk when there is a checkpoint so the caller may then commit Kafka offsets.
-// Rows and checkpoint share one transaction unless the batch exceeds badger's transaction
-// size; then earlier rows commit first and the checkpoint rides in the final commit.
-func (s *Store) Write(ctx context.Context, b model.Batch) error {
+// Write upserts every row of b with TTL = retention if f is the partition's newest claim,
+// and returns model.ErrFenced otherwise. Rows share one transaction unless the batch
+// exceeds badger's transaction size; then earlier rows commit first. Rows are made durable
+// by the next checkpoint head's sync (CommitHead): a crash before it replays them.
+func (s *Store) Write(ctx context.Context, f model.Fence, b model.Batch) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.fenceMu.Lock()
+	defer s.fenceMu.Unlock()
+	if err := s.checkFenceLocked(f); err != nil {
 		return err
 	}
 	expiresAt := expiry(s.retention)
@@ -140,20 +154,11 @@ func (s *Store) Write(ctx context.Context, b model.Batch) error {
 		r := &b.TxFeeds[i]
 		w.set(txFeedKey(r), encodeTxFeed(r), expiresAt)
 	}
-	if c := b.Checkpoint; c != nil {
-		w.set(checkpointKey(c.Group, c.Partition), encodeCheckpoint(c), 0)
-	}
 	if w.err != nil {
 		return w.err
 	}
 	if err := w.txn.Commit(); err != nil {
 		return fmt.Errorf("embedded: commit: %w", err)
-	}
-	if b.Checkpoint != nil {
-		// The checkpoint (and the rows before it) must be on disk before offsets move on.
-		if err := s.db.Sync(); err != nil {
-			return fmt.Errorf("embedded: sync: %w", err)
-		}
 	}
 	return nil
 }
@@ -245,52 +250,34 @@ type writer struct {
 }
 
 func (w *writer) set(key, val []byte, expiresAt uint64) {
+	w.do(key, func(txn *badger.Txn) error {
+		return txn.SetEntry(&badger.Entry{Key: key, Value: val, ExpiresAt: expiresAt})
+	})
+}
+
+func (w *writer) del(key []byte) {
+	w.do(key, func(txn *badger.Txn) error { return txn.Delete(key) })
+}
+
+// do applies op to the transaction, committing it and starting another when it is full.
+func (w *writer) do(key []byte, op func(*badger.Txn) error) {
 	if w.err != nil {
 		return
 	}
-	e := &badger.Entry{Key: key, Value: val, ExpiresAt: expiresAt}
-	err := w.txn.SetEntry(e)
+	err := op(w.txn)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		if err = w.ctx.Err(); err == nil {
 			if err = w.txn.Commit(); err != nil {
 				err = fmt.Errorf("embedded: commit: %w", err)
 			} else {
 				w.txn = w.s.db.NewTransaction(true)
-				err = w.txn.SetEntry(e)
+				err = op(w.txn)
 			}
 		}
 	}
 	if err != nil && w.err == nil {
 		w.err = fmt.Errorf("embedded: write %q: %w", key[:1], err)
 	}
-}
-
-// LoadCheckpoint returns the checkpoint of a consumer group's partition, or nil if none.
-func (s *Store) LoadCheckpoint(ctx context.Context, group string, partition int32) (*model.Checkpoint, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	key := checkpointKey(group, partition)
-	var c *model.Checkpoint
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		val, err := item.ValueCopy(nil) // State aliases it: it must outlive the txn
-		if err != nil {
-			return err
-		}
-		c, err = decodeCheckpoint(key, val)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("embedded: load checkpoint %s/%d: %w", group, partition, err)
-	}
-	return c, nil
 }
 
 // Windows returns the window metrics of granularity g with Start in [from, to), every

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,9 +31,22 @@ func open(t testing.TB, dir string, retention time.Duration) *Store {
 	return s
 }
 
+// fences holds each test store's claim, so writes share one owner.
+var fences sync.Map // *Store -> model.Fence
+
+func fence(t testing.TB, s *Store) model.Fence {
+	t.Helper()
+	if f, ok := fences.Load(s); ok {
+		return f.(model.Fence)
+	}
+	f := storetest.Claim(t, s)
+	fences.Store(s, f)
+	return f
+}
+
 func write(t testing.TB, s *Store, b model.Batch) {
 	t.Helper()
-	if err := s.Write(context.Background(), b); err != nil {
+	if err := s.Write(context.Background(), fence(t, s), b); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -76,15 +90,6 @@ func session(user, id string, start time.Time, part int32) model.Session {
 	}
 }
 
-func checkpoint(group string, part int32, state []byte) *model.Checkpoint {
-	return &model.Checkpoint{
-		Group: group, Partition: part,
-		Offsets:   map[string]int64{"user-activity": 1234, "transactions": 56},
-		State:     state,
-		UpdatedAt: base.Add(3 * time.Second),
-	}
-}
-
 func TestRoundTrip(t *testing.T) {
 	s := open(t, t.TempDir(), time.Hour)
 	ctx := context.Background()
@@ -100,9 +105,8 @@ func TestRoundTrip(t *testing.T) {
 	sess := session("user-1", "s-1", fine, 1)
 	live := model.Session{UserID: "user-2", SessionID: "s-2", Start: base, Platform: "web", Events: 1}
 	sw := sessionWindow(model.Minute, base, "android", 0, 5)
-	cp := checkpoint("stream", 1, []byte("state"))
 	write(t, s, model.Batch{Windows: []model.WindowMetrics{w, bare}, Tops: []model.TopItems{top},
-		Sessions: []model.Session{sess, live}, SessionWindows: []model.SessionWindow{sw}, Checkpoint: cp})
+		Sessions: []model.Session{sess, live}, SessionWindows: []model.SessionWindow{sw}})
 
 	ms := base.Add(time.Millisecond)
 	wantW := w
@@ -150,12 +154,6 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	eq(t, "session windows", gotSW, []model.SessionWindow{sw})
-
-	gotC, err := s.LoadCheckpoint(ctx, "stream", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eq(t, "checkpoint", gotC, cp)
 }
 
 func TestWindowsNewestFirstAndRange(t *testing.T) {
@@ -315,7 +313,6 @@ func fullBatch() model.Batch {
 		Tops:           []model.TopItems{{Granularity: model.Minute, Start: minute(1), Dimension: model.TopProductViews, Counts: map[string]int64{"a": 1, "b": 2}}},
 		Sessions:       []model.Session{session("u", "s", minute(1), 0)},
 		SessionWindows: []model.SessionWindow{sessionWindow(model.Minute, minute(1), "web", 0, 3)},
-		Checkpoint:     checkpoint("stream", 0, []byte{1, 2, 3}),
 	}
 }
 
@@ -323,7 +320,7 @@ func TestRewriteSameBatchChangesNothing(t *testing.T) {
 	s := open(t, t.TempDir(), time.Hour)
 	write(t, s, fullBatch())
 	before := dump(t, s)
-	if len(before) != 6 {
+	if len(before) != 6 { // five rows and the claim
 		t.Fatalf("%d keys, want 6", len(before))
 	}
 	write(t, s, fullBatch())
@@ -341,10 +338,8 @@ func TestLaterWholeValueReplaces(t *testing.T) {
 	top := model.TopItems{Granularity: model.Minute, Start: minute(1), Dimension: model.TopProductViews, Counts: map[string]int64{"c": 9}}
 	sess := session("u", "s", minute(1), 0)
 	sess.Closed, sess.Outcome, sess.Events = false, "", 99
-	cp := checkpoint("stream", 0, nil)
-	cp.Offsets = map[string]int64{"user-activity": 2000}
 	write(t, s, model.Batch{Windows: []model.WindowMetrics{w}, Tops: []model.TopItems{top},
-		Sessions: []model.Session{sess}, Checkpoint: cp})
+		Sessions: []model.Session{sess}})
 
 	ws, _ := s.Windows(ctx, model.Minute, minute(1), minute(2))
 	eq(t, "window", ws, []model.WindowMetrics{w})
@@ -352,42 +347,14 @@ func TestLaterWholeValueReplaces(t *testing.T) {
 	eq(t, "top", ts, []model.TopItems{top})
 	ss, _ := s.SessionsByUser(ctx, "u", 0)
 	eq(t, "session", ss, []model.Session{sess})
-	c, err := s.LoadCheckpoint(ctx, "stream", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eq(t, "checkpoint", c, cp)
 }
 
-func TestCheckpoint(t *testing.T) {
-	s := open(t, t.TempDir(), time.Hour)
-	ctx := context.Background()
-	if c, err := s.LoadCheckpoint(ctx, "stream", 0); c != nil || err != nil {
-		t.Fatalf("empty store: %v %v", c, err)
-	}
-	a, b := checkpoint("stream", -1, []byte("a")), checkpoint("stream2", 7, make([]byte, 300<<10))
-	write(t, s, model.Batch{Checkpoint: a})
-	write(t, s, model.Batch{Checkpoint: b})
-	for _, want := range []*model.Checkpoint{a, b} {
-		got, err := s.LoadCheckpoint(ctx, want.Group, want.Partition)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eq(t, want.Group, got, want)
-	}
-	for _, k := range []struct {
-		g string
-		p int32
-	}{{"stream", 7}, {"stream2", -1}, {"strea", -1}, {"", 0}} {
-		if c, err := s.LoadCheckpoint(ctx, k.g, k.p); c != nil || err != nil {
-			t.Fatalf("%s/%d: %v %v", k.g, k.p, c, err)
-		}
-	}
-}
+func TestState(t *testing.T) { storetest.CheckState(t, open(t, t.TempDir(), time.Hour)) }
 
 func TestSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, time.Hour)
+	s0 := s
 	write(t, s, fullBatch())
 	before := dump(t, s)
 	if err := s.Close(); err != nil {
@@ -398,14 +365,18 @@ func TestSurvivesReopen(t *testing.T) {
 	}
 	s = open(t, dir, time.Hour)
 	eq(t, "state after reopen", dump(t, s), before)
-	c, err := s.LoadCheckpoint(context.Background(), "stream", 0)
-	if err != nil || c == nil {
-		t.Fatalf("checkpoint after reopen: %v %v", c, err)
+	// Epochs survive too: a claim after reopening outbids the one before.
+	before0, _ := fences.Load(s0)
+	if f := storetest.Claim(t, s); f.Epoch <= before0.(model.Fence).Epoch {
+		t.Fatalf("claim after reopen: epoch %d, before %d", f.Epoch, before0.(model.Fence).Epoch)
+	}
+	if err := s0.Write(context.Background(), before0.(model.Fence), fullBatch()); err == nil {
+		t.Fatal("an old claim wrote after a newer one")
 	}
 }
 
 // TestExpiry checks what expires, not when: rows live at least the retention and at most a
-// second more (badger's TTL resolution); the checkpoint never expires.
+// second more (badger's TTL resolution); the partition's claim and head never expire.
 func TestExpiry(t *testing.T) {
 	s := open(t, t.TempDir(), time.Second)
 	write(t, s, fullBatch())
@@ -414,17 +385,12 @@ func TestExpiry(t *testing.T) {
 	}
 	time.Sleep(2100 * time.Millisecond)
 	got := dump(t, s)
-	if len(got) != 1 || got[string(checkpointKey("stream", 0))] == "" {
-		t.Fatalf("after expiry: %d keys, want the checkpoint only", len(got))
-	}
-	c, err := s.LoadCheckpoint(context.Background(), "stream", 0)
-	if err != nil || c == nil {
-		t.Fatalf("checkpoint after expiry: %v %v", c, err)
+	if len(got) != 1 || got[string(stateHeadKey("storetest", 0))] == "" {
+		t.Fatalf("after expiry: %d keys, want the claim only", len(got))
 	}
 }
 
-// TestBatchLargerThanATransaction covers the split path: rows commit in pieces and the
-// checkpoint rides in the last one.
+// TestBatchLargerThanATransaction covers the split path: rows commit in pieces.
 func TestBatchLargerThanATransaction(t *testing.T) {
 	s := open(t, t.TempDir(), time.Hour)
 	var b model.Batch
@@ -437,7 +403,6 @@ func TestBatchLargerThanATransaction(t *testing.T) {
 		b.Tops = append(b.Tops, model.TopItems{Granularity: model.Minute, Start: base, Dimension: model.TopProductViews,
 			Partition: int32(i), Counts: counts})
 	}
-	b.Checkpoint = checkpoint("stream", 0, []byte("x"))
 	write(t, s, b)
 	got, err := s.Tops(context.Background(), model.Minute, base, model.TopProductViews)
 	if err != nil {
@@ -446,16 +411,13 @@ func TestBatchLargerThanATransaction(t *testing.T) {
 	if len(got) != tops || len(got[tops-1].Counts) != items {
 		t.Fatalf("got %d rows", len(got))
 	}
-	if c, err := s.LoadCheckpoint(context.Background(), "stream", 0); c == nil || err != nil {
-		t.Fatalf("checkpoint: %v %v", c, err)
-	}
 }
 
 func TestCanceledContext(t *testing.T) {
 	s := open(t, t.TempDir(), time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.Write(ctx, fullBatch()); err == nil {
+	if err := s.Write(ctx, fence(t, s), fullBatch()); err == nil {
 		t.Fatal("write with canceled context succeeded")
 	}
 	if _, err := s.Windows(ctx, model.Minute, minute(0), minute(5)); err == nil {
@@ -487,15 +449,10 @@ func flushBatch(r *rand.Rand, n int) model.Batch {
 	for i := range 12 {
 		b.SessionWindows = append(b.SessionWindows, sessionWindow(model.Granularities[i%3], start, "web", 1, int64(i)))
 	}
-	state := make([]byte, 200<<10)
-	for i := range state {
-		state[i] = byte(r.Uint32())
-	}
-	b.Checkpoint = checkpoint("stream", 1, state)
 	return b
 }
 
-// BenchmarkWrite writes flush-shaped batches (checkpoint and its fsync included).
+// BenchmarkWrite writes flush-shaped batches.
 func BenchmarkWrite(b *testing.B) {
 	s := open(b, b.TempDir(), time.Hour)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -503,11 +460,11 @@ func BenchmarkWrite(b *testing.B) {
 	for i := range batches {
 		batches[i] = flushBatch(r, i)
 	}
-	ctx := context.Background()
+	ctx, f := context.Background(), fence(b, s)
 	rows, i := 0, 0
 	for b.Loop() {
 		batch := batches[i%len(batches)]
-		if err := s.Write(ctx, batch); err != nil {
+		if err := s.Write(ctx, f, batch); err != nil {
 			b.Fatal(err)
 		}
 		rows += batch.Len()

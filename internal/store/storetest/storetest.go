@@ -5,6 +5,7 @@ package storetest
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/model"
+	"github.com/bytebasket/bytebasket/internal/stateful"
+	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
 // TxReader reads the transactions feed.
@@ -78,5 +81,130 @@ func CheckRecentTransactions(t *testing.T, st TxReader, feeds []model.TxFeed) {
 		if want := wantTx(feeds, c.kind, c.limit); !reflect.DeepEqual(got, want) {
 			t.Errorf("kind %q limit %d: got %d transactions, want %d\n got %+v\nwant %+v", c.kind, c.limit, len(got), len(want), got, want)
 		}
+	}
+}
+
+// Writer is a serving store's row writer with the checkpoint store it fences by.
+type Writer interface {
+	stateful.Store
+	Write(ctx context.Context, f model.Fence, b model.Batch) error
+	Windows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.WindowMetrics, error)
+}
+
+// Claim claims a partition of a test group, for tests that write rows.
+func Claim(t testing.TB, st stateful.Store) model.Fence {
+	t.Helper()
+	f, _, err := st.Claim(context.Background(), "storetest", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// CheckState is the contract of stateful.Store and of fenced writes: epochs grow, heads and
+// logs round-trip, trims delete what precedes a position, and an owner whose partition was
+// claimed since can neither commit a head nor replace a row the new owner wrote.
+func CheckState(t *testing.T, st Writer) {
+	ctx := context.Background()
+	group := fmt.Sprintf("g%d", time.Now().UnixNano())
+	a, head, err := st.Claim(ctx, group, 3)
+	if err != nil || head != nil {
+		t.Fatalf("first claim: head %v, err %v", head, err)
+	}
+	chunks := [][]byte{[]byte("first"), make([]byte, 300<<10), {}}
+	if err := st.AppendLog(ctx, a, 1, chunks); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AppendLog(ctx, a, 2, [][]byte{[]byte("second")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AppendLog(ctx, a, 1, chunks); err != nil { // a retry is harmless
+		t.Fatal(err)
+	}
+	if err := st.CommitHead(ctx, a, []byte("head-a")); err != nil {
+		t.Fatal(err)
+	}
+
+	b, head, err := st.Claim(ctx, group, 3)
+	if err != nil || string(head) != "head-a" || b.Epoch <= a.Epoch {
+		t.Fatalf("second claim: epoch %d after %d, head %q, err %v", b.Epoch, a.Epoch, head, err)
+	}
+	if err := st.CommitHead(ctx, a, []byte("stale")); !errors.Is(err, model.ErrFenced) {
+		t.Fatalf("stale owner committed a head: %v", err)
+	}
+	if err := st.AppendLog(ctx, b, 1, [][]byte{[]byte("b1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CommitHead(ctx, b, []byte("head-b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, head, err := st.Claim(ctx, group, 4); err != nil || head != nil {
+		t.Fatalf("another partition's claim sees head %q, err %v", head, err)
+	}
+
+	read := func(segs []*pb.LogSegment) []string {
+		t.Helper()
+		var got []string
+		err := st.ReadLog(ctx, group, 3, segs, func(c stateful.LogChunk) error {
+			got = append(got, fmt.Sprintf("%d/%d/%d of %d: %d bytes", c.Epoch-a.Epoch, c.Seq, c.Index, c.Count, len(c.Data)))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	all := []*pb.LogSegment{{Epoch: a.Epoch, FirstSeq: 1, LastSeq: 2}, {Epoch: b.Epoch, FirstSeq: 1, LastSeq: 1}}
+	d := b.Epoch - a.Epoch
+	want := []string{"0/1/0 of 3: 5 bytes", "0/1/1 of 3: 307200 bytes", "0/1/2 of 3: 0 bytes", "0/2/0 of 1: 6 bytes",
+		fmt.Sprintf("%d/1/0 of 1: 2 bytes", d)}
+	if got := read(all); !slices.Equal(got, want) {
+		t.Fatalf("log:\n got %q\nwant %q", got, want)
+	}
+	if got := read([]*pb.LogSegment{{Epoch: a.Epoch, FirstSeq: 2, LastSeq: 2}}); !slices.Equal(got, want[3:4]) {
+		t.Fatalf("one checkpoint: got %q", got)
+	}
+	if err := st.TrimLog(ctx, group, 3, a.Epoch, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(all); !slices.Equal(got, want[3:]) {
+		t.Fatalf("after trimming before %d/2:\n got %q\nwant %q", 0, got, want[3:])
+	}
+	if err := st.TrimLog(ctx, group, 3, b.Epoch, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(all); !slices.Equal(got, want[4:]) {
+		t.Fatalf("after trimming the older epoch:\n got %q\nwant %q", got, want[4:])
+	}
+
+	// Rows: the stale owner's write after the new owner's must not win.
+	start := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	row := func(pv int64) model.Batch {
+		return model.Batch{Windows: []model.WindowMetrics{{
+			Key:       model.WindowKey{Granularity: model.Minute, Start: start, Platform: group, Partition: 3},
+			PageViews: pv, UpdatedAt: start,
+		}}}
+	}
+	if err := st.Write(ctx, a, row(1)); !errors.Is(err, model.ErrFenced) && err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Write(ctx, b, row(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Write(ctx, a, row(3)); err != nil && !errors.Is(err, model.ErrFenced) {
+		t.Fatal(err)
+	}
+	rows, err := st.Windows(ctx, model.Minute, start, start.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, r := range rows {
+		if r.Key.Platform == group {
+			got = append(got, r.PageViews)
+		}
+	}
+	if !slices.Equal(got, []int64{2}) {
+		t.Fatalf("page views after a stale owner wrote over the new owner: %v, want [2]", got)
 	}
 }

@@ -395,10 +395,12 @@ func (x *GetLiveResponse) GetWindows() []*Window {
 }
 
 type GetFunnelRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// 1..1440; 0 = 60.
-	Minutes       int32  `protobuf:"varint,1,opt,name=minutes,proto3" json:"minutes,omitempty"`
-	Platform      string `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Platform string                 `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	// 1m, 5m or 1h (default).
+	Granularity string `protobuf:"bytes,3,opt,name=granularity,proto3" json:"granularity,omitempty"`
+	// The window's start; unset: the window holding now.
+	Start         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,18 +435,25 @@ func (*GetFunnelRequest) Descriptor() ([]byte, []int) {
 	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *GetFunnelRequest) GetMinutes() int32 {
-	if x != nil {
-		return x.Minutes
-	}
-	return 0
-}
-
 func (x *GetFunnelRequest) GetPlatform() string {
 	if x != nil {
 		return x.Platform
 	}
 	return ""
+}
+
+func (x *GetFunnelRequest) GetGranularity() string {
+	if x != nil {
+		return x.Granularity
+	}
+	return ""
+}
+
+func (x *GetFunnelRequest) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
 }
 
 type GetFunnelResponse struct {
@@ -460,6 +469,7 @@ type GetFunnelResponse struct {
 	CartToCheckout  float64                `protobuf:"fixed64,9,opt,name=cart_to_checkout,json=cartToCheckout,proto3" json:"cart_to_checkout,omitempty"`
 	CheckoutToOrder float64                `protobuf:"fixed64,10,opt,name=checkout_to_order,json=checkoutToOrder,proto3" json:"checkout_to_order,omitempty"`
 	ViewToOrder     float64                `protobuf:"fixed64,11,opt,name=view_to_order,json=viewToOrder,proto3" json:"view_to_order,omitempty"`
+	Granularity     string                 `protobuf:"bytes,12,opt,name=granularity,proto3" json:"granularity,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -569,6 +579,13 @@ func (x *GetFunnelResponse) GetViewToOrder() float64 {
 		return x.ViewToOrder
 	}
 	return 0
+}
+
+func (x *GetFunnelResponse) GetGranularity() string {
+	if x != nil {
+		return x.Granularity
+	}
+	return ""
 }
 
 // RankedItem is one entry of a ranking.
@@ -1841,10 +1858,11 @@ const file_bytebasket_v1_api_proto_rawDesc = "" +
 	"\x0fGetLiveResponse\x12 \n" +
 	"\vgranularity\x18\x01 \x01(\tR\vgranularity\x12\x1a\n" +
 	"\bplatform\x18\x02 \x01(\tR\bplatform\x12/\n" +
-	"\awindows\x18\x03 \x03(\v2\x15.bytebasket.v1.WindowR\awindows\"H\n" +
-	"\x10GetFunnelRequest\x12\x18\n" +
-	"\aminutes\x18\x01 \x01(\x05R\aminutes\x12\x1a\n" +
-	"\bplatform\x18\x02 \x01(\tR\bplatform\"\x8f\x03\n" +
+	"\awindows\x18\x03 \x03(\v2\x15.bytebasket.v1.WindowR\awindows\"\x91\x01\n" +
+	"\x10GetFunnelRequest\x12\x1a\n" +
+	"\bplatform\x18\x02 \x01(\tR\bplatform\x12 \n" +
+	"\vgranularity\x18\x03 \x01(\tR\vgranularity\x120\n" +
+	"\x05start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05startJ\x04\b\x01\x10\x02R\aminutes\"\xb1\x03\n" +
 	"\x11GetFunnelResponse\x12.\n" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1a\n" +
@@ -1858,7 +1876,8 @@ const file_bytebasket_v1_api_proto_rawDesc = "" +
 	"\x10cart_to_checkout\x18\t \x01(\x01R\x0ecartToCheckout\x12*\n" +
 	"\x11checkout_to_order\x18\n" +
 	" \x01(\x01R\x0fcheckoutToOrder\x12\"\n" +
-	"\rview_to_order\x18\v \x01(\x01R\vviewToOrder\"2\n" +
+	"\rview_to_order\x18\v \x01(\x01R\vviewToOrder\x12 \n" +
+	"\vgranularity\x18\f \x01(\tR\vgranularity\"2\n" +
 	"\n" +
 	"RankedItem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -2036,50 +2055,51 @@ var file_bytebasket_v1_api_proto_depIdxs = []int32{
 	0,  // 5: bytebasket.v1.Window.funnel:type_name -> bytebasket.v1.FunnelCounts
 	30, // 6: bytebasket.v1.Window.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 7: bytebasket.v1.GetLiveResponse.windows:type_name -> bytebasket.v1.Window
-	30, // 8: bytebasket.v1.GetFunnelResponse.from:type_name -> google.protobuf.Timestamp
-	30, // 9: bytebasket.v1.GetFunnelResponse.to:type_name -> google.protobuf.Timestamp
-	30, // 10: bytebasket.v1.GetTopRequest.start:type_name -> google.protobuf.Timestamp
-	30, // 11: bytebasket.v1.GetTopResponse.start:type_name -> google.protobuf.Timestamp
-	6,  // 12: bytebasket.v1.GetTopResponse.items:type_name -> bytebasket.v1.RankedItem
-	30, // 13: bytebasket.v1.Trend.start:type_name -> google.protobuf.Timestamp
-	26, // 14: bytebasket.v1.Trend.revenue:type_name -> bytebasket.v1.Trend.RevenueEntry
-	27, // 15: bytebasket.v1.Trend.orders_by_currency:type_name -> bytebasket.v1.Trend.OrdersByCurrencyEntry
-	28, // 16: bytebasket.v1.Trend.average_order_value:type_name -> bytebasket.v1.Trend.AverageOrderValueEntry
-	30, // 17: bytebasket.v1.GetTrendsRequest.from:type_name -> google.protobuf.Timestamp
-	30, // 18: bytebasket.v1.GetTrendsRequest.to:type_name -> google.protobuf.Timestamp
-	9,  // 19: bytebasket.v1.GetTrendsResponse.buckets:type_name -> bytebasket.v1.Trend
-	30, // 20: bytebasket.v1.GetTrendTopRequest.start:type_name -> google.protobuf.Timestamp
-	6,  // 21: bytebasket.v1.GetTrendTopResponse.items:type_name -> bytebasket.v1.RankedItem
-	30, // 22: bytebasket.v1.Transaction.time:type_name -> google.protobuf.Timestamp
-	14, // 23: bytebasket.v1.ListTransactionsResponse.transactions:type_name -> bytebasket.v1.Transaction
-	30, // 24: bytebasket.v1.UserEvent.time:type_name -> google.protobuf.Timestamp
-	30, // 25: bytebasket.v1.Session.start:type_name -> google.protobuf.Timestamp
-	30, // 26: bytebasket.v1.Session.end:type_name -> google.protobuf.Timestamp
-	29, // 27: bytebasket.v1.Session.revenue:type_name -> bytebasket.v1.Session.RevenueEntry
-	17, // 28: bytebasket.v1.Session.recent:type_name -> bytebasket.v1.UserEvent
-	18, // 29: bytebasket.v1.GetUserResponse.sessions:type_name -> bytebasket.v1.Session
-	3,  // 30: bytebasket.v1.WatchLiveResponse.platforms:type_name -> bytebasket.v1.GetLiveResponse
-	2,  // 31: bytebasket.v1.AnalyticsService.GetLive:input_type -> bytebasket.v1.GetLiveRequest
-	4,  // 32: bytebasket.v1.AnalyticsService.GetFunnel:input_type -> bytebasket.v1.GetFunnelRequest
-	7,  // 33: bytebasket.v1.AnalyticsService.GetTop:input_type -> bytebasket.v1.GetTopRequest
-	10, // 34: bytebasket.v1.AnalyticsService.GetTrends:input_type -> bytebasket.v1.GetTrendsRequest
-	12, // 35: bytebasket.v1.AnalyticsService.GetTrendTop:input_type -> bytebasket.v1.GetTrendTopRequest
-	15, // 36: bytebasket.v1.AnalyticsService.ListTransactions:input_type -> bytebasket.v1.ListTransactionsRequest
-	19, // 37: bytebasket.v1.AnalyticsService.GetUser:input_type -> bytebasket.v1.GetUserRequest
-	21, // 38: bytebasket.v1.AnalyticsService.WatchLive:input_type -> bytebasket.v1.WatchLiveRequest
-	3,  // 39: bytebasket.v1.AnalyticsService.GetLive:output_type -> bytebasket.v1.GetLiveResponse
-	5,  // 40: bytebasket.v1.AnalyticsService.GetFunnel:output_type -> bytebasket.v1.GetFunnelResponse
-	8,  // 41: bytebasket.v1.AnalyticsService.GetTop:output_type -> bytebasket.v1.GetTopResponse
-	11, // 42: bytebasket.v1.AnalyticsService.GetTrends:output_type -> bytebasket.v1.GetTrendsResponse
-	13, // 43: bytebasket.v1.AnalyticsService.GetTrendTop:output_type -> bytebasket.v1.GetTrendTopResponse
-	16, // 44: bytebasket.v1.AnalyticsService.ListTransactions:output_type -> bytebasket.v1.ListTransactionsResponse
-	20, // 45: bytebasket.v1.AnalyticsService.GetUser:output_type -> bytebasket.v1.GetUserResponse
-	22, // 46: bytebasket.v1.AnalyticsService.WatchLive:output_type -> bytebasket.v1.WatchLiveResponse
-	39, // [39:47] is the sub-list for method output_type
-	31, // [31:39] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	30, // 8: bytebasket.v1.GetFunnelRequest.start:type_name -> google.protobuf.Timestamp
+	30, // 9: bytebasket.v1.GetFunnelResponse.from:type_name -> google.protobuf.Timestamp
+	30, // 10: bytebasket.v1.GetFunnelResponse.to:type_name -> google.protobuf.Timestamp
+	30, // 11: bytebasket.v1.GetTopRequest.start:type_name -> google.protobuf.Timestamp
+	30, // 12: bytebasket.v1.GetTopResponse.start:type_name -> google.protobuf.Timestamp
+	6,  // 13: bytebasket.v1.GetTopResponse.items:type_name -> bytebasket.v1.RankedItem
+	30, // 14: bytebasket.v1.Trend.start:type_name -> google.protobuf.Timestamp
+	26, // 15: bytebasket.v1.Trend.revenue:type_name -> bytebasket.v1.Trend.RevenueEntry
+	27, // 16: bytebasket.v1.Trend.orders_by_currency:type_name -> bytebasket.v1.Trend.OrdersByCurrencyEntry
+	28, // 17: bytebasket.v1.Trend.average_order_value:type_name -> bytebasket.v1.Trend.AverageOrderValueEntry
+	30, // 18: bytebasket.v1.GetTrendsRequest.from:type_name -> google.protobuf.Timestamp
+	30, // 19: bytebasket.v1.GetTrendsRequest.to:type_name -> google.protobuf.Timestamp
+	9,  // 20: bytebasket.v1.GetTrendsResponse.buckets:type_name -> bytebasket.v1.Trend
+	30, // 21: bytebasket.v1.GetTrendTopRequest.start:type_name -> google.protobuf.Timestamp
+	6,  // 22: bytebasket.v1.GetTrendTopResponse.items:type_name -> bytebasket.v1.RankedItem
+	30, // 23: bytebasket.v1.Transaction.time:type_name -> google.protobuf.Timestamp
+	14, // 24: bytebasket.v1.ListTransactionsResponse.transactions:type_name -> bytebasket.v1.Transaction
+	30, // 25: bytebasket.v1.UserEvent.time:type_name -> google.protobuf.Timestamp
+	30, // 26: bytebasket.v1.Session.start:type_name -> google.protobuf.Timestamp
+	30, // 27: bytebasket.v1.Session.end:type_name -> google.protobuf.Timestamp
+	29, // 28: bytebasket.v1.Session.revenue:type_name -> bytebasket.v1.Session.RevenueEntry
+	17, // 29: bytebasket.v1.Session.recent:type_name -> bytebasket.v1.UserEvent
+	18, // 30: bytebasket.v1.GetUserResponse.sessions:type_name -> bytebasket.v1.Session
+	3,  // 31: bytebasket.v1.WatchLiveResponse.platforms:type_name -> bytebasket.v1.GetLiveResponse
+	2,  // 32: bytebasket.v1.AnalyticsService.GetLive:input_type -> bytebasket.v1.GetLiveRequest
+	4,  // 33: bytebasket.v1.AnalyticsService.GetFunnel:input_type -> bytebasket.v1.GetFunnelRequest
+	7,  // 34: bytebasket.v1.AnalyticsService.GetTop:input_type -> bytebasket.v1.GetTopRequest
+	10, // 35: bytebasket.v1.AnalyticsService.GetTrends:input_type -> bytebasket.v1.GetTrendsRequest
+	12, // 36: bytebasket.v1.AnalyticsService.GetTrendTop:input_type -> bytebasket.v1.GetTrendTopRequest
+	15, // 37: bytebasket.v1.AnalyticsService.ListTransactions:input_type -> bytebasket.v1.ListTransactionsRequest
+	19, // 38: bytebasket.v1.AnalyticsService.GetUser:input_type -> bytebasket.v1.GetUserRequest
+	21, // 39: bytebasket.v1.AnalyticsService.WatchLive:input_type -> bytebasket.v1.WatchLiveRequest
+	3,  // 40: bytebasket.v1.AnalyticsService.GetLive:output_type -> bytebasket.v1.GetLiveResponse
+	5,  // 41: bytebasket.v1.AnalyticsService.GetFunnel:output_type -> bytebasket.v1.GetFunnelResponse
+	8,  // 42: bytebasket.v1.AnalyticsService.GetTop:output_type -> bytebasket.v1.GetTopResponse
+	11, // 43: bytebasket.v1.AnalyticsService.GetTrends:output_type -> bytebasket.v1.GetTrendsResponse
+	13, // 44: bytebasket.v1.AnalyticsService.GetTrendTop:output_type -> bytebasket.v1.GetTrendTopResponse
+	16, // 45: bytebasket.v1.AnalyticsService.ListTransactions:output_type -> bytebasket.v1.ListTransactionsResponse
+	20, // 46: bytebasket.v1.AnalyticsService.GetUser:output_type -> bytebasket.v1.GetUserResponse
+	22, // 47: bytebasket.v1.AnalyticsService.WatchLive:output_type -> bytebasket.v1.WatchLiveResponse
+	40, // [40:48] is the sub-list for method output_type
+	32, // [32:40] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_api_proto_init() }

@@ -43,7 +43,7 @@ const (
 type AnalyticsServiceClient interface {
 	// Live windows, newest first (GET /api/v1/live).
 	GetLive(ctx context.Context, in *GetLiveRequest, opts ...grpc.CallOption) (*GetLiveResponse, error)
-	// Funnel over the last minutes (GET /api/v1/funnel).
+	// Funnel of one window, users distinct over the window (GET /api/v1/funnel).
 	GetFunnel(ctx context.Context, in *GetFunnelRequest, opts ...grpc.CallOption) (*GetFunnelResponse, error)
 	// Top-N of one window (GET /api/v1/top).
 	GetTop(ctx context.Context, in *GetTopRequest, opts ...grpc.CallOption) (*GetTopResponse, error)
@@ -166,7 +166,7 @@ type AnalyticsService_WatchLiveClient = grpc.ServerStreamingClient[WatchLiveResp
 type AnalyticsServiceServer interface {
 	// Live windows, newest first (GET /api/v1/live).
 	GetLive(context.Context, *GetLiveRequest) (*GetLiveResponse, error)
-	// Funnel over the last minutes (GET /api/v1/funnel).
+	// Funnel of one window, users distinct over the window (GET /api/v1/funnel).
 	GetFunnel(context.Context, *GetFunnelRequest) (*GetFunnelResponse, error)
 	// Top-N of one window (GET /api/v1/top).
 	GetTop(context.Context, *GetTopRequest) (*GetTopResponse, error)
