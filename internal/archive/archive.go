@@ -39,14 +39,18 @@ type Config struct {
 	RollInterval     time.Duration // ... or once its first record has waited this long
 	MaxBufferedBytes int64         // over all buffers; past it the largest is written early
 	Compression      string        // zstd | snappy
-	MaxFuture        time.Duration // events further ahead of the clock are invalid
+	MaxFuture        time.Duration // events further ahead of their Kafka timestamp are invalid
+	// DedupHorizon: a record whose event id is already archived in its hour directory is
+	// dropped, for directories whose hour ended less than this long ago (0: off).
+	DedupHorizon time.Duration
 }
 
 // FromConfig maps the configuration onto the archiver's.
 func FromConfig(cfg config.Config) Config {
 	a := cfg.Archive
 	return Config{Group: a.Group, RollBytes: a.RollBytes, RollInterval: a.RollInterval,
-		MaxBufferedBytes: a.MaxBufferedBytes, Compression: a.Compression, MaxFuture: cfg.Stream.MaxFuture}
+		MaxBufferedBytes: a.MaxBufferedBytes, Compression: a.Compression, MaxFuture: cfg.Stream.MaxFuture,
+		DedupHorizon: a.DedupHorizon}
 }
 
 // Archiver consumes and writes. Create with New, then Run.
@@ -59,6 +63,7 @@ type Archiver struct {
 	m        metrics
 	mu       sync.Mutex // partitions: the poll loop and the rebalance callbacks
 	parts    map[partKey]*partition
+	fenced   map[partKey]bool // claimed by a newer archiver: skipped until assigned here again
 	buffered int64
 	assigned atomic.Bool
 }
@@ -66,7 +71,7 @@ type Archiver struct {
 // New builds an archiver; with kafka nil it has no consumer (Handle, Roll and Flush drive
 // it directly, as benchmarks do). reg may be nil.
 func New(cfg Config, kafka *config.Kafka, lk Lake, reg prometheus.Registerer) (*Archiver, error) {
-	a := &Archiver{cfg: cfg, lake: lk, parts: map[partKey]*partition{}, m: newMetrics(reg)}
+	a := &Archiver{cfg: cfg, lake: lk, parts: map[partKey]*partition{}, fenced: map[partKey]bool{}, m: newMetrics(reg)}
 	switch cfg.Compression {
 	case "zstd":
 		a.codec = parquet.Compression(&parquet.Zstd)
@@ -92,7 +97,7 @@ func New(cfg Config, kafka *config.Kafka, lk Lake, reg prometheus.Registerer) (*
 		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(10*time.Second),
 		kgo.HeartbeatInterval(time.Second),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { a.assigned.Store(true) }),
+		kgo.OnPartitionsAssigned(a.onAssigned),
 		kgo.OnPartitionsRevoked(a.onRevoked),
 		kgo.OnPartitionsLost(a.onRevoked),
 		kgo.FetchMaxBytes(32<<20),
@@ -135,7 +140,8 @@ func (a *Archiver) Run(ctx context.Context) error {
 		var err error
 		fetches.EachRecord(func(r *kgo.Record) {
 			if err == nil {
-				err = a.Handle(ctx, strings.TrimPrefix(r.Topic, a.prefix), r.Partition, r.Offset, r.Value)
+				err = a.Handle(ctx, Record{Stream: strings.TrimPrefix(r.Topic, a.prefix), Partition: r.Partition,
+					Offset: r.Offset, Timestamp: r.Timestamp, Value: r.Value})
 			}
 		})
 		if err == nil {
@@ -165,54 +171,110 @@ func (a *Archiver) Run(ctx context.Context) error {
 	return err
 }
 
+// Record is one Kafka record as the archiver takes it.
+type Record struct {
+	Stream    string // logical topic
+	Partition int32
+	Offset    int64
+	Timestamp time.Time // the record's Kafka timestamp; zero: unknown
+	Value     []byte
+}
+
 // Handle takes one record. Invalid records are counted and skipped (the stream role
-// dead-letters them); records already in a lake file are skipped. It fails only when ctx
-// ends while the lake is unreachable.
-func (a *Archiver) Handle(ctx context.Context, stream string, part int32, offset int64, value []byte) error {
-	key := partKey{stream, part}
+// dead-letters them); records already in a lake file, and copies of an event already
+// archived in its directory, are skipped. It fails only when ctx ends while the lake is
+// unreachable.
+func (a *Archiver) Handle(ctx context.Context, r Record) error {
+	key := partKey{r.Stream, r.Partition}
+	if a.fenced[key] {
+		return nil
+	}
 	p := a.parts[key]
 	if p == nil {
-		p = newPartition(stream, part)
+		var w *lake.PartitionWriter
+		err := a.withRetry(ctx, "claim "+r.Stream, func() (err error) {
+			w, err = lake.ClaimPartition(ctx, a.lake, r.Stream, r.Partition)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		p = newPartition(r.Stream, r.Partition, w)
 		a.parts[key] = p
 	}
-	p.next = offset + 1
-	e, err := event.Decode(value)
+	p.next = r.Offset + 1
+	now := time.Now()
+	bound := r.Timestamp
+	if bound.IsZero() || bound.After(now) {
+		bound = now
+	}
+	e, err := event.Decode(r.Value)
 	if err != nil {
 		a.m.skipped.WithLabelValues("undecodable").Inc()
 		return nil
 	}
-	if err := event.Validate(e, time.Now(), a.cfg.MaxFuture); err != nil {
+	if err := event.Validate(e, bound, a.cfg.MaxFuture); err != nil {
 		a.m.skipped.WithLabelValues("invalid").Inc()
 		return nil
 	}
-	if !kindAllowed(stream, event.KindOf(e)) {
+	if !kindAllowed(r.Stream, event.KindOf(e)) {
 		a.m.skipped.WithLabelValues("wrong_topic").Inc()
 		return nil
 	}
-	dir := lake.PartitionDir(stream, e.GetEventTime().AsTime())
-	idx, err := a.index(ctx, p, dir)
+	t := e.GetEventTime().AsTime()
+	dir := lake.PartitionDir(r.Stream, t)
+	idx, err := a.index(ctx, p, dir, t.UTC().Truncate(time.Hour), now)
 	if err != nil {
 		return err
 	}
-	if idx.covers(offset) {
+	if idx.covers(r.Offset) {
 		a.m.duplicates.Inc()
+		return nil
+	}
+	if !idx.firstSeen(event.Fingerprint(e.GetEventId())) {
+		a.m.dupEvents.Inc()
 		return nil
 	}
 	b := p.buffers[dir]
 	if b == nil {
-		b = &buffer{dir: dir, opened: time.Now()}
+		b = &buffer{dir: dir, opened: now}
 		p.buffers[dir] = b
 	}
-	b.add(stream, e, part, offset, len(value))
-	a.buffered += int64(len(value))
-	a.m.events.WithLabelValues(stream).Inc()
+	b.add(r.Stream, e, r.Partition, r.Offset, len(r.Value))
+	a.buffered += int64(len(r.Value))
+	a.m.events.WithLabelValues(r.Stream).Inc()
 	if b.bytes >= a.cfg.RollBytes {
 		if err := a.roll(ctx, p, b); err != nil {
-			return err
+			return a.fencedOr(p, err)
 		}
 	}
 	a.m.buffered.Set(float64(a.buffered))
 	return nil
+}
+
+// fencedOr drops a partition whose claim a newer archiver took (its records are that
+// archiver's now) and returns nil; other errors are returned.
+func (a *Archiver) fencedOr(p *partition, err error) error {
+	if !errors.Is(err, lake.ErrFenced) {
+		return err
+	}
+	slog.Warn("partition claimed by a newer archiver; dropping it", "stream", p.stream, "partition", p.id, "err", err)
+	a.m.fenced.Inc()
+	a.drop(partKey{p.stream, p.id})
+	a.fenced[partKey{p.stream, p.id}] = true
+	return nil
+}
+
+// drop forgets a partition and its buffers: nothing of it was committed past its first
+// buffered record, so the next owner reads them again.
+func (a *Archiver) drop(key partKey) {
+	if p := a.parts[key]; p != nil {
+		for _, b := range p.buffers {
+			a.buffered -= b.bytes
+		}
+		delete(a.parts, key)
+	}
+	a.m.buffered.Set(float64(a.buffered))
 }
 
 // Roll writes the buffers that are due at now: older than the roll interval, or the
@@ -231,9 +293,22 @@ func (a *Archiver) Roll(ctx context.Context, now time.Time, all bool) error {
 	// Largest first, so the memory bound is met with the fewest files.
 	sort.Slice(list, func(i, j int) bool { return list[i].b.bytes > list[j].b.bytes })
 	for _, d := range list {
+		if a.parts[partKey{d.p.stream, d.p.id}] != d.p {
+			continue // dropped (fenced) by an earlier roll
+		}
 		if all || now.Sub(d.b.opened) >= a.cfg.RollInterval || a.buffered > a.cfg.MaxBufferedBytes {
 			if err := a.roll(ctx, d.p, d.b); err != nil {
-				return err
+				if err = a.fencedOr(d.p, err); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// Indexes of directories no longer written to go after a while (memory: their ids).
+	for _, p := range a.parts {
+		for dir, x := range p.indexes {
+			if p.buffers[dir] == nil && now.Sub(x.lastUsed) > indexIdle {
+				delete(p.indexes, dir)
 			}
 		}
 	}
@@ -285,21 +360,27 @@ func (a *Archiver) commit(ctx context.Context) {
 	}
 }
 
+// onAssigned lets partitions fenced here before be claimed again.
+func (a *Archiver) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for t, ids := range assigned {
+		for _, id := range ids {
+			delete(a.fenced, partKey{strings.TrimPrefix(t, a.prefix), id})
+		}
+	}
+	a.assigned.Store(true)
+}
+
 // onRevoked forgets revoked partitions: their buffered records were never committed, so
-// the next owner reads them again; its directory listings show what is already written.
+// the next owner reads them again; its claim fences anything still in flight here, and
+// its directory listings show what is already written.
 func (a *Archiver) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for t, ids := range revoked {
 		for _, id := range ids {
-			key := partKey{strings.TrimPrefix(t, a.prefix), id}
-			if p := a.parts[key]; p != nil {
-				for _, b := range p.buffers {
-					a.buffered -= b.bytes
-				}
-				delete(a.parts, key)
-			}
+			a.drop(partKey{strings.TrimPrefix(t, a.prefix), id})
 		}
 	}
-	a.m.buffered.Set(float64(a.buffered))
 }

@@ -31,8 +31,12 @@ type record struct {
 // records simulates n events spread over the two streams' partitions by user, as the
 // producer keys them, starting a few minutes before an hour boundary so files span hours.
 func records(t testing.TB, n int) []record {
+	return recordsFrom(t, n, time.Date(2026, 11, 24, 9, 58, 0, 0, time.UTC))
+}
+
+func recordsFrom(t testing.TB, n int, start time.Time) []record {
 	t.Helper()
-	s, err := sim.New(sim.Config{Seed: 3, Users: 2000, Rate: 2000, Start: time.Date(2026, 11, 24, 9, 58, 0, 0, time.UTC)})
+	s, err := sim.New(sim.Config{Seed: 3, Users: 2000, Rate: 2000, Start: start})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +56,11 @@ func records(t testing.TB, n int) []record {
 		next[k]++
 	}
 	return out
+}
+
+// kafka is the record as the archiver takes it from Kafka.
+func (r record) kafka() Record {
+	return Record{Stream: r.stream, Partition: r.part, Offset: r.offset, Value: r.value}
 }
 
 func testConfig() Config {
@@ -141,7 +150,7 @@ func TestCrashAndReplayWritesEveryRecordOnce(t *testing.T) {
 		}
 		rng := rand.New(rand.NewPCG(uint64(crashAt), 1))
 		for _, r := range recs[:crashAt] {
-			if err := a.Handle(ctx, r.stream, r.part, r.offset, r.value); err != nil {
+			if err := a.Handle(ctx, r.kafka()); err != nil {
 				t.Fatal(err)
 			}
 			if rng.IntN(2000) == 0 { // a time-based roll now and then
@@ -163,7 +172,7 @@ func TestCrashAndReplayWritesEveryRecordOnce(t *testing.T) {
 			if off, ok := committed[partKey{r.stream, r.part}]; ok && r.offset < off {
 				continue
 			}
-			if err := b.Handle(ctx, r.stream, r.part, r.offset, r.value); err != nil {
+			if err := b.Handle(ctx, r.kafka()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -213,13 +222,13 @@ func TestBadRecordsAreSkippedAndCounted(t *testing.T) {
 		{wrong, good[0].value},                                 // on the other stream's topic
 	}
 	for _, r := range good {
-		if err := a.Handle(ctx, r.stream, r.part, r.offset, r.value); err != nil {
+		if err := a.Handle(ctx, r.kafka()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	off := int64(1000) // after the good records' offsets
 	for _, r := range bad {
-		if err := a.Handle(ctx, r.stream, 0, off, r.value); err != nil {
+		if err := a.Handle(ctx, Record{Stream: r.stream, Offset: off, Value: r.value}); err != nil {
 			t.Fatal(err)
 		}
 		off++
@@ -258,7 +267,7 @@ func TestMemoryBound(t *testing.T) {
 	}
 	var peak int64
 	for _, r := range records(t, 20_000) {
-		if err := a.Handle(ctx, r.stream, r.part, r.offset, r.value); err != nil {
+		if err := a.Handle(ctx, r.kafka()); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.Roll(ctx, time.Now(), false); err != nil {
@@ -272,5 +281,145 @@ func TestMemoryBound(t *testing.T) {
 	}
 	if files, _ := lk.List(ctx, ""); len(files) == 0 {
 		t.Fatal("nothing was written early")
+	}
+}
+
+// A copy of an event (a client's retry: same id and time, another offset) is dropped,
+// whether its original is still buffered, already in a file, or in a file written before a
+// crash; records beyond the deduplication horizon are archived as they come.
+func TestDuplicateEventsAreDropped(t *testing.T) {
+	ctx := context.Background()
+	lk, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.DedupHorizon = 24 * time.Hour
+	recs := recordsFrom(t, 6000, time.Now().Add(-30*time.Minute))
+	// Copies of every tenth record, at the end of their partition.
+	next := map[partKey]int64{}
+	for _, r := range recs {
+		next[partKey{r.stream, r.part}] = max(next[partKey{r.stream, r.part}], r.offset+1)
+	}
+	var copies []record
+	for i, r := range recs {
+		if i%10 == 0 {
+			k := partKey{r.stream, r.part}
+			c := r
+			c.offset, next[k] = next[k], next[k]+1
+			copies = append(copies, c)
+		}
+	}
+	a, err := New(cfg, nil, lk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs[:3000] {
+		if err := a.Handle(ctx, r.kafka()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Roll(ctx, time.Now(), true); err != nil { // the first half is in files
+		t.Fatal(err)
+	}
+	for _, r := range append(recs[3000:], copies[:len(copies)/2]...) {
+		if err := a.Handle(ctx, r.kafka()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A crash with the second half buffered: a new archiver re-reads it, then the rest.
+	b, err := New(cfg, nil, lk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range append(append(recs[3000:], copies...), copies...) {
+		if err := b.Handle(ctx, r.kafka()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Roll(ctx, time.Now(), true); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLake(t, lk); len(got) != len(recs) {
+		t.Fatalf("%d records in the lake, want the %d originals", len(got), len(recs))
+	}
+	dropped := testutil.ToFloat64(a.m.dupEvents) + testutil.ToFloat64(b.m.dupEvents)
+	if dropped < float64(2*len(copies)) {
+		t.Fatalf("%v copies counted as duplicates, want at least %d", dropped, 2*len(copies))
+	}
+
+	// Past the horizon (the records of TestCrashAndReplay are days old): no deduplication.
+	old := records(t, 100)
+	z, err := New(cfg, nil, lk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := old[5]
+	dup.offset = 1_000_000
+	for _, r := range append(old, dup) {
+		if err := z.Handle(ctx, r.kafka()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if testutil.ToFloat64(z.m.dupEvents) != 0 {
+		t.Fatal("an event older than the horizon was deduplicated")
+	}
+}
+
+// A writer that lost its partition cannot make a file visible once the new owner has
+// claimed it: whichever way its write and the claim interleave, every record is in the
+// lake exactly once.
+func TestZombieArchiverIsFenced(t *testing.T) {
+	ctx := context.Background()
+	recs := records(t, 4000)
+	var part0 []record
+	for _, r := range recs {
+		if r.part == 0 && r.stream == event.TopicUserActivity {
+			part0 = append(part0, r)
+		}
+	}
+	for _, zombieFirst := range []bool{true, false} {
+		lk, err := local.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		zombie, err := New(testConfig(), nil, lk, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		half := len(part0) / 2
+		for _, r := range part0[:half] { // buffered, nothing committed: then it pauses
+			if err := zombie.Handle(ctx, r.kafka()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if zombieFirst { // it writes its files just before the new owner claims
+			if err := zombie.Roll(ctx, time.Now(), true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		owner, err := New(testConfig(), nil, lk, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range part0 { // from the committed offset: the start
+			if err := owner.Handle(ctx, r.kafka()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !zombieFirst { // it resumes after the claim and tries to write
+			if err := zombie.Roll(ctx, time.Now(), true); err != nil {
+				t.Fatal(err)
+			}
+			if zombie.parts[partKey{event.TopicUserActivity, 0}] != nil || testutil.ToFloat64(zombie.m.fenced) != 1 {
+				t.Fatal("the zombie kept its partition")
+			}
+		}
+		if err := owner.Roll(ctx, time.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+		if got := readLake(t, lk); len(got) != len(part0) {
+			t.Fatalf("zombie first %v: %d records in the lake, want %d", zombieFirst, len(got), len(part0))
+		}
 	}
 }

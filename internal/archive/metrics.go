@@ -6,6 +6,8 @@ type metrics struct {
 	events     *prometheus.CounterVec
 	skipped    *prometheus.CounterVec
 	duplicates prometheus.Counter
+	dupEvents  prometheus.Counter
+	fenced     prometheus.Counter
 	files      *prometheus.CounterVec
 	rows       *prometheus.CounterVec
 	bytes      *prometheus.CounterVec
@@ -25,6 +27,12 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}, []string{"reason"}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bytebasket_archive_already_written_total", Help: "Re-read records skipped because a lake file already holds them.",
+		}),
+		dupEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bytebasket_archive_duplicate_events_total", Help: "Records dropped because their event id is already archived in their hour.",
+		}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bytebasket_archive_fenced_total", Help: "Partitions dropped because a newer archiver claimed them.",
 		}),
 		files: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bytebasket_archive_files_total", Help: "Parquet files written, by stream.",
@@ -47,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.skipped, m.duplicates, m.files, m.rows, m.bytes, m.lakeErrors, m.roll, m.buffered)
+		reg.MustRegister(m.events, m.skipped, m.duplicates, m.dupEvents, m.fenced, m.files, m.rows, m.bytes, m.lakeErrors, m.roll, m.buffered)
 	}
 	return m
 }

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,11 +16,10 @@ import (
 	"github.com/parquet-go/parquet-go"
 )
 
-// Lake is what the archiver needs of a lake backend.
-type Lake interface {
-	WriteAtomic(ctx context.Context, rel string, write func(io.Writer) error) error
-	List(ctx context.Context, dir string) ([]lake.FileInfo, error)
-}
+// Lake is what the archiver needs of a lake backend: every lake.Backend operation takes
+// part (claims fence writers through staging directories, files are read back for their
+// event ids), so it is the whole interface.
+type Lake = lake.Backend
 
 // buffer holds the records of one Kafka partition whose event time falls in one lake
 // directory, in offset order, until they are written as one file.
@@ -81,35 +81,74 @@ func writeRows[T any](w io.Writer, chunks [][]T, codec parquet.WriterOption) err
 	return pw.Close()
 }
 
-// dirIndex is the offset ranges of the files one partition already has in one directory:
-// after a restart, records they hold are skipped instead of written twice.
+// dirIndex is what one partition already has in one directory: the offset ranges its files
+// cover, so records re-read after a restart are skipped instead of written twice, and the
+// fingerprints of the event ids there (files and buffer), so a copy of an event is dropped.
 type dirIndex struct {
-	ranges []lake.FileRange // sorted by First, disjoint
+	ranges   []lake.FileRange     // merged: sorted by First, disjoint
+	ids      map[uint64]struct{} // nil: the directory is past the deduplication horizon
+	lastUsed time.Time
 }
 
+// covers reports whether a file of the directory holds the record at offset off. A file
+// holds every record of its range whose event time falls in the directory, except those in
+// files written before it (a writer skips what is covered), so the union of the ranges is
+// exactly what is covered.
 func (x *dirIndex) covers(off int64) bool {
 	i := sort.Search(len(x.ranges), func(i int) bool { return x.ranges[i].Last >= off })
 	return i < len(x.ranges) && x.ranges[i].First <= off
 }
 
+// add merges a file's range into the covered ranges.
 func (x *dirIndex) add(r lake.FileRange) {
 	x.ranges = append(x.ranges, r)
 	sort.Slice(x.ranges, func(i, j int) bool { return x.ranges[i].First < x.ranges[j].First })
+	merged := x.ranges[:1]
+	for _, c := range x.ranges[1:] {
+		if last := &merged[len(merged)-1]; c.First <= last.Last+1 {
+			last.Last = max(last.Last, c.Last)
+		} else {
+			merged = append(merged, c)
+		}
+	}
+	x.ranges = merged
 }
 
-// loadIndex lists dir for the files of (stream, partition).
-func loadIndex(ctx context.Context, lk Lake, dir, stream string, part int32) (*dirIndex, error) {
+// firstSeen records an event id's fingerprint and reports whether it is new here.
+func (x *dirIndex) firstSeen(fp uint64) bool {
+	if x.ids == nil {
+		return true
+	}
+	if _, dup := x.ids[fp]; dup {
+		return false
+	}
+	x.ids[fp] = struct{}{}
+	return true
+}
+
+// loadIndex lists dir for the files of (stream, partition) and, with dedup, reads their
+// event ids.
+func loadIndex(ctx context.Context, lk Lake, dir, stream string, part int32, dedup bool) (*dirIndex, error) {
 	files, err := lk.List(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
 	x := &dirIndex{}
+	if dedup {
+		x.ids = map[uint64]struct{}{}
+	}
 	for _, f := range files {
-		if r, ok := lake.ParseFileName(f.Path); ok && r.Topic == stream && r.Partition == part {
-			x.ranges = append(x.ranges, r)
+		r, ok := lake.ParseFileName(f.Path)
+		if !ok || r.Topic != stream || r.Partition != part {
+			continue
+		}
+		x.add(r)
+		if dedup {
+			if err := lake.EventIDs(ctx, lk, f.Path, func(fp uint64) { x.ids[fp] = struct{}{} }); err != nil {
+				return nil, err
+			}
 		}
 	}
-	sort.Slice(x.ranges, func(i, j int) bool { return x.ranges[i].First < x.ranges[j].First })
 	return x, nil
 }
 
@@ -117,14 +156,15 @@ func loadIndex(ctx context.Context, lk Lake, dir, stream string, part int32) (*d
 type partition struct {
 	stream    string // logical topic
 	id        int32
-	next      int64 // offset after the last record handled
-	committed int64 // last offset committed to Kafka (-1: none yet)
+	writer    *lake.PartitionWriter // the claim this archiver writes the partition's files under
+	next      int64                 // offset after the last record handled
+	committed int64                 // last offset committed to Kafka (-1: none yet)
 	buffers   map[string]*buffer
 	indexes   map[string]*dirIndex
 }
 
-func newPartition(stream string, id int32) *partition {
-	return &partition{stream: stream, id: id, next: -1, committed: -1, buffers: map[string]*buffer{}, indexes: map[string]*dirIndex{}}
+func newPartition(stream string, id int32, w *lake.PartitionWriter) *partition {
+	return &partition{stream: stream, id: id, writer: w, next: -1, committed: -1, buffers: map[string]*buffer{}, indexes: map[string]*dirIndex{}}
 }
 
 // commitOffset is how far Kafka may consider this partition done: up to the first record
@@ -148,22 +188,29 @@ func (a *Archiver) withRetry(ctx context.Context, what string, op func() error) 
 
 var lakeBackoff = retry.Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
 
-// index returns the directory's index for p, listing the lake the first time.
-func (a *Archiver) index(ctx context.Context, p *partition, dir string) (*dirIndex, error) {
-	if x := p.indexes[dir]; x != nil {
-		return x, nil
+// index returns the directory's index for p, reading the lake the first time (and again
+// after an idle index was dropped). Event ids are loaded for directories within the
+// deduplication horizon of now.
+func (a *Archiver) index(ctx context.Context, p *partition, dir string, hour time.Time, now time.Time) (*dirIndex, error) {
+	x := p.indexes[dir]
+	if x == nil {
+		dedup := a.cfg.DedupHorizon > 0 && hour.Add(time.Hour).After(now.Add(-a.cfg.DedupHorizon))
+		err := a.withRetry(ctx, "index "+dir, func() (err error) {
+			x, err = loadIndex(ctx, a.lake, dir, p.stream, p.id, dedup)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.indexes[dir] = x
 	}
-	var x *dirIndex
-	err := a.withRetry(ctx, "list "+dir, func() (err error) {
-		x, err = loadIndex(ctx, a.lake, dir, p.stream, p.id)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	p.indexes[dir] = x
+	x.lastUsed = now
 	return x, nil
 }
+
+// indexIdle is how long an index without a buffer is kept after its last use: a
+// directory's event ids take memory, and a later record for it reloads them.
+const indexIdle = 10 * time.Minute
 
 // roll writes one buffer as a file and forgets it.
 func (a *Archiver) roll(ctx context.Context, p *partition, b *buffer) error {
@@ -172,12 +219,16 @@ func (a *Archiver) roll(ctx context.Context, p *partition, b *buffer) error {
 	t0 := time.Now()
 	var written int64
 	err := a.withRetry(ctx, "write "+name, func() error {
-		return a.lake.WriteAtomic(ctx, name, func(w io.Writer) error {
+		err := p.writer.Write(ctx, name, func(w io.Writer) error {
 			cw := &countingWriter{w: w}
 			err := b.writeParquet(cw, a.codec)
 			written = cw.n
 			return err
 		})
+		if errors.Is(err, lake.ErrFenced) {
+			return retry.Stop(err)
+		}
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("archive: write %s: %w", name, err)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -176,6 +178,11 @@ func moneyOf(e *pb.Envelope) []*pb.Money {
 	}
 	return nil
 }
+
+// Fingerprint is the 64-bit hash that stands for an id (an event id, a user id) in state:
+// eight bytes instead of a string, and the same in every process and version. Two of n ids
+// share one with probability about n²/2^65 (n = 10^6: 3·10^-8).
+func Fingerprint(id string) uint64 { return xxhash.Sum64String(id) }
 
 // Decode parses one Kafka record value. Unknown fields are kept (proto3 default), so a
 // newer producer's additions survive a round trip through this build.

@@ -1,15 +1,8 @@
 package stateful
 
 import (
-	"github.com/cespare/xxhash/v2"
-
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
-
-// Fingerprint is the 64-bit hash that stands for an id (an event id, a user id) in state:
-// eight bytes instead of a string, and the same in every process and version. Two of a
-// partition's ids share one with probability about n²/2^65 (n = 10^6: 3·10^-8).
-func Fingerprint(id string) uint64 { return xxhash.Sum64String(id) }
 
 // dedup remembers the event ids a partition has seen, bucketed by the minute of their event
 // time: a retried event carries its original id and time, so a copy always lands in its

@@ -299,7 +299,7 @@ func (l *Loop) handle(p *partition, topic string, r *kgo.Record, now time.Time) 
 		return
 	}
 	tm := e.GetEventTime().AsTime().UnixMilli()
-	if !p.dedup.firstSeen(Fingerprint(e.GetEventId()), tm, p.dedupFrom) {
+	if !p.dedup.firstSeen(event.Fingerprint(e.GetEventId()), tm, p.dedupFrom) {
 		p.duplicates++
 		l.m.duplicates.Inc()
 		return

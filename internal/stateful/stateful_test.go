@@ -3,6 +3,7 @@ package stateful
 import (
 	"context"
 	"errors"
+	"github.com/bytebasket/bytebasket/internal/event"
 	"slices"
 	"strings"
 	"testing"
@@ -57,11 +58,11 @@ func TestWatermarkFollowsCaughtUpTopics(t *testing.T) {
 // checkpointed changes restore the same set.
 func TestDedup(t *testing.T) {
 	d := newDedup()
-	fp := Fingerprint("3f2a-event")
+	fp := event.Fingerprint("3f2a-event")
 	if !d.firstSeen(fp, 61_000, 0) || d.firstSeen(fp, 61_000, 0) {
 		t.Fatal("a copy in the same minute was not recognised")
 	}
-	if !d.firstSeen(Fingerprint("other"), 62_000, 0) || d.size != 2 {
+	if !d.firstSeen(event.Fingerprint("other"), 62_000, 0) || d.size != 2 {
 		t.Fatalf("size %d, want 2", d.size)
 	}
 	if !d.firstSeen(fp, 125_000, 0) {

@@ -155,7 +155,7 @@ func (s *partitionState) Apply(e *pb.Envelope) (late bool) {
 		s.scalarsChanged = true
 		return true
 	}
-	u := stateful.Fingerprint(user)
+	u := event.Fingerprint(user)
 	for _, g := range model.Granularities {
 		for _, pl := range [2]string{platform, model.AllPlatforms} {
 			s.count(s.window(g, t, pl), e, kind, u)
@@ -419,7 +419,7 @@ func (s *partitionState) Drain(now time.Time, level stateful.Level) model.Batch 
 		if ss.writtenAtM == 0 {
 			// Spread first writes over the interval so sessions that start together are
 			// not all rewritten in the same flush ever after.
-			ss.writtenAtM = nowM - int64(stateful.Fingerprint(user)%uint64(every))
+			ss.writtenAtM = nowM - int64(event.Fingerprint(user)%uint64(every))
 		}
 		if ss.dirty && (level == stateful.All || nowM-ss.writtenAtM >= every) {
 			b.Sessions = append(b.Sessions, ss.S)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -64,15 +65,21 @@ func (f *FS) abs(rel string) string { return path.Join(f.root, path.Clean("/"+re
 // acknowledged by the datanodes). A failure leaves no visible file; a retry with the same
 // name replaces the earlier one, so writes named by content (offset ranges) are idempotent.
 func (f *FS) WriteAtomic(ctx context.Context, rel string, write func(io.Writer) error) error {
-	dst := f.abs(rel)
-	dir := path.Dir(dst)
-	if err := f.client.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("hdfs: mkdir %s: %w", dir, err)
+	dir := path.Dir(path.Clean("/" + rel))
+	if err := f.MkdirAll(ctx, dir); err != nil {
+		return err
 	}
+	return f.WriteVia(ctx, dir, rel, write)
+}
+
+// WriteVia writes rel through a hidden temporary file in via, created without its parents
+// (so a deleted via fails the write), closed, then renamed into place.
+func (f *FS) WriteVia(ctx context.Context, via, rel string, write func(io.Writer) error) error {
+	dst := f.abs(rel)
 	var suffix [6]byte
 	_, _ = rand.Read(suffix[:])
 	// A leading underscore hides the file from Spark, Hive and DuckDB globs.
-	tmp := path.Join(dir, "_tmp."+path.Base(dst)+"."+hex.EncodeToString(suffix[:]))
+	tmp := path.Join(f.abs(via), "_tmp."+path.Base(dst)+"."+hex.EncodeToString(suffix[:]))
 	w, err := f.client.CreateFile(tmp, f.replication, 128<<20, 0o644)
 	if err != nil {
 		return fmt.Errorf("hdfs: create %s: %w", tmp, err)
@@ -83,12 +90,54 @@ func (f *FS) WriteAtomic(ctx context.Context, rel string, write func(io.Writer) 
 		_ = f.client.Remove(tmp)
 		return fmt.Errorf("hdfs: write %s: %w", dst, err)
 	}
+	if err := f.client.MkdirAll(path.Dir(dst), 0o755); err != nil {
+		_ = f.client.Remove(tmp)
+		return fmt.Errorf("hdfs: mkdir %s: %w", path.Dir(dst), err)
+	}
 	if err := f.client.Rename(tmp, dst); err != nil {
 		_ = f.client.Remove(tmp)
 		return fmt.Errorf("hdfs: rename into %s: %w", dst, err)
 	}
 	return nil
 }
+
+// CreateExclusive creates an empty file at rel; the namenode refuses a second create of a
+// name (no overwrite), so of racing callers one wins.
+func (f *FS) CreateExclusive(ctx context.Context, rel string) error {
+	p := f.abs(rel)
+	if err := f.client.MkdirAll(path.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("hdfs: mkdir %s: %w", path.Dir(p), err)
+	}
+	w, err := f.client.CreateFile(p, f.replication, 128<<20, 0o644)
+	if err != nil {
+		return fmt.Errorf("hdfs: create %s: %w", p, err)
+	}
+	if err := closeWriter(ctx, w); err != nil {
+		return fmt.Errorf("hdfs: create %s: %w", p, err)
+	}
+	return nil
+}
+
+// MkdirAll creates rel and its parents.
+func (f *FS) MkdirAll(_ context.Context, rel string) error {
+	if err := f.client.MkdirAll(f.abs(rel), 0o755); err != nil {
+		return fmt.Errorf("hdfs: mkdir %s: %w", rel, err)
+	}
+	return nil
+}
+
+// Open opens rel for reading.
+func (f *FS) Open(_ context.Context, rel string) (lake.File, error) {
+	r, err := f.client.Open(f.abs(rel))
+	if err != nil {
+		return nil, fmt.Errorf("hdfs: open %s: %w", rel, err)
+	}
+	return hdfsFile{r}, nil
+}
+
+type hdfsFile struct{ *hdfs.FileReader }
+
+func (f hdfsFile) Size() int64 { return f.Stat().Size() }
 
 // closeWriter completes the file. The namenode answers "replicating" until the datanodes
 // report the last block; like the Java client, retry with backoff until it completes.
@@ -112,7 +161,8 @@ func closeWriter(ctx context.Context, w *hdfs.FileWriter) error {
 // and missing directories yield nothing.
 func (f *FS) List(ctx context.Context, dir string) ([]lake.FileInfo, error) {
 	var out []lake.FileInfo
-	err := f.client.Walk(f.abs(dir), func(p string, info os.FileInfo, err error) error {
+	top := f.abs(dir)
+	err := f.client.Walk(top, func(p string, info os.FileInfo, err error) error {
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil
@@ -121,6 +171,9 @@ func (f *FS) List(ctx context.Context, dir string) ([]lake.FileInfo, error) {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if info.IsDir() && p != top && lake.Hidden(path.Base(p)) {
+			return filepath.SkipDir // staging and other bookkeeping
 		}
 		if info.IsDir() || lake.Hidden(path.Base(p)) {
 			return nil

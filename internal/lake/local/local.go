@@ -49,14 +49,19 @@ func (d *Dir) Close() error { return nil }
 // WriteAtomic writes rel through a hidden temporary file in the same directory that is
 // fsynced, renamed into place and made durable by syncing the directory.
 func (d *Dir) WriteAtomic(ctx context.Context, rel string, write func(io.Writer) error) error {
-	dst := d.abs(rel)
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(d.abs(rel)), 0o755); err != nil {
 		return fmt.Errorf("local lake: %w", err)
 	}
+	return d.WriteVia(ctx, path.Dir(path.Clean("/"+rel)), rel, write)
+}
+
+// WriteVia writes rel through a hidden temporary file in via (which must exist), fsynced,
+// renamed into place, made durable by syncing rel's directory.
+func (d *Dir) WriteVia(ctx context.Context, via, rel string, write func(io.Writer) error) error {
+	dst := d.abs(rel)
 	var suffix [6]byte
 	_, _ = rand.Read(suffix[:])
-	tmp := filepath.Join(dir, "_tmp."+filepath.Base(dst)+"."+hex.EncodeToString(suffix[:]))
+	tmp := filepath.Join(d.abs(via), "_tmp."+filepath.Base(dst)+"."+hex.EncodeToString(suffix[:]))
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("local lake: %w", err)
@@ -68,12 +73,61 @@ func (d *Dir) WriteAtomic(ctx context.Context, rel string, write func(io.Writer)
 		_ = os.Remove(tmp)
 		return fmt.Errorf("local lake: write %s: %w", rel, err)
 	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("local lake: %w", err)
+	}
 	if err := os.Rename(tmp, dst); err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("local lake: rename into %s: %w", rel, err)
 	}
-	return syncDir(dir)
+	return syncDir(filepath.Dir(dst))
 }
+
+// CreateExclusive creates an empty file at rel, failing if it exists (O_EXCL).
+func (d *Dir) CreateExclusive(_ context.Context, rel string) error {
+	p := d.abs(rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("local lake: %w", err)
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("local lake: %w", err)
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("local lake: %w", err)
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// MkdirAll creates rel and its parents.
+func (d *Dir) MkdirAll(_ context.Context, rel string) error {
+	if err := os.MkdirAll(d.abs(rel), 0o755); err != nil {
+		return fmt.Errorf("local lake: %w", err)
+	}
+	return nil
+}
+
+// Open opens rel for reading.
+func (d *Dir) Open(_ context.Context, rel string) (lake.File, error) {
+	f, err := os.Open(d.abs(rel))
+	if err != nil {
+		return nil, fmt.Errorf("local lake: %w", err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("local lake: %w", err)
+	}
+	return osFile{f, info.Size()}, nil
+}
+
+type osFile struct {
+	*os.File
+	size int64
+}
+
+func (f osFile) Size() int64 { return f.size }
 
 // syncDir makes a rename durable: without it a crash can forget the new name.
 func syncDir(dir string) error {
@@ -88,10 +142,12 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// List returns the visible files below dir, recursively, sorted by path.
+// List returns the visible files below dir, recursively, sorted by path; hidden
+// directories are not entered.
 func (d *Dir) List(ctx context.Context, dir string) ([]lake.FileInfo, error) {
 	var out []lake.FileInfo
-	err := filepath.WalkDir(d.abs(dir), func(p string, e fs.DirEntry, err error) error {
+	top := d.abs(dir)
+	err := filepath.WalkDir(top, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
@@ -100,6 +156,9 @@ func (d *Dir) List(ctx context.Context, dir string) ([]lake.FileInfo, error) {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if e.IsDir() && p != top && lake.Hidden(e.Name()) {
+			return filepath.SkipDir // staging and other bookkeeping
 		}
 		if e.IsDir() || lake.Hidden(e.Name()) {
 			return nil
