@@ -85,7 +85,7 @@ func writeRows[T any](w io.Writer, chunks [][]T, codec parquet.WriterOption) err
 // cover, so records re-read after a restart are skipped instead of written twice, and the
 // fingerprints of the event ids there (files and buffer), so a copy of an event is dropped.
 type dirIndex struct {
-	ranges   []lake.FileRange     // merged: sorted by First, disjoint
+	ranges   []lake.FileRange    // merged: sorted by First, disjoint
 	ids      map[uint64]struct{} // nil: the directory is past the deduplication horizon
 	lastUsed time.Time
 }
