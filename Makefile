@@ -36,10 +36,13 @@ run: web
 
 # The whole suite: generated code is current, code is vetted, the real servers of
 # deploy/local are up (a no-op when they already are), and every test runs, integration
-# tests included. Under CI=true a server that is not up fails its tests.
+# tests included, then the chaos suite (test/chaos). Under CI=true a server that is not up
+# fails its tests.
 test: packages web proto-check lint cluster-up
 	@mkdir -p test-output  # screenshots and other test artifacts land in test-output/_artifacts
-	$(GO) test -count=1 -timeout 30m -artifacts -outputdir $(CURDIR)/test-output ./...
+	$(GO) test -count=1 -timeout 30m -artifacts -outputdir $(CURDIR)/test-output $$($(GO) list ./... | grep -v /test/chaos)
+	@# The chaos suite stops shared servers (Cassandra, HDFS, Kafka): it runs alone, after the rest.
+	$(GO) test -count=1 -timeout 30m ./test/chaos/
 
 # Single-node Kafka, Cassandra, HDFS and Spark Connect from Maven Central on 127.0.0.1.
 # Debian packages the build and tests need (JDK, Maven, C/C++, npm, Chromium), when missing.

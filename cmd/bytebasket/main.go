@@ -150,6 +150,8 @@ func produceCmd(ctx context.Context, args []string) error {
 	flat := fs.Bool("flat", false, "constant rate instead of the day/night curve")
 	labels := fs.Bool("labels", true, "write fraud ground truth to the sim-labels topic")
 	createTopics := fs.Bool("create-topics", true, "create missing topics first")
+	duplicates := fs.Float64("duplicates", 0, "share of events sent twice, as a retrying client would (0..1)")
+	partitioner := fs.String("partitioner", "kafka", "kafka (murmur2, the default) or librdkafka (crc32): what other producers do")
 	cfg, err := parse(fs, args, func(c *config.Config) {
 		if *brokers != "" {
 			c.Kafka.Brokers = config.SplitList(*brokers)
@@ -161,8 +163,12 @@ func produceCmd(ctx context.Context, args []string) error {
 	if *count > 0 && *duration > 0 {
 		return usageError{errors.New("produce: give --count or --duration, not both")}
 	}
-	if *count < 0 || *duration < 0 || *rate < 0 || *users < 1 {
-		return usageError{errors.New("produce: --count, --duration and --rate must not be negative, --users at least 1")}
+	if *count < 0 || *duration < 0 || *rate < 0 || *users < 1 || *duplicates < 0 || *duplicates > 1 {
+		return usageError{errors.New("produce: --count, --duration and --rate must not be negative, --users at least 1, --duplicates in 0..1")}
+	}
+	part, err := bus.Partitioner(*partitioner)
+	if err != nil {
+		return usageError{fmt.Errorf("produce: --partitioner: %w", err)}
 	}
 	var startAt time.Time
 	if *start != "" {
@@ -178,13 +184,13 @@ func produceCmd(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	prod, err := bus.NewProducer(cfg.Kafka, nil)
+	prod, err := bus.NewProducer(cfg.Kafka, nil, part)
 	if err != nil {
 		return err
 	}
 	sum, err := app.Produce(ctx, prod, app.ProduceOptions{
 		Count: *count, Duration: *duration, Rate: *rate, Users: *users, Seed: *seed, Start: startAt,
-		Diurnal: !*flat, Labels: *labels, Progress: true,
+		Diurnal: !*flat, Labels: *labels, Progress: true, Duplicates: *duplicates,
 	}, nil)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -32,21 +33,29 @@ type ProduceOptions struct {
 	Diurnal  bool
 	Labels   bool // write ground-truth fraud labels to the sim-labels topic
 	Progress bool
+	// Duplicates is the share of events sent a second time right after the first, as a
+	// client retrying after a lost response would: same event id, time and content.
+	Duplicates float64
 }
 
 // ProduceSummary is what a produce run did. Sent and Labels count records the broker
 // acknowledged.
 type ProduceSummary struct {
-	Sent    int64
-	ByTopic map[string]int64
-	Labels  int64
-	Elapsed time.Duration
+	Sent       int64 // acknowledged events, copies included
+	Duplicates int64 // copies sent (Options.Duplicates)
+	ByTopic    map[string]int64
+	Labels     int64
+	Elapsed    time.Duration
 }
 
 func (s ProduceSummary) String() string {
 	rate := float64(s.Sent) / s.Elapsed.Seconds()
-	return fmt.Sprintf("produced %d events (user-activity %d, transactions %d, labels %d) in %s: %.0f events/s",
-		s.Sent, s.ByTopic["user-activity"], s.ByTopic["transactions"], s.Labels, s.Elapsed.Round(time.Millisecond), rate)
+	dups := ""
+	if s.Duplicates > 0 {
+		dups = fmt.Sprintf(", %d of them copies", s.Duplicates)
+	}
+	return fmt.Sprintf("produced %d events (user-activity %d, transactions %d, labels %d%s) in %s: %.0f events/s",
+		s.Sent, s.ByTopic["user-activity"], s.ByTopic["transactions"], s.Labels, dups, s.Elapsed.Round(time.Millisecond), rate)
 }
 
 // unpacedRate is the simulated event rate used when producing as fast as possible.
@@ -104,6 +113,8 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 		defer func() { repStop(); <-done }()
 	}
 
+	dupRand := rand.New(rand.NewPCG(opts.Seed, 0xd0b1e)) // its own stream: the events stay the same
+	var dups int64
 	var loopErr error
 	for opts.Count == 0 || events < opts.Count {
 		if runCtx.Err() != nil {
@@ -121,6 +132,14 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 		}
 		handed.Add(1)
 		events++
+		if opts.Duplicates > 0 && dupRand.Float64() < opts.Duplicates {
+			if err := p.Send(ctx, e); err != nil {
+				loopErr = err
+				break
+			}
+			handed.Add(1)
+			dups++
+		}
 		if generated != nil {
 			generated.Inc()
 		}
@@ -138,7 +157,7 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 	defer cancel()
 	flushErr := p.Flush(flushCtx)
 	byTopic := p.AckedByTopic()
-	sum := ProduceSummary{ByTopic: byTopic, Labels: byTopic[event.TopicSimLabels], Elapsed: time.Since(t0)}
+	sum := ProduceSummary{ByTopic: byTopic, Labels: byTopic[event.TopicSimLabels], Elapsed: time.Since(t0), Duplicates: dups}
 	for _, t := range event.Topics {
 		sum.Sent += byTopic[t]
 	}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/bytebasket/bytebasket/internal/lake"
 	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/plugin/kprom"
@@ -64,6 +66,7 @@ type Archiver struct {
 	mu       sync.Mutex // partitions: the poll loop and the rebalance callbacks
 	parts    map[partKey]*partition
 	fenced   map[partKey]bool // claimed by a newer archiver: skipped until assigned here again
+	owned    map[partKey]bool // assigned by the group, for the lag gauges
 	buffered int64
 	assigned atomic.Bool
 }
@@ -71,7 +74,7 @@ type Archiver struct {
 // New builds an archiver; with kafka nil it has no consumer (Handle, Roll and Flush drive
 // it directly, as benchmarks do). reg may be nil.
 func New(cfg Config, kafka *config.Kafka, lk Lake, reg prometheus.Registerer) (*Archiver, error) {
-	a := &Archiver{cfg: cfg, lake: lk, parts: map[partKey]*partition{}, fenced: map[partKey]bool{}, m: newMetrics(reg)}
+	a := &Archiver{cfg: cfg, lake: lk, parts: map[partKey]*partition{}, fenced: map[partKey]bool{}, owned: map[partKey]bool{}, m: newMetrics(reg)}
 	switch cfg.Compression {
 	case "zstd":
 		a.codec = parquet.Compression(&parquet.Zstd)
@@ -123,6 +126,10 @@ func (a *Archiver) Ready() bool { return a.assigned.Load() }
 // Run consumes until ctx is cancelled, then writes every buffer, commits and leaves.
 func (a *Archiver) Run(ctx context.Context) error {
 	defer a.client.Close()
+	lagCtx, stopLag := context.WithCancel(ctx)
+	lagDone := make(chan struct{})
+	go func() { defer close(lagDone); a.watchLag(lagCtx) }()
+	defer func() { stopLag(); <-lagDone }()
 	for {
 		// Wake at least every second so time-based rolls happen without new records.
 		pollCtx, cancel := context.WithTimeout(ctx, time.Second)
@@ -169,6 +176,37 @@ func (a *Archiver) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	a.client.AllowRebalance()
 	return err
+}
+
+// watchLag sets, every second, how many records of each owned partition are not yet in a
+// lake file: the group's committed offset (moved only past written records) to the end.
+func (a *Archiver) watchLag(ctx context.Context) {
+	adm := kadm.NewClient(a.client)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lags, err := adm.Lag(ctx, a.cfg.Group)
+		if err != nil {
+			continue
+		}
+		a.mu.Lock()
+		for _, l := range lags {
+			for t, parts := range l.Lag {
+				for id, pl := range parts {
+					stream := strings.TrimPrefix(t, a.prefix)
+					if a.owned[partKey{stream, id}] && pl.Lag >= 0 {
+						a.m.lag.WithLabelValues(stream, strconv.Itoa(int(id))).Set(float64(pl.Lag))
+					}
+				}
+			}
+		}
+		a.mu.Unlock()
+	}
 }
 
 // Record is one Kafka record as the archiver takes it.
@@ -366,7 +404,9 @@ func (a *Archiver) onAssigned(_ context.Context, _ *kgo.Client, assigned map[str
 	defer a.mu.Unlock()
 	for t, ids := range assigned {
 		for _, id := range ids {
-			delete(a.fenced, partKey{strings.TrimPrefix(t, a.prefix), id})
+			k := partKey{strings.TrimPrefix(t, a.prefix), id}
+			delete(a.fenced, k)
+			a.owned[k] = true
 		}
 	}
 	a.assigned.Store(true)
@@ -380,7 +420,10 @@ func (a *Archiver) onRevoked(_ context.Context, _ *kgo.Client, revoked map[strin
 	defer a.mu.Unlock()
 	for t, ids := range revoked {
 		for _, id := range ids {
-			a.drop(partKey{strings.TrimPrefix(t, a.prefix), id})
+			k := partKey{strings.TrimPrefix(t, a.prefix), id}
+			a.drop(k)
+			delete(a.owned, k)
+			a.m.lag.DeleteLabelValues(k.stream, strconv.Itoa(int(id)))
 		}
 	}
 }

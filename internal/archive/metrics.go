@@ -14,6 +14,7 @@ type metrics struct {
 	lakeErrors prometheus.Counter
 	roll       prometheus.Histogram
 	buffered   prometheus.Gauge
+	lag        *prometheus.GaugeVec
 }
 
 // newMetrics registers the archiver's metrics on reg (nil: unregistered, still counted).
@@ -50,12 +51,15 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "bytebasket_archive_roll_seconds", Help: "Time to encode and write one file.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "bytebasket_archive_lag_records", Help: "Records of an owned partition not yet in a lake file (committed offset to the end).",
+		}, []string{"topic", "partition"}),
 		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bytebasket_archive_buffered_bytes", Help: "Record bytes held in memory for files not yet written.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.skipped, m.duplicates, m.dupEvents, m.fenced, m.files, m.rows, m.bytes, m.lakeErrors, m.roll, m.buffered)
+		reg.MustRegister(m.events, m.skipped, m.duplicates, m.dupEvents, m.fenced, m.files, m.rows, m.bytes, m.lakeErrors, m.roll, m.buffered, m.lag)
 	}
 	return m
 }

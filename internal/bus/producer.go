@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,8 +43,9 @@ type producerMetrics struct {
 	failed   *prometheus.CounterVec
 }
 
-// NewProducer connects a producer. reg may be nil (no metrics).
-func NewProducer(cfg config.Kafka, reg prometheus.Registerer) (*Producer, error) {
+// NewProducer connects a producer. reg may be nil (no metrics); extra options go last
+// (a partitioner, in tests of what other producers do).
+func NewProducer(cfg config.Kafka, reg prometheus.Registerer, extra ...kgo.Opt) (*Producer, error) {
 	opts, err := ClientOptions(cfg)
 	if err != nil {
 		return nil, err
@@ -60,7 +62,7 @@ func NewProducer(cfg config.Kafka, reg prometheus.Registerer) (*Producer, error)
 		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("bytebasket_kafka", kprom.Registerer(reg), kprom.WithClientLabel())))
 		p.metrics = newProducerMetrics(reg)
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
@@ -79,6 +81,19 @@ func newProducerMetrics(reg prometheus.Registerer) producerMetrics {
 	}
 	reg.MustRegister(m.produced, m.failed)
 	return m
+}
+
+// Partitioner returns the producer option for a partitioner by name: "kafka" (murmur2 of
+// the key, Kafka's and ByteBasket's default) or "librdkafka" (crc32 of the key, librdkafka's
+// consistent_random), which puts users in other partitions than ByteBasket expects.
+func Partitioner(name string) (kgo.Opt, error) {
+	switch name {
+	case "", "kafka":
+		return kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), nil
+	case "librdkafka":
+		return kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaHasher(crc32.ChecksumIEEE))), nil
+	}
+	return nil, fmt.Errorf("partitioner %q is not one of kafka, librdkafka", name)
 }
 
 // Client exposes the underlying franz-go client (for pings and admin in the same connection pool).

@@ -21,10 +21,11 @@ type dedupBucket struct {
 func newDedup() *dedup { return &dedup{buckets: map[int64]*dedupBucket{}} }
 
 // firstSeen records fp in the bucket of event time tm (unix ms) and reports whether it was
-// new there. Events whose bucket has expired are not remembered (and are new).
+// new there. Events whose minute ended at or before expiredBefore are not remembered (and
+// are new): their bucket is gone.
 func (d *dedup) firstSeen(fp uint64, tm, expiredBefore int64) bool {
 	m := tm - mod(tm, 60_000)
-	if m < expiredBefore {
+	if m+60_000 <= expiredBefore { // the minute's bucket is gone (see expire)
 		return true
 	}
 	b := d.buckets[m]

@@ -249,9 +249,10 @@ func (l *Loop) probeLoop() {
 	}
 }
 
-// apply hands every polled record to its partition.
+// apply queues every polled record in its partition and applies what is due.
 func (l *Loop) apply(fetches kgo.Fetches) {
 	now := time.Now()
+	touched := map[int32]*partition{}
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p := l.parts[fp.Partition]
 		if p == nil { // revoked or fenced while buffered
@@ -259,7 +260,7 @@ func (l *Loop) apply(fetches kgo.Fetches) {
 		}
 		topic := l.logical(fp.Topic)
 		for _, r := range fp.Records {
-			l.handle(p, topic, r, now)
+			p.enqueue(topic, l.check(r, now))
 		}
 		lso := fp.LastStableOffset
 		if lso < 0 {
@@ -268,23 +269,25 @@ func (l *Loop) apply(fetches kgo.Fetches) {
 		if lso >= 0 && fp.Err == nil {
 			p.observeLSO(topic, lso, now)
 		}
+		touched[p.id] = p
 	})
+	for _, p := range touched {
+		l.drain(p)
+	}
 }
 
-// handle applies one record: checks it, drops a duplicate, or sends it to the dead letters.
-func (l *Loop) handle(p *partition, topic string, r *kgo.Record, now time.Time) {
-	if next, ok := p.offsets[topic]; ok && r.Offset < next {
-		return // already in the state (a fetch may start before a restored offset)
-	}
-	p.offsets[topic] = r.Offset + 1
+// check decodes and checks a record as it is fetched; what it finds is acted on when the
+// record's turn comes (drain).
+func (l *Loop) check(r *kgo.Record, now time.Time) pending {
 	if r.Attrs.IsControl() {
-		return
+		return pending{r: r, control: true}
 	}
 	// An event cannot have happened after Kafka (or this process) received it.
 	bound := r.Timestamp
 	if bound.IsZero() || bound.After(now) {
 		bound = now
 	}
+	pd := pending{r: r, key: bound.UnixMilli(), bound: bound.UnixMilli()}
 	e, err := event.Decode(r.Value)
 	if err == nil {
 		err = event.Validate(e, bound, l.cfg.MaxClockSkew)
@@ -294,24 +297,72 @@ func (l *Loop) handle(p *partition, topic string, r *kgo.Record, now time.Time) 
 			errMisrouted, e.GetUserId(), l.routed(e.GetUserId()), r.Partition)
 	}
 	if err != nil {
-		l.m.deadLetters.WithLabelValues(ReasonOf(err)).Inc()
-		l.dlq.send(r, err)
+		pd.err = err
+		return pd
+	}
+	pd.e, pd.key = e, e.GetEventTime().AsTime().UnixMilli()
+	return pd
+}
+
+// drain applies the partition's queued records in event-time order across its topics, as
+// long as no topic that may still have earlier records is waiting to be read: the order a
+// partition's events are applied in depends on the events, not on how fetches interleave
+// the topics. A topic with nothing queued holds the others back until it is caught up.
+func (l *Loop) drain(p *partition) {
+	for {
+		t, ok := p.next(l.cfg.Topics)
+		if !ok {
+			break
+		}
+		l.applyOne(p, t, p.pop(t))
+	}
+	l.pauseFull(p)
+}
+
+// applyOne applies one record in its turn: a dead letter, a duplicate, or an event.
+func (l *Loop) applyOne(p *partition, topic string, pd pending) {
+	p.offsets[topic] = pd.r.Offset + 1
+	switch {
+	case pd.control:
+		return
+	case pd.err != nil:
+		l.m.deadLetters.WithLabelValues(ReasonOf(pd.err)).Inc()
+		l.dlq.send(pd.r, pd.err)
 		return
 	}
-	tm := e.GetEventTime().AsTime().UnixMilli()
-	if !p.dedup.firstSeen(event.Fingerprint(e.GetEventId()), tm, p.dedupFrom) {
+	e := pd.e
+	if !p.dedup.firstSeen(event.Fingerprint(e.GetEventId()), pd.key, p.dedupFrom) {
 		p.duplicates++
 		l.m.duplicates.Inc()
 		return
 	}
-	if b := min(tm, bound.UnixMilli()); b > p.maxEvent[topic] {
+	if b := min(pd.key, pd.bound); b > p.maxEvent[topic] {
 		p.maxEvent[topic] = b
 	}
 	if p.task.Apply(topic, e) {
 		l.m.late.Inc()
 	}
 	l.m.events.WithLabelValues(topic, string(event.KindOf(e))).Inc()
-	l.eventsM = append(l.eventsM, tm)
+	l.eventsM = append(l.eventsM, pd.key)
+}
+
+// maxQueued bounds the records a topic partition may hold waiting for another topic:
+// past it, fetching it pauses until half of them are applied.
+const maxQueued = 20_000
+
+func (l *Loop) pauseFull(p *partition) {
+	for _, t := range l.cfg.Topics {
+		n := p.queued(t)
+		tp := map[string][]int32{l.prefix + t: {p.id}}
+		switch {
+		case n > maxQueued && !p.paused[t]:
+			p.paused[t] = true
+			l.client.PauseFetchPartitions(tp)
+		case n < maxQueued/2 && p.paused[t]:
+			p.paused[t] = false
+			l.client.ResumeFetchPartitions(tp)
+		}
+	}
 }
 
 // routed is the partition Kafka's default partitioner gives the user's events.
@@ -326,6 +377,9 @@ func (l *Loop) routed(user string) int32 {
 func (l *Loop) flushLocked(now time.Time) {
 	ids := slices.Sorted(maps.Keys(l.parts))
 	l.applyProbe()
+	for _, id := range ids { // a topic found caught up may release the others' records
+		l.drain(l.parts[id])
+	}
 	fullPart, ckptPart := int32(-1), int32(-1)
 	if n := len(ids); n > 0 {
 		if now.Sub(l.lastFull) >= l.cfg.FullInterval/time.Duration(n) {
@@ -373,7 +427,11 @@ func (l *Loop) flushLocked(now time.Time) {
 			lag += n
 			l.m.lag.WithLabelValues(t, strconv.Itoa(int(id))).Set(float64(n))
 		}
-		l.m.dedupIDs.WithLabelValues(strconv.Itoa(int(id))).Set(float64(p.dedup.size))
+		pl := strconv.Itoa(int(id))
+		l.m.dedupIDs.WithLabelValues(pl).Set(float64(p.dedup.size))
+		l.m.stateLate.WithLabelValues(pl).Set(float64(p.task.Late()))
+		l.m.stateDups.WithLabelValues(pl).Set(float64(p.duplicates))
+		l.m.stateBytes.WithLabelValues(pl).Set(float64(p.baseBytes + p.logBytes))
 	}
 	done := time.Now()
 	for _, ms := range l.eventsM {

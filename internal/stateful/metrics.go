@@ -20,6 +20,8 @@ type metrics struct {
 	ckptSeconds  prometheus.Histogram
 	stateBytes   *prometheus.GaugeVec
 	dedupIDs     *prometheus.GaugeVec
+	stateLate    *prometheus.GaugeVec
+	stateDups    *prometheus.GaugeVec
 	restoreSecs  prometheus.Histogram
 	restoreBytes prometheus.Counter
 	lag          *prometheus.GaugeVec
@@ -66,6 +68,12 @@ func newMetrics(role string, reg prometheus.Registerer) *metrics {
 		dedupIDs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: name("dedup_ids"), Help: "Event ids remembered for deduplication.",
 		}, []string{"partition"}),
+		stateLate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: name("partition_late_events"), Help: "Events counted late by the partition's state since it began (carried across restarts).",
+		}, []string{"partition"}),
+		stateDups: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: name("partition_duplicate_events"), Help: "Events dropped as copies by the partition's state since it began (carried across restarts).",
+		}, []string{"partition"}),
 		restoreSecs: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: name("restore_seconds"), Help: "Time to claim a partition and restore its state.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
@@ -90,7 +98,7 @@ func newMetrics(role string, reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.events, m.deadLetters, m.duplicates, m.late, m.storeErrors, m.fenced, m.checkpoints,
-			m.ckptBytes, m.ckptSeconds, m.stateBytes, m.dedupIDs, m.restoreSecs, m.restoreBytes, m.lag, m.stalled,
+			m.ckptBytes, m.ckptSeconds, m.stateBytes, m.dedupIDs, m.stateLate, m.stateDups, m.restoreSecs, m.restoreBytes, m.lag, m.stalled,
 			m.flush, m.latency)
 	}
 	return m
@@ -101,6 +109,8 @@ func (m *metrics) forget(part int32, topics []string) {
 	p := strconv.Itoa(int(part))
 	m.stateBytes.DeleteLabelValues(p)
 	m.dedupIDs.DeleteLabelValues(p)
+	m.stateLate.DeleteLabelValues(p)
+	m.stateDups.DeleteLabelValues(p)
 	for _, t := range topics {
 		m.lag.DeleteLabelValues(t, p)
 	}

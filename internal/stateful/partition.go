@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -19,8 +20,13 @@ type partition struct {
 	fence model.Fence
 	task  Task
 
-	offsets  map[string]int64 // logical topic -> next offset to read
+	offsets  map[string]int64 // logical topic -> next offset to apply: what a checkpoint covers
 	maxEvent map[string]int64 // logical topic -> highest bounded event time (unix ms)
+	// Records fetched and not yet applied, per topic in offset order, and the offset after
+	// the last one fetched (see Loop.drain).
+	queues  map[string][]pending
+	fetched map[string]int64
+	paused  map[string]bool
 	// lso is each topic's last stable offset as last seen, after the assignment; a topic
 	// is caught up when its next offset reached it.
 	lso        map[string]int64
@@ -51,16 +57,87 @@ func newPartition(id int32, f model.Fence, task Task) *partition {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &partition{
 		id: id, fence: f, task: task, offsets: map[string]int64{}, maxEvent: map[string]int64{},
+		queues: map[string][]pending{}, fetched: map[string]int64{}, paused: map[string]bool{},
 		lso: map[string]int64{}, created: time.Now(), dedup: newDedup(), ctx: ctx, cancel: cancel,
 	}
 }
 
+// pending is a fetched record waiting for its turn, checked (Loop.check).
+type pending struct {
+	r       *kgo.Record
+	e       *pb.Envelope // nil for control records and dead letters
+	err     error        // why it is a dead letter
+	control bool         // a transaction marker: only moves the offset
+	key     int64        // event time (unix ms); a dead letter's record timestamp
+	bound   int64        // the earlier of the record's timestamp and its receipt (unix ms)
+}
+
+// enqueue queues a fetched record (one fetched again after a restore is skipped).
+func (p *partition) enqueue(topic string, pd pending) {
+	next, ok := p.fetched[topic]
+	if !ok {
+		next = p.offsets[topic]
+	}
+	if pd.r.Offset < next {
+		return
+	}
+	p.fetched[topic] = pd.r.Offset + 1
+	p.queues[topic] = append(p.queues[topic], pd)
+}
+
+func (p *partition) queued(topic string) int { return len(p.queues[topic]) }
+
+func (p *partition) pop(topic string) pending {
+	q := p.queues[topic]
+	pd := q[0]
+	q[0] = pending{}
+	if len(q) == 1 {
+		p.queues[topic] = q[:0] // reuse the array
+	} else {
+		p.queues[topic] = q[1:]
+	}
+	return pd
+}
+
+// next picks the topic whose queued record comes next: a transaction marker at once,
+// otherwise the earliest head, unless a topic with nothing queued is not caught up (it may
+// still have earlier records).
+func (p *partition) next(topics []string) (string, bool) {
+	pick, best := "", int64(0)
+	for _, t := range topics {
+		q := p.queues[t]
+		if len(q) == 0 {
+			if !p.caughtUp(t) {
+				return "", false
+			}
+			continue
+		}
+		if q[0].control {
+			return t, true
+		}
+		if pick == "" || q[0].key < best {
+			pick, best = t, q[0].key
+		}
+	}
+	return pick, pick != ""
+}
+
 // caughtUp reports whether everything in topic up to its last stable offset, as last seen,
-// has been read.
+// has been fetched.
 func (p *partition) caughtUp(topic string) bool {
 	lso, ok := p.lso[topic]
-	return ok && p.offsets[topic] >= lso
+	if !ok {
+		return false
+	}
+	next, fetched := p.fetched[topic]
+	if !fetched {
+		next = p.offsets[topic]
+	}
+	return next >= lso
 }
+
+// idle reports whether a topic has nothing left to apply: caught up and nothing queued.
+func (p *partition) idle(topic string) bool { return len(p.queues[topic]) == 0 && p.caughtUp(topic) }
 
 // observeLSO records a last stable offset seen at time at; one seen before the partition
 // was restored says nothing about this assignment.
@@ -74,15 +151,16 @@ func (p *partition) observeLSO(topic string, lso int64, at time.Time) {
 }
 
 // watermark is the event time (unix ms) every topic of the partition has reached: the
-// lowest maximum over the topics that still have records to read. A caught-up topic holds
-// nothing back; a topic not yet read holds everything back; with every topic caught up it
-// is the highest maximum (everything in Kafka has been read). 0: not known yet.
+// lowest maximum over the topics that still have records to apply. An idle topic (caught
+// up, nothing queued) holds nothing back; a topic not yet read holds everything back; with
+// every topic idle it is the highest maximum (everything in Kafka is applied). 0: not
+// known yet.
 func (p *partition) watermark(topics []string) int64 {
 	wm, behind, highest := int64(-1), false, int64(0)
 	for _, t := range topics {
 		m, seen := p.maxEvent[t]
 		highest = max(highest, m)
-		if p.caughtUp(t) {
+		if p.idle(t) {
 			continue
 		}
 		behind = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"slices"
 	"strings"
 	"testing"
@@ -67,6 +68,10 @@ func TestDedup(t *testing.T) {
 	}
 	if !d.firstSeen(fp, 125_000, 0) {
 		t.Fatal("the same id at another time (another minute) is another event")
+	}
+	// The horizon cuts inside the minute: the minute is still remembered whole.
+	if d.firstSeen(fp, 61_000, 90_000) {
+		t.Fatal("a copy in a minute that ends after the horizon was not recognised")
 	}
 	var entries []*pb.StateEntry
 	d.changes(false, func(e *pb.StateEntry) { entries = append(entries, e) })
@@ -196,5 +201,41 @@ func TestReadStateChecksCompleteness(t *testing.T) {
 		if _, err := readState(context.Background(), broken, "g", 0, h, func(*pb.StateEntry) error { return nil }); !errors.Is(err, ErrUnreadable) {
 			t.Errorf("%s: %v, want unreadable", name, err)
 		}
+	}
+}
+
+// Queued records come out in event-time order across the topics; a topic with nothing
+// queued holds the others back until it is caught up; a transaction marker goes at once.
+func TestDrainOrderAcrossTopics(t *testing.T) {
+	p := newPartition(0, model.Fence{}, nil)
+	p.offsets = map[string]int64{"user-activity": 0, "transactions": 0}
+	rec := func(topic string, off, key int64) {
+		p.enqueue(topic, pending{r: &kgo.Record{Offset: off}, key: key})
+	}
+	rec("user-activity", 0, 100)
+	rec("user-activity", 1, 300)
+	if _, ok := p.next(topics); ok {
+		t.Fatal("transactions not read yet, but activity went ahead")
+	}
+	rec("transactions", 0, 200)
+	var order []int64
+	for {
+		tp, ok := p.next(topics)
+		if !ok {
+			break
+		}
+		order = append(order, p.pop(tp).key)
+	}
+	if !slices.Equal(order, []int64{100, 200}) {
+		t.Fatalf("applied %v, want 100 then 200 and then wait for transactions", order)
+	}
+	p.observeLSO("transactions", 1, time.Now()) // caught up: nothing more to wait for
+	if tp, ok := p.next(topics); !ok || tp != "user-activity" || p.pop(tp).key != 300 {
+		t.Fatal("a caught-up topic still held activity back")
+	}
+	p.enqueue("transactions", pending{r: &kgo.Record{Offset: 1}, control: true})
+	p.enqueue("user-activity", pending{r: &kgo.Record{Offset: 2}, key: 50})
+	if tp, ok := p.next(topics); !ok || tp != "transactions" {
+		t.Fatal("a transaction marker waited")
 	}
 }
