@@ -5,7 +5,7 @@ BIN       := bin/bytebasket
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: all packages web build run test test-unit bench bench-cluster proto proto-check lint fuzz clean cluster-up cluster-down
+.PHONY: all packages web build run test test-unit bench bench-cluster soak proto proto-check lint fuzz clean cluster-up cluster-down
 
 all: build
 
@@ -73,6 +73,11 @@ bench-cluster: cluster-up
 	$(GO) test -run '^$$' -bench Archive -benchtime 2000000x -cpu 1 ./test/archive/
 	$(GO) test -run '^$$' -bench Trends -benchtime 1x -timeout 60m ./test/batch/
 	$(GO) test -run '^$$' -bench ServeLoad -benchtime 1x -timeout 30m ./test/api/
+
+# An hour of embedded mode under load (BYTEBASKET_SOAK=10m for a shorter one): RSS, Go heap
+# and the disk of broker, store and lake over time.
+soak: web
+	$(GO) test -run '^$$' -bench EmbeddedSoak -benchtime 1x -timeout 90m -v ./test/soak/
 
 proto:
 	$(BUF) generate

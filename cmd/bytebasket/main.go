@@ -28,6 +28,7 @@ const usage = `bytebasket: e-commerce events to real-time metrics, fraud alerts 
 Usage:
   bytebasket run      [--data-dir DIR] [--http ADDR] [--grpc ADDR] [--rate R] [--seed S]   embedded mode, all in one process
   bytebasket produce  [--brokers HOST:PORT] [--count N | --duration D] [--rate R] [--users U] [--seed S]
+                      [--duplicates F] [--partitioner kafka|librdkafka]
   bytebasket stream   [--brokers HOST:PORT] [--http ADDR] [--group G]  live metrics into the serving store
   bytebasket archive  [--brokers HOST:PORT] [--http ADDR] [--lake local|hdfs] [--lake-root DIR]  raw events to Parquet
   bytebasket serve    [--http ADDR] [--grpc ADDR] [--store embedded|cassandra] [--data-dir DIR]  API, gRPC and dashboard
@@ -35,6 +36,7 @@ Usage:
   bytebasket retention [--dry-run]                             delete lake partitions older than retention.days
   bytebasket topics   create|describe [--brokers HOST:PORT]
   bytebasket schema   apply [--config DIR]                      Cassandra keyspace, tables and TTLs
+  bytebasket state    reset [--group G] [--store embedded|cassandra]  forget a stopped group's checkpoints
   bytebasket version
 
 Every subcommand takes --config DIR (YAML files, see config/); environment variables
@@ -70,6 +72,8 @@ func main() {
 		err = topicsCmd(ctx, args)
 	case "schema":
 		err = schemaCmd(ctx, args)
+	case "state":
+		err = stateCmd(ctx, args)
 	case "version", "--version":
 		fmt.Println("bytebasket", buildVersion())
 	case "help", "-h", "--help":
@@ -365,6 +369,26 @@ func schemaCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	return app.SchemaApply(ctx, cfg, os.Stdout)
+}
+
+func stateCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "reset" {
+		return usageError{errors.New("state: want reset")}
+	}
+	fs := flag.NewFlagSet("state reset", flag.ContinueOnError)
+	group := fs.String("group", "", "consumer group whose checkpoints to forget (default: the stream's)")
+	storeBackend := fs.String("store", "", "serving store: embedded or cassandra")
+	dataDir := fs.String("data-dir", "", "data directory of the embedded store")
+	cfg, err := parse(fs, args[1:], func(c *config.Config) {
+		setStr(&c.Store.Backend, *storeBackend)
+		setStr(&c.DataDir, *dataDir)
+	})
+	if err != nil {
+		return err
+	}
+	g := cfg.Stream.Group
+	setStr(&g, *group)
+	return app.StateReset(ctx, cfg, g, os.Stdout)
 }
 
 func setStr(dst *string, v string) {

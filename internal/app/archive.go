@@ -53,6 +53,26 @@ func runArchiver(ctx context.Context, cfg config.Config, lk lake.Backend, reg pr
 	return nil
 }
 
+// scheduleLakeRetention deletes expired lake partitions every interval until ctx ends: in
+// embedded mode nobody runs `bytebasket retention` from cron.
+func scheduleLakeRetention(ctx context.Context, lk lake.Backend, retention, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		dirs, err := lake.DeleteExpired(ctx, lk, time.Now().Add(-retention))
+		if err != nil && ctx.Err() == nil {
+			slog.Warn("lake retention", "err", err)
+		} else if len(dirs) > 0 {
+			slog.Info("lake retention", "deleted", len(dirs))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Retention is `bytebasket retention`: deletes lake partitions older than retention.days.
 // Topic retention and the store's TTLs follow the same setting where they are created
 // (`topics create`, `schema apply`); this is the lake's share.

@@ -81,6 +81,11 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 			slog.Error("archiver", "err", err)
 		}
 	}()
+	// The lake's share of the retention policy, hourly (cluster mode runs it from cron).
+	retCtx, stopRet := context.WithCancel(ctx)
+	retDone := make(chan struct{})
+	go func() { defer close(retDone); scheduleLakeRetention(retCtx, lk, cfg.Retention.Duration(), time.Hour) }()
+	defer func() { stopRet(); <-retDone }()
 	// Trends over the local lake with DuckDB, on a schedule, into the same store.
 	cfg.Batch.Engine = "duckdb"
 	trendsCtx, stopTrends := context.WithCancel(ctx)

@@ -19,6 +19,8 @@ type servingStore interface {
 	batch.Sink
 	batch.TrendReader
 	api.Store
+	// ResetState forgets a partition's checkpoint (bytebasket state reset).
+	ResetState(ctx context.Context, group string, partition int32) error
 	Close() error
 }
 

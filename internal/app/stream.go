@@ -77,3 +77,23 @@ func keepReady(ctx context.Context, srv *ops.Server, ready func() bool) (stop fu
 	}()
 	return cancel
 }
+
+// StateReset forgets the checkpoints of every partition of a stateful role's consumer
+// group, so its next start reprocesses the topics from their first retained offsets: the
+// recovery from an unreadable checkpoint (docs/operations.md). The group's instances must
+// be stopped.
+func StateReset(ctx context.Context, cfg config.Config, group string, out io.Writer) error {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for p := range cfg.Kafka.Partitions {
+		if err := st.ResetState(ctx, group, p); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "state of group %s reset in the %s store (%d partitions): its next start reprocesses the topics\n",
+		group, cfg.Store.Backend, cfg.Kafka.Partitions)
+	return nil
+}

@@ -182,3 +182,16 @@ func (st *Store) prepareState(ks string) []string {
 	st.trimLogSeqs = "DELETE FROM " + ks + ".state_log WHERE group_name = ? AND partition = ? AND epoch = ? AND seq < ?"
 	return []string{st.selHead, st.claimHead, st.claimNewHead, st.renewLease, st.commitHead, st.insLog, st.selLog, st.trimLogEpochs, st.trimLogSeqs}
 }
+
+// ResetState forgets a partition's checkpoint (its head and log), keeping its epoch, so the
+// next owner starts empty at the topics' first offsets. Stop the group's instances first.
+func (st *Store) ResetState(ctx context.Context, group string, partition int32) error {
+	if _, err := st.s.Query("UPDATE "+st.keyspace+".state_heads SET head = null WHERE group_name = ? AND partition = ? IF EXISTS",
+		group, partition).MapScanCASContext(ctx, map[string]any{}); err != nil {
+		return fmt.Errorf("cassandra: reset state head %s/%d: %w", group, partition, err)
+	}
+	if err := st.query("DELETE FROM "+st.keyspace+".state_log WHERE group_name = ? AND partition = ?", group, partition).ExecContext(ctx); err != nil {
+		return fmt.Errorf("cassandra: reset state log %s/%d: %w", group, partition, err)
+	}
+	return nil
+}

@@ -41,7 +41,8 @@ const (
 // query-shaped tables of schema/0002_stream.cql and 0004_feeds.cql. It is safe for
 // concurrent use.
 type Store struct {
-	s *gocql.Session
+	s        *gocql.Session
+	keyspace string
 
 	insWindow, insTop, insSession, insSessionWindow                       string
 	selWindows, selTops, selSessions, selSessionsLimit, selSessionWindows string
@@ -71,6 +72,7 @@ func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
 	sessionWindowRead := strings.Replace(sessionWindowCols, "day, ", "", 1)
 	st := &Store{
 		s:                s,
+		keyspace:         ks,
 		leases:           map[leaseKey]*lease{},
 		insWindow:        insert(ks, "window_metrics", windowCols),
 		insTop:           insert(ks, "top_items", topCols),

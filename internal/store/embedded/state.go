@@ -190,3 +190,18 @@ func (s *Store) TrimLog(ctx context.Context, group string, partition int32, epoc
 	}
 	return nil
 }
+
+// ResetState forgets a partition's checkpoint (its head and log), keeping its epoch, so the
+// next owner starts empty at the topics' first offsets.
+func (s *Store) ResetState(ctx context.Context, group string, partition int32) error {
+	s.fenceMu.Lock()
+	epoch, _, err := s.epochLocked(group, partition)
+	if err == nil {
+		err = s.putHeadLocked(group, partition, epoch, nil)
+	}
+	s.fenceMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("embedded: reset state %s/%d: %w", group, partition, err)
+	}
+	return s.TrimLog(ctx, group, partition, 1<<62, 0)
+}

@@ -27,7 +27,7 @@ import (
 
 // gcInterval is how often the value log is compacted. Values here are small and mostly live in
 // the LSM tree (badger's default value threshold is 1 MiB), so this rarely finds work.
-const gcInterval = 5 * time.Minute
+const gcInterval = time.Minute
 
 // Store is the embedded serving store. It is safe for concurrent use.
 type Store struct {
@@ -56,15 +56,21 @@ func WithHistory(d time.Duration) Option { return func(s *Store) { s.history = d
 func Open(dir string, retention time.Duration, options ...Option) (*Store, error) {
 	opts := badger.DefaultOptions(dir).
 		WithLogger(slogLogger{slog.Default().With("component", "badger")}).
-		// Durability comes from an explicit Sync when a checkpoint is written (see Write):
-		// syncing every row batch would cost an fsync per flush for nothing.
+		// Durability comes from an explicit Sync when a claim or checkpoint head is written
+		// (state.go): syncing every row batch would cost an fsync per flush for nothing.
 		WithSyncWrites(false).
 		// Writers only do blind whole-value upserts, so conflict tracking is pure overhead.
 		WithDetectConflicts(false).
 		// The process exports Prometheus metrics; badger's expvar counters go unread.
 		WithMetricsEnabled(false).
-		// Embedded mode shares one machine with the broker, the lake and DuckDB.
-		WithBlockCacheSize(64 << 20)
+		// Embedded mode shares one machine with the broker, the lake and DuckDB: memory is
+		// bounded here, not by badger's server-sized defaults (5 memtables of 64 MiB).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(32 << 20)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: open %s: %w", dir, err)

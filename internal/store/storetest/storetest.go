@@ -87,6 +87,7 @@ func CheckRecentTransactions(t *testing.T, st TxReader, feeds []model.TxFeed) {
 // Writer is a serving store's row writer with the checkpoint store it fences by.
 type Writer interface {
 	stateful.Store
+	ResetState(ctx context.Context, group string, partition int32) error
 	Write(ctx context.Context, f model.Fence, b model.Batch) error
 	Windows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.WindowMetrics, error)
 }
@@ -176,6 +177,20 @@ func CheckState(t *testing.T, st Writer) {
 	if got := read(all); !slices.Equal(got, want[4:]) {
 		t.Fatalf("after trimming the older epoch:\n got %q\nwant %q", got, want[4:])
 	}
+
+	// A reset forgets the head and the log, not the epoch: the next claim is higher still
+	// and starts empty.
+	if err := st.ResetState(ctx, group, 3); err != nil {
+		t.Fatal(err)
+	}
+	c, head, err := st.Claim(ctx, group, 3)
+	if err != nil || head != nil || c.Epoch <= b.Epoch {
+		t.Fatalf("claim after reset: epoch %d after %d, head %q, err %v", c.Epoch, b.Epoch, head, err)
+	}
+	if got := read(all); len(got) != 0 {
+		t.Fatalf("log after reset: %q", got)
+	}
+	b = c
 
 	// Rows: the stale owner's write after the new owner's must not win.
 	start := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
