@@ -117,8 +117,8 @@ const (
 // Session is one user's visit: events separated by less than the inactivity gap.
 type Session struct {
 	UserID    string
-	SessionID string // the id the events carry (the first one seen)
-	Platform  string
+	SessionID string // the id its earliest event carries
+	Platform  string // its earliest event's
 	Start     time.Time
 	End       time.Time // last event
 	Events    int64
@@ -238,11 +238,22 @@ type Batch struct {
 	Sessions       []Session
 	SessionWindows []SessionWindow
 	TxFeeds        []TxFeed
+	// ReplacedSessions are spans of session starts whose rows are removed before Sessions
+	// are written: a session's row is keyed by its start, and an event that arrives out of
+	// order (earlier than the session's start, or bridging two sessions) moves it, leaving
+	// rows under keys the session no longer has.
+	ReplacedSessions []SessionSpan
+}
+
+// SessionSpan is one user's session starts in [From, Through].
+type SessionSpan struct {
+	UserID        string
+	From, Through time.Time
 }
 
 // Len is the number of rows in the batch.
 func (b Batch) Len() int {
-	return len(b.Windows) + len(b.Tops) + len(b.Sessions) + len(b.SessionWindows) + len(b.TxFeeds)
+	return len(b.Windows) + len(b.Tops) + len(b.Sessions) + len(b.SessionWindows) + len(b.TxFeeds) + len(b.ReplacedSessions)
 }
 
 // TrendGranularity is the bucket length of batch history (trends over the lake).

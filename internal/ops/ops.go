@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,11 @@ func New() *Server {
 	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.Mux.HandleFunc("GET /healthz", probe(&s.healthy, "starting"))
 	s.Mux.HandleFunc("GET /readyz", probe(&s.ready, "not ready"))
+	// Profiles of a running role (go tool pprof http://HOST/debug/pprof/profile); the ops
+	// address is an operator's, like /metrics.
+	s.Mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.Mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.Mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return s
 }
 

@@ -372,7 +372,7 @@ func (l *Loop) routed(user string) int32 {
 
 // flushLocked writes every partition's due output. Work is staggered so that one flush
 // carries little more than the live rows: at most one partition writes its Full output (in
-// turn) and at most one, the one checkpointed longest ago, writes everything and
+// turn) and at most one, the one checkpointed longest ago, writes its Full output and
 // checkpoints. A failed write stalls the loop (see retryStalled).
 func (l *Loop) flushLocked(now time.Time) {
 	ids := slices.Sorted(maps.Keys(l.parts))
@@ -404,7 +404,7 @@ func (l *Loop) flushLocked(now time.Time) {
 		level := Live
 		switch id {
 		case ckptPart:
-			level, kind = All, "checkpoint"
+			level, kind = Full, "checkpoint"
 		case fullPart:
 			level = Full
 			if kind == "live" {
@@ -516,8 +516,8 @@ func (l *Loop) retryStalled() {
 }
 
 // checkpointAsync starts writing the partition's next checkpoint beside the loop: its
-// output is written (level All). One is in flight per partition, so a partition's
-// checkpoints land in order.
+// output is written (level Full; what a task paces, it records as unwritten). One is in
+// flight per partition, so a partition's checkpoints land in order.
 func (l *Loop) checkpointAsync(p *partition, now time.Time) {
 	job, err := p.nextCheckpoint(l.role, l.cfg, now)
 	if err != nil {

@@ -61,10 +61,11 @@ type Level int
 const (
 	// Live: the rows readers watch second by second, and rows that became final.
 	Live Level = iota
-	// Full: also the slower-changing rows (rollups, sessions); about once a second.
+	// Full: also the slower-changing rows (rollups, sessions); about once a second, and
+	// before every checkpoint. Output a task paces even here (open sessions) it must
+	// checkpoint as still to be written.
 	Full
-	// All: every changed row; before a checkpoint and before a partition is given up, so a
-	// checkpoint never covers output that was not written.
+	// All: every changed row; before a partition is given up.
 	All
 )
 

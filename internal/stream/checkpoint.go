@@ -10,7 +10,7 @@ import (
 )
 
 // stateVersion is the meaning of the stream's checkpoint entries (StreamScalars, WindowState,
-// TopState, SessionState, SessionWindowState, FeedState in proto/bytebasket/v1/state.proto).
+// TopState, UserSessionsState, SessionWindowState, FeedState in proto/bytebasket/v1/state.proto).
 const stateVersion = 1
 
 // maxEntryItems bounds the members or items of one entry, so entries (and so chunks) stay
@@ -33,7 +33,7 @@ func (s *partitionState) Changes(full bool, emit func(*pb.StateEntry)) {
 			emit(&pb.StateEntry{Entry: &pb.StateEntry_Top{Top: &pb.TopState{Granularity: string(k.g), StartMs: k.start, Dimension: string(k.dim), Deleted: true}}})
 		}
 		for _, u := range s.gone.sessions {
-			emit(&pb.StateEntry{Entry: &pb.StateEntry_Session{Session: &pb.SessionState{UserId: u, Deleted: true}}})
+			emit(&pb.StateEntry{Entry: &pb.StateEntry_UserSessions{UserSessions: &pb.UserSessionsState{UserId: u}}})
 		}
 		for _, k := range s.gone.sessionWindows {
 			emit(&pb.StateEntry{Entry: &pb.StateEntry_SessionWindow{SessionWindow: &pb.SessionWindowState{Granularity: string(k.g), StartMs: k.start, Platform: k.platform, Deleted: true}}})
@@ -54,11 +54,16 @@ func (s *partitionState) Changes(full bool, emit func(*pb.StateEntry)) {
 		}
 		clear(t.changed)
 	}
-	for u, ss := range s.sessions {
-		if full || ss.changed {
-			emit(&pb.StateEntry{Entry: &pb.StateEntry_Session{Session: sessionState(u, &ss.S)}})
+	for u, us := range s.sessions {
+		if full || us.changed {
+			e := &pb.UserSessionsState{UserId: u, Open: make([]*pb.SessionState, len(us.open))}
+			for i, ss := range us.open {
+				e.Open[i] = sessionState(u, &ss.S)
+				e.Open[i].Unwritten, ss.unwrittenInCkpt = ss.dirty, ss.dirty
+			}
+			emit(&pb.StateEntry{Entry: &pb.StateEntry_UserSessions{UserSessions: e}})
 		}
-		ss.changed = false
+		us.changed = false
 	}
 	for k, sw := range s.sessionWindows {
 		if full || sw.changed {
@@ -150,6 +155,21 @@ func emitTop(k topKey, t *tops, full bool, emit func(*pb.StateEntry)) {
 	}
 }
 
+func restoreSession(x *pb.SessionState, partition int32) model.Session {
+	m := model.Session{UserID: x.GetUserId(), SessionID: x.GetSessionId(), Platform: x.GetPlatform(),
+		Start: time.UnixMilli(x.GetStartMs()).UTC(), End: time.UnixMilli(x.GetEndMs()).UTC(), Events: x.GetEvents(),
+		PageViews: x.GetPageViews(), CartAdds: x.GetCartAdds(), Checkouts: x.GetCheckouts(), Orders: x.GetOrders(),
+		Revenue: maps.Clone(x.GetRevenue()), Partition: partition}
+	if m.Revenue == nil {
+		m.Revenue = map[string]int64{}
+	}
+	for _, u := range x.GetRecent() {
+		m.Recent = append(m.Recent, model.UserEvent{Time: time.UnixMilli(u.GetTimeMs()).UTC(), Kind: u.GetKind(),
+			ProductID: u.GetProductId(), AmountMinor: u.GetAmountMinor(), Currency: u.GetCurrency()})
+	}
+	return m
+}
+
 func sessionState(user string, m *model.Session) *pb.SessionState {
 	ss := &pb.SessionState{UserId: user, SessionId: m.SessionID, Platform: m.Platform, StartMs: m.Start.UnixMilli(),
 		EndMs: m.End.UnixMilli(), Events: m.Events, PageViews: m.PageViews, CartAdds: m.CartAdds, Checkouts: m.Checkouts,
@@ -160,8 +180,8 @@ func sessionState(user string, m *model.Session) *pb.SessionState {
 	return ss
 }
 
-// Restore applies one checkpoint entry. Restored rows are clean: a checkpoint follows the
-// writing of everything it covers.
+// Restore applies one checkpoint entry. Restored rows are clean (a checkpoint follows the
+// writing of what it covers) except open sessions whose latest change was not written yet.
 func (s *partitionState) Restore(e *pb.StateEntry) error {
 	switch x := e.GetEntry().(type) {
 	case *pb.StateEntry_StreamScalars:
@@ -185,24 +205,19 @@ func (s *partitionState) Restore(e *pb.StateEntry) error {
 			s.tops[k] = tp
 		}
 		maps.Copy(tp.T.Counts, t.GetCounts())
-	case *pb.StateEntry_Session:
-		x2 := x.Session
-		if x2.GetDeleted() {
+	case *pb.StateEntry_UserSessions:
+		x2 := x.UserSessions
+		if len(x2.GetOpen()) == 0 {
 			delete(s.sessions, x2.GetUserId())
 			return nil
 		}
-		m := model.Session{UserID: x2.GetUserId(), SessionID: x2.GetSessionId(), Platform: x2.GetPlatform(),
-			Start: time.UnixMilli(x2.GetStartMs()).UTC(), End: time.UnixMilli(x2.GetEndMs()).UTC(), Events: x2.GetEvents(),
-			PageViews: x2.GetPageViews(), CartAdds: x2.GetCartAdds(), Checkouts: x2.GetCheckouts(), Orders: x2.GetOrders(),
-			Revenue: maps.Clone(x2.GetRevenue()), Partition: s.partition}
-		if m.Revenue == nil {
-			m.Revenue = map[string]int64{}
+		us := &userSessions{}
+		for _, o := range x2.GetOpen() {
+			// An unwritten session may have moved since its row was written.
+			us.open = append(us.open, &session{S: restoreSession(o, s.partition), dirty: o.GetUnwritten(),
+				moved: o.GetUnwritten(), unwrittenInCkpt: o.GetUnwritten()})
 		}
-		for _, u := range x2.GetRecent() {
-			m.Recent = append(m.Recent, model.UserEvent{Time: time.UnixMilli(u.GetTimeMs()).UTC(), Kind: u.GetKind(),
-				ProductID: u.GetProductId(), AmountMinor: u.GetAmountMinor(), Currency: u.GetCurrency()})
-		}
-		s.sessions[m.UserID] = &session{S: m}
+		s.sessions[x2.GetUserId()] = us
 	case *pb.StateEntry_SessionWindow:
 		w := x.SessionWindow
 		g, err := granularity(w.GetGranularity())

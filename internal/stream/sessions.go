@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -9,34 +10,76 @@ import (
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
-// Sessions are cut by event time alone: an event more than the gap after the user's last
-// one starts a new session, and a session is closed only once no event can extend it any
-// more (the minute its gap ends in is final, so any such event would be late). Whether two
-// events share a session therefore never depends on when flushes happen.
+// Sessions are cut by event time alone, as session windows that merge: an event joins every
+// open session of its user it is within the gap of (one that bridges two joins them into
+// one), or starts a new one. A session is closed only once no event can extend it any more
+// (the minute its gap ends in is final, so any such event would be late). Which events
+// share a session therefore depends neither on when flushes happen nor on the order the
+// user's events arrive in across topics.
+
+// session is one open session of a user.
+type session struct {
+	S     model.Session
+	dirty bool // changed since its row was last written
+	// moved: its start, the row's key, moved (or it absorbed a later session) since its row
+	// was last written, so rows under its old keys must go.
+	moved bool
+	// unwrittenInCkpt: the last checkpoint recorded the session as not yet written; once
+	// it is, the next checkpoint must say so.
+	unwrittenInCkpt bool
+	// writtenAtM is the wall time (unix ms) the open session was last written: open
+	// sessions change with nearly every event, so each is rewritten at most once per
+	// openSessionEvery. It paces writes only; values do not depend on it.
+	writtenAtM int64
+}
+
+// userSessions is a user's open sessions, earliest first: disjoint, each more than the gap
+// before the next.
+type userSessions struct {
+	open    []*session
+	changed bool // since the last checkpoint
+}
 
 func (s *partitionState) applySession(e *pb.Envelope, kind event.Kind, t time.Time, platform string) {
 	user := e.GetUserId()
-	ss := s.sessions[user]
-	if ss != nil && t.After(ss.S.End.Add(s.rules.SessionGap)) {
-		s.closeSession(user)
-		ss = nil
+	us := s.sessions[user]
+	if us == nil {
+		us = &userSessions{}
+		s.sessions[user] = us
 	}
-	if ss == nil {
-		// The session's key is its first event's time: an earlier event that arrives later
-		// joins the session without moving its key, so its row is never orphaned.
+	us.changed = true
+	gap := s.rules.SessionGap
+	// The sessions the event is within the gap of are neighbours: open[lo:hi].
+	lo := sort.Search(len(us.open), func(i int) bool { return !t.After(us.open[i].S.End.Add(gap)) })
+	hi := lo
+	for hi < len(us.open) && !t.Before(us.open[hi].S.Start.Add(-gap)) {
+		hi++
+	}
+	var ss *session
+	if lo == hi {
 		ss = &session{S: model.Session{
 			UserID: user, SessionID: e.GetSessionId(), Platform: platform, Start: t, End: t,
 			Revenue: map[string]int64{}, Partition: s.partition,
 		}}
-		s.sessions[user] = ss
+		us.open = slices.Insert(us.open, lo, ss)
+	} else {
+		ss = us.open[lo]
+		for _, later := range us.open[lo+1 : hi] {
+			ss.absorb(later)
+		}
+		us.open = slices.Delete(us.open, lo+1, hi)
+		if t.Before(ss.S.Start) {
+			ss.S.Start, ss.S.SessionID, ss.S.Platform = t, e.GetSessionId(), platform
+			ss.moved = true
+		}
 	}
-	ss.dirty, ss.changed = true, true
+	ss.dirty = true
 	m := &ss.S
 	if t.After(m.End) {
 		m.End = t
 	}
 	m.Events++
-	m.Recent, _ = insertNewest(m.Recent, userEventOf(e, kind, t), func(u model.UserEvent) time.Time { return u.Time }, model.SessionRecentLen)
+	m.Recent, _ = insertNewest(m.Recent, userEventOf(e, kind, t), eventTime, model.SessionRecentLen)
 	switch kind {
 	case event.KindPageView:
 		m.PageViews++
@@ -49,6 +92,47 @@ func (s *partitionState) applySession(e *pb.Envelope, kind event.Kind, t time.Ti
 		tot := e.GetOrderPlaced().GetTotal()
 		m.Revenue[tot.GetCurrency()] += tot.GetAmountMinor()
 	}
+}
+
+// absorb merges a later session, which an event bridged to this one, into it.
+func (ss *session) absorb(later *session) {
+	m, o := &ss.S, &later.S
+	m.End = maxTime(m.End, o.End)
+	m.Events += o.Events
+	m.PageViews += o.PageViews
+	m.CartAdds += o.CartAdds
+	m.Checkouts += o.Checkouts
+	m.Orders += o.Orders
+	for c, v := range o.Revenue {
+		m.Revenue[c] += v
+	}
+	for _, u := range o.Recent {
+		m.Recent, _ = insertNewest(m.Recent, u, eventTime, model.SessionRecentLen)
+	}
+	ss.dirty, ss.moved = true, true
+}
+
+func eventTime(u model.UserEvent) time.Time { return u.Time }
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// span is the starts a session's row may have been written under: its events' times. Rows
+// of other sessions of the user never start in it (sessions are more than the gap apart).
+func span(m *model.Session) model.SessionSpan {
+	return model.SessionSpan{UserID: m.UserID, From: m.Start, Through: m.End}
+}
+
+// latestOpen is the user's latest open session, or nil.
+func (s *partitionState) latestOpen(user string) *session {
+	if us := s.sessions[user]; us != nil && len(us.open) > 0 {
+		return us.open[len(us.open)-1]
+	}
+	return nil
 }
 
 // userEventOf is how a session's recent events show e.
@@ -96,25 +180,33 @@ func outcome(s *model.Session) model.SessionOutcome {
 // gap of the session's last one would fall in a minute that is final. It runs when a
 // minute becomes final, in user order.
 func (s *partitionState) closeIdleSessions() {
+	idle := func(ss *session) bool {
+		return minuteStart(ss.S.End.Add(s.rules.SessionGap).UnixMilli()) < s.closedBefore
+	}
 	var users []string
-	for u, ss := range s.sessions {
-		if minuteStart(ss.S.End.Add(s.rules.SessionGap).UnixMilli()) < s.closedBefore {
+	for u, us := range s.sessions {
+		if idle(us.open[0]) {
 			users = append(users, u)
 		}
 	}
 	sort.Strings(users)
 	for _, u := range users {
-		s.closeSession(u)
+		us := s.sessions[u]
+		for len(us.open) > 0 && idle(us.open[0]) {
+			s.closeSession(us.open[0].S)
+			us.open = us.open[1:]
+		}
+		us.changed = true
+		if len(us.open) == 0 {
+			delete(s.sessions, u)
+			s.gone.sessions = append(s.gone.sessions, u)
+		}
 	}
 }
 
-// closeSession makes the user's open session final and counts it in the session windows of
-// its last event.
-func (s *partitionState) closeSession(user string) {
-	ss := s.sessions[user]
-	delete(s.sessions, user)
-	s.gone.sessions = append(s.gone.sessions, user)
-	m := ss.S
+// closeSession makes a session final and counts it in the session windows of its last
+// event.
+func (s *partitionState) closeSession(m model.Session) {
 	m.Closed, m.Outcome = true, outcome(&m)
 	s.closed = append(s.closed, m)
 	for _, g := range model.Granularities {

@@ -64,16 +64,6 @@ type sessionWin struct {
 	changed bool
 }
 
-type session struct {
-	S       model.Session
-	dirty   bool
-	changed bool
-	// writtenAtM is the wall time (unix ms) the open session was last written: open
-	// sessions change with nearly every event, so each is rewritten at most once per
-	// openSessionEvery. It paces writes only; values do not depend on it.
-	writtenAtM int64
-}
-
 // txFeed is the partition's newest transactions of one kind, newest first.
 type txFeed struct {
 	Events  []model.TxEvent // at most model.TxFeedLen
@@ -96,7 +86,7 @@ type partitionState struct {
 	late           int64
 	windows        map[winKey]*window
 	tops           map[topKey]*tops
-	sessions       map[string]*session // open session per user
+	sessions       map[string]*userSessions // open sessions per user
 	sessionWindows map[winKey]*sessionWin
 	feeds          map[string]*txFeed // transaction kind -> feed
 
@@ -115,7 +105,7 @@ type partitionState struct {
 func newPartitionState(p int32, r Rules) *partitionState {
 	return &partitionState{
 		partition: p, rules: r, windows: map[winKey]*window{}, tops: map[topKey]*tops{},
-		sessions: map[string]*session{}, sessionWindows: map[winKey]*sessionWin{}, feeds: map[string]*txFeed{},
+		sessions: map[string]*userSessions{}, sessionWindows: map[winKey]*sessionWin{}, feeds: map[string]*txFeed{},
 	}
 }
 
@@ -132,7 +122,7 @@ func add(w *window, set int, u uint64, n *int64) {
 // the shopper acted. Without an open session it stays "backend".
 func (s *partitionState) platformOf(e *pb.Envelope) string {
 	if e.GetSource() == pb.Source_SOURCE_BACKEND {
-		if ss := s.sessions[e.GetUserId()]; ss != nil {
+		if ss := s.latestOpen(e.GetUserId()); ss != nil {
 			return ss.S.Platform
 		}
 	}
@@ -415,18 +405,30 @@ func (s *partitionState) Drain(now time.Time, level stateful.Level) model.Batch 
 		}
 	}
 	nowM, every := now.UnixMilli(), openSessionEvery.Milliseconds()
-	for user, ss := range s.sessions {
-		if ss.writtenAtM == 0 {
-			// Spread first writes over the interval so sessions that start together are
-			// not all rewritten in the same flush ever after.
-			ss.writtenAtM = nowM - int64(event.Fingerprint(user)%uint64(every))
-		}
-		if ss.dirty && (level == stateful.All || nowM-ss.writtenAtM >= every) {
+	for user, us := range s.sessions {
+		for _, ss := range us.open {
+			if ss.writtenAtM == 0 {
+				// Spread first writes over the interval so sessions that start together are
+				// not all rewritten in the same flush ever after.
+				ss.writtenAtM = nowM - int64(event.Fingerprint(user)%uint64(every))
+			}
+			if !ss.dirty || (level != stateful.All && nowM-ss.writtenAtM < every) {
+				continue
+			}
 			b.Sessions = append(b.Sessions, ss.S)
-			ss.dirty, ss.writtenAtM = false, nowM
+			if ss.moved {
+				b.ReplacedSessions = append(b.ReplacedSessions, span(&ss.S))
+			}
+			ss.dirty, ss.moved, ss.writtenAtM = false, false, nowM
+			us.changed = us.changed || ss.unwrittenInCkpt
 		}
 	}
-	b.Sessions = append(b.Sessions, s.closed...)
+	// A closed session's row replaces any its start had before: also those written before
+	// a crash, under an arrival order the replay did not repeat.
+	for i := range s.closed {
+		b.Sessions = append(b.Sessions, s.closed[i])
+		b.ReplacedSessions = append(b.ReplacedSessions, span(&s.closed[i]))
+	}
 	s.closed = s.closed[:0]
 	return cloneMaps(b)
 }

@@ -91,8 +91,13 @@ func BuildBinary() (path string, cleanup func(), err error) {
 }
 
 // MainWithBinary is a TestMain body: it builds the binary into *binary, runs the tests and
-// exits with their code.
+// exits with their code. BYTEBASKET_TEST_BINARY names a binary to use instead (a benchmark
+// of an earlier release beside this one).
 func MainWithBinary(m *testing.M, binary *string) {
+	if p := os.Getenv("BYTEBASKET_TEST_BINARY"); p != "" {
+		*binary = p
+		os.Exit(m.Run())
+	}
 	path, cleanup, err := BuildBinary()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -96,11 +96,19 @@ func TestProcessFaults(t *testing.T) {
 	})
 }
 
-// Faults of the servers every test shares: one at a time.
+// Faults of the servers every test shares. The store's and the lake's outages touch
+// different roles (the stream writes Cassandra, the archive HDFS) and run side by side; the
+// Kafka restart touches everything and runs alone.
 func TestServerFaults(t *testing.T) {
+	t.Run("store and lake", storeAndLakeOutages)
+	t.Run("kafka restarted", kafkaRestarted)
+}
+
+func storeAndLakeOutages(t *testing.T) {
 	// Cassandra is down for a minute: the stream stalls (not ready, nothing polled), keeps
 	// its group membership, and writes everything once Cassandra is back.
 	t.Run("cassandra stopped for 60s", func(t *testing.T) {
+		t.Parallel()
 		s := newScenario(t, "cassandra", 300, 120)
 		stream := s.launch("stream")
 		wait := s.produce()
@@ -125,6 +133,7 @@ func TestServerFaults(t *testing.T) {
 	// HDFS (namenode and datanode) is down in the middle of archiving: the archiver retries,
 	// and the lake ends with every event exactly once.
 	t.Run("hdfs stopped mid-archive", func(t *testing.T) {
+		t.Parallel()
 		s := newScenario(t, "hdfs", 400, 75)
 		root := fmt.Sprintf("/chaos/%d", s.seed)
 		s.vars = append(s.vars, "BYTEBASKET_LAKE_BACKEND=hdfs", "BYTEBASKET_LAKE_ROOT="+root)
@@ -145,24 +154,24 @@ func TestServerFaults(t *testing.T) {
 		defer func() { _ = fs.RemoveAll(t.Context(), "/"); fs.Close() }()
 		s.reconcileLake(fs, s.expected(), 2*time.Minute)
 	})
+}
 
-	// Kafka restarts under the producer, the stream and the archiver: all of them ride it
-	// out, and every measure and the lake reconcile.
-	t.Run("kafka restarted", func(t *testing.T) {
-		s := newScenario(t, "kafka", 400, 75)
-		stream, archive := s.launch("stream"), s.launch("archive")
-		wait := s.produce()
-		time.Sleep(20 * time.Second)
-		cluster(t, "down", "kafka")
-		cluster(t, "up", "kafka")
-		wait()
-		awaitCaughtUp(t, "stream", []*proc{stream}, 3*time.Minute)
-		awaitCaughtUp(t, "archive", []*proc{archive}, 3*time.Minute)
-		tr := s.expected()
-		s.reconcileStream(tr, 2*time.Minute)
-		s.reconcileLake(openLocal(t, s.lakeDir), tr, 2*time.Minute)
-		checkNoLate(t, []*proc{stream})
-	})
+// Kafka restarts under the producer, the stream and the archiver: all of them ride it out,
+// and every measure and the lake reconcile.
+func kafkaRestarted(t *testing.T) {
+	s := newScenario(t, "kafka", 400, 75)
+	stream, archive := s.launch("stream"), s.launch("archive")
+	wait := s.produce()
+	time.Sleep(20 * time.Second)
+	cluster(t, "down", "kafka")
+	cluster(t, "up", "kafka")
+	wait()
+	awaitCaughtUp(t, "stream", []*proc{stream}, 3*time.Minute)
+	awaitCaughtUp(t, "archive", []*proc{archive}, 3*time.Minute)
+	tr := s.expected()
+	s.reconcileStream(tr, 2*time.Minute)
+	s.reconcileLake(openLocal(t, s.lakeDir), tr, 2*time.Minute)
+	checkNoLate(t, []*proc{stream})
 }
 
 // cluster runs deploy/local/cluster, as an operator would.

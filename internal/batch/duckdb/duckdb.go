@@ -61,13 +61,13 @@ var emptyViews = map[string]string{
   CAST(NULL AS TIMESTAMPTZ) AS event_time, CAST(NULL AS VARCHAR) AS platform, CAST(NULL AS VARCHAR) AS user_id,
   CAST(NULL AS VARCHAR) AS session_id, CAST(NULL AS VARCHAR) AS product_id, CAST(NULL AS VARCHAR) AS category_id,
   CAST(NULL AS BIGINT) AS price_minor, CAST(NULL AS VARCHAR) AS currency, CAST(NULL AS INTEGER) AS quantity,
-  CAST(NULL AS DATE) AS date, CAST(NULL AS BIGINT) AS hour
+  CAST(NULL AS DATE) AS date, CAST(NULL AS INTEGER) AS hour
 WHERE false`,
 	lake.StreamTransactions: `SELECT CAST(NULL AS VARCHAR) AS event_id, CAST(NULL AS VARCHAR) AS event_type,
   CAST(NULL AS TIMESTAMPTZ) AS event_time, CAST(NULL AS VARCHAR) AS platform, CAST(NULL AS VARCHAR) AS user_id,
   CAST(NULL AS VARCHAR) AS order_id, CAST(NULL AS BIGINT) AS amount_minor, CAST(NULL AS VARCHAR) AS currency,
   CAST(NULL AS STRUCT(product_id VARCHAR, category_id VARCHAR, quantity INTEGER, unit_price_minor BIGINT)[]) AS items,
-  CAST(NULL AS DATE) AS date, CAST(NULL AS BIGINT) AS hour
+  CAST(NULL AS DATE) AS date, CAST(NULL AS INTEGER) AS hour
 WHERE false`,
 }
 
@@ -83,7 +83,10 @@ func (e *Engine) RegisterViews(ctx context.Context) error {
 		files = visible(files)
 		body := emptyViews[stream]
 		if len(files) > 0 {
-			body = fmt.Sprintf("SELECT * FROM read_parquet(%s, hive_partitioning = true, union_by_name = true)", quote(glob))
+			// Typed, not inferred: DuckDB reads hour=03 as text (it keeps leading zeros), so
+			// an inferred type would change with the hours the lake holds.
+			body = fmt.Sprintf("SELECT * FROM read_parquet(%s, hive_partitioning = true, union_by_name = true, "+
+				"hive_types = {'date': DATE, 'hour': INTEGER})", quote(glob))
 		}
 		if _, err := e.db.ExecContext(ctx, "CREATE OR REPLACE VIEW "+view+" AS "+body); err != nil {
 			return fmt.Errorf("duckdb: view %s: %w", view, err)

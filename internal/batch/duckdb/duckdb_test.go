@@ -146,3 +146,19 @@ func TestOneSQLTextPerJob(t *testing.T) {
 		}
 	}
 }
+
+// The partition columns have one type whatever hours the lake holds: DuckDB would infer
+// hour=00 .. hour=09 as text.
+func TestPartitionColumnTypes(t *testing.T) {
+	root, _ := buildLake(t, 30_000) // 22:10 to past 02:00: hours 22, 23 and 00 to 02
+	e := open(t, root)
+	for _, view := range []string{batch.ViewActivity, batch.ViewTransactions} {
+		_, rows, err := e.Query(context.Background(), "SELECT DISTINCT typeof(date), typeof(hour), min(hour) OVER (), max(hour) OVER () FROM "+view)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 || rows[0][0] != "DATE" || rows[0][1] != "INTEGER" || rows[0][2] != int32(0) || rows[0][3] != int32(23) {
+			t.Errorf("%s: date, hour types and hour range %v, want DATE, INTEGER, 0, 23", view, rows)
+		}
+	}
+}

@@ -121,7 +121,7 @@ func (st *Store) AppendLog(ctx context.Context, f model.Fence, seq int64, chunks
 		rows[i] = row{fmt.Sprintf("checkpoint %s/%d %d/%d chunk %d", f.Group, f.Partition, f.Epoch, seq, i),
 			st.insLog, []any{f.Group, f.Partition, f.Epoch, seq, int32(i), int32(len(chunks)), c}}
 	}
-	return st.writeAll(ctx, rows, 0)
+	return st.writeAll(ctx, rows, 0, 0)
 }
 
 // CommitHead replaces the head if f still owns the partition.

@@ -45,6 +45,7 @@ type Store struct {
 	keyspace string
 
 	insWindow, insTop, insSession, insSessionWindow                       string
+	delSessions                                                           string
 	selWindows, selTops, selSessions, selSessionsLimit, selSessionWindows string
 	insTrend, insTrendTop, selTrends, selTrendTops                        string
 	insTxFeed, selTxFeeds                                                 string
@@ -78,6 +79,8 @@ func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
 		insTop:           insert(ks, "top_items", topCols),
 		insSession:       insert(ks, "sessions_by_user", sessionCols),
 		insSessionWindow: insert(ks, "session_windows", sessionWindowCols),
+		delSessions: "DELETE FROM " + ks + ".sessions_by_user" +
+			" WHERE user_id = ? AND session_start >= ? AND session_start <= ?",
 		selWindows: "SELECT " + windowRead + " FROM " + ks + ".window_metrics" +
 			" WHERE granularity = ? AND day = ? AND window_start >= ? AND window_start < ?",
 		selTops: "SELECT " + topCols + " FROM " + ks + ".top_items" +
@@ -95,7 +98,7 @@ func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
 		insTxFeed:  insert(ks, "tx_feeds", txFeedCols),
 		selTxFeeds: "SELECT " + txFeedCols + " FROM " + ks + ".tx_feeds WHERE kind = ?",
 	}
-	for _, stmt := range append([]string{st.insWindow, st.insTop, st.insSession, st.insSessionWindow,
+	for _, stmt := range append([]string{st.insWindow, st.insTop, st.insSession, st.insSessionWindow, st.delSessions,
 		st.selWindows, st.selTops, st.selSessions, st.selSessionsLimit, st.selSessionWindows,
 		st.insTrend, st.insTrendTop, st.selTrends, st.selTrendTops, st.insTxFeed, st.selTxFeeds}, st.prepareState(ks)...) {
 		// Keyspace "" matches the prepared-statement cache key queries use (they name the
@@ -125,7 +128,7 @@ func (st *Store) query(stmt string, args ...any) *gocql.Query {
 	return st.s.Query(stmt, args...).Idempotent(true).RetryPolicy(retry)
 }
 
-// row is one INSERT of a batch, with what it writes for error messages.
+// row is one statement of a batch, with what it writes for error messages.
 type row struct {
 	what, stmt string
 	args       []any
@@ -142,6 +145,10 @@ func (st *Store) Write(ctx context.Context, f model.Fence, b model.Batch) error 
 		return err
 	}
 	rows := make([]row, 0, b.Len())
+	for _, sp := range b.ReplacedSessions {
+		rows = append(rows, row{fmt.Sprintf("sessions of %s from %s", sp.UserID, sp.From.Format(time.RFC3339Nano)),
+			st.delSessions, []any{sp.UserID, sp.From, sp.Through}})
+	}
 	for i := range b.Windows {
 		w := &b.Windows[i]
 		rows = append(rows, row{"window " + keyString(w.Key), st.insWindow, windowArgs(w)})
@@ -166,13 +173,14 @@ func (st *Store) Write(ctx context.Context, f model.Fence, b model.Batch) error 
 		rows = append(rows, row{fmt.Sprintf("tx feed %s p%d", f.Kind, f.Partition), st.insTxFeed,
 			[]any{f.Kind, f.Partition, txEventUDTs(f.Events)}})
 	}
-	return st.writeAll(ctx, rows, ts)
+	return st.writeAll(ctx, rows, ts, len(b.ReplacedSessions))
 }
 
-// writeAll runs the INSERTs with bounded parallelism, at write timestamp ts (0: the
+// writeAll runs the statements with bounded parallelism, at write timestamp ts (0: the
 // server's clock), and returns the first error; after an error it starts no more and
-// cancels those in flight.
-func (st *Store) writeAll(ctx context.Context, rows []row, ts int64) error {
+// cancels those in flight. The first early rows (deletes) are stamped ts-1: in whatever
+// order they land, the rows written in their place win where they meet.
+func (st *Store) writeAll(ctx context.Context, rows []row, ts int64, early int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -182,7 +190,7 @@ func (st *Store) writeAll(ctx context.Context, rows []row, ts int64) error {
 	)
 	sem := make(chan struct{}, writeParallelism)
 loop:
-	for _, r := range rows {
+	for i, r := range rows {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -191,7 +199,10 @@ loop:
 		wg.Go(func() {
 			defer func() { <-sem }()
 			q := st.query(r.stmt, r.args...)
-			if ts != 0 {
+			switch {
+			case ts != 0 && i < early:
+				q = q.WithTimestamp(ts - 1)
+			case ts != 0:
 				q = q.WithTimestamp(ts)
 			}
 			if err := q.ExecContext(ctx); err != nil {

@@ -394,6 +394,13 @@ func TestStoreTTL(t *testing.T) {
 	}
 }
 
+// Replaced session spans remove the rows a session had under earlier starts, by a range
+// delete stamped just before the rows that replace them.
+func TestReplacedSessions(t *testing.T) {
+	st, _, _ := newTestStore(t)
+	storetest.CheckReplacedSessions(t, st, storetest.Claim(t, st), midnight)
+}
+
 // The transaction feeds read back merged over partitions, newest first, per kind or all,
 // at most limit; a later feed replaces the row whole.
 func TestStoreRecentTransactions(t *testing.T) {

@@ -32,7 +32,7 @@ func (st *Store) WriteTrends(ctx context.Context, t model.Trends) error {
 		rows = append(rows, row{"trend top " + trendKeyString(tp.Key) + " " + string(tp.Dimension), st.insTrendTop, []any{
 			string(tp.Key.Granularity), tp.Key.Start, string(tp.Dimension), tp.Key.Platform, ids, values}})
 	}
-	return st.writeAll(ctx, rows, 0)
+	return st.writeAll(ctx, rows, 0, 0)
 }
 
 // Trends returns the trend metrics of granularity g with Start in [from, to), every

@@ -148,6 +148,9 @@ func (s *Store) Write(ctx context.Context, f model.Fence, b model.Batch) error {
 		r := &b.Tops[i]
 		w.set(topKey(r), encodeTop(r), expiresAt)
 	}
+	for _, sp := range b.ReplacedSessions { // before the sessions that replace them
+		w.delSessions(sp)
+	}
 	for i := range b.Sessions {
 		r := &b.Sessions[i]
 		w.set(sessionKey(r), encodeSession(r), expiresAt)
@@ -263,6 +266,31 @@ func (w *writer) set(key, val []byte, expiresAt uint64) {
 
 func (w *writer) del(key []byte) {
 	w.do(key, func(txn *badger.Txn) error { return txn.Delete(key) })
+}
+
+// delSessions deletes the user's session rows that start in the span (newest first in key
+// order, so from Through down to From).
+func (w *writer) delSessions(sp model.SessionSpan) {
+	if w.err != nil {
+		return
+	}
+	prefix := keyPrefix(tagSession, sp.UserID)
+	last := binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(sp.From))
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix, opts.PrefetchValues = prefix, false
+	it := w.txn.NewIterator(opts)
+	var keys [][]byte
+	for it.Seek(binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(sp.Through))); it.ValidForPrefix(prefix); it.Next() {
+		k := it.Item().Key()
+		if bytes.Compare(k[:len(last)], last) > 0 {
+			break
+		}
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for _, k := range keys {
+		w.del(k)
+	}
 }
 
 // do applies op to the transaction, committing it and starting another when it is full.

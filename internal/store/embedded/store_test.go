@@ -254,6 +254,12 @@ func TestTopsAllPartitionsOfOneWindow(t *testing.T) {
 	}
 }
 
+// Replaced session spans remove the rows a session had under earlier starts.
+func TestReplacedSessions(t *testing.T) {
+	s := open(t, t.TempDir(), time.Hour)
+	storetest.CheckReplacedSessions(t, s, fence(t, s), time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC))
+}
+
 func TestSessionsByUserNewestFirst(t *testing.T) {
 	s := open(t, t.TempDir(), time.Hour)
 	ctx := context.Background()

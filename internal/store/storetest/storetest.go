@@ -223,3 +223,67 @@ func CheckState(t *testing.T, st Writer) {
 		t.Fatalf("page views after a stale owner wrote over the new owner: %v, want [2]", got)
 	}
 }
+
+// SessionStore writes and reads session rows.
+type SessionStore interface {
+	Write(ctx context.Context, f model.Fence, b model.Batch) error
+	SessionsByUser(ctx context.Context, userID string, limit int) ([]model.Session, error)
+}
+
+// CheckReplacedSessions is the contract of Batch.ReplacedSessions: a span removes the user's
+// rows starting in it (both ends included) before the batch's sessions are written, so a
+// row the span covers survives when the same batch writes it; other users' rows and rows
+// outside the span stay.
+func CheckReplacedSessions(t *testing.T, st SessionStore, f model.Fence, base time.Time) {
+	ctx := context.Background()
+	user, other := fmt.Sprintf("u%d", time.Now().UnixNano()), fmt.Sprintf("v%d", time.Now().UnixNano())
+	at := func(user string, sec int, id string) model.Session {
+		start := base.Add(time.Duration(sec) * time.Second)
+		return model.Session{UserID: user, SessionID: id, Platform: "web", Start: start, End: start.Add(time.Second),
+			Events: 1, Revenue: map[string]int64{}}
+	}
+	// A session written under three starts as earlier events arrived, beside a session an
+	// hour later and the same starts of another user.
+	first := []model.Session{at(user, 30, "s2"), at(user, 20, "s1"), at(user, 20, "s0"), at(user, 3600, "s9"), at(other, 20, "s1")}
+	if err := st.Write(ctx, f, model.Batch{Sessions: first}); err != nil {
+		t.Fatal(err)
+	}
+	final := at(user, 10, "s0")
+	final.End, final.Events, final.Closed = base.Add(40*time.Second), 3, true
+	replaced := model.Batch{Sessions: []model.Session{final}, ReplacedSessions: []model.SessionSpan{span(final)}}
+	if err := st.Write(ctx, f, replaced); err != nil {
+		t.Fatal(err)
+	}
+	starts := func(user string) []string {
+		got, err := st.SessionsByUser(ctx, user, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, s := range got {
+			out = append(out, fmt.Sprintf("%s@%d", s.SessionID, s.Start.Sub(base)/time.Second))
+		}
+		return out
+	}
+	if got, want := starts(user), []string{"s9@3600", "s0@10"}; !slices.Equal(got, want) {
+		t.Fatalf("after replacing [10s, 40s]: sessions %v, want %v", got, want)
+	}
+	if got, want := starts(other), []string{"s1@20"}; !slices.Equal(got, want) {
+		t.Fatalf("another user's sessions: %v, want %v", got, want)
+	}
+	// The same batch again (a replay) leaves the same rows; a span whose row is rewritten
+	// in its batch keeps it.
+	final.Events = 4
+	again := model.Batch{Sessions: []model.Session{final}, ReplacedSessions: []model.SessionSpan{span(final)}}
+	if err := st.Write(ctx, f, again); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.SessionsByUser(ctx, user, 0)
+	if err != nil || len(got) != 2 || got[1].Events != 4 {
+		t.Fatalf("after writing the replacing batch again: %+v, %v", got, err)
+	}
+}
+
+func span(s model.Session) model.SessionSpan {
+	return model.SessionSpan{UserID: s.UserID, From: s.Start, Through: s.End}
+}

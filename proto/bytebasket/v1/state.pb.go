@@ -239,9 +239,9 @@ type StateEntry struct {
 	//	*StateEntry_StreamScalars
 	//	*StateEntry_Window
 	//	*StateEntry_Top
-	//	*StateEntry_Session
 	//	*StateEntry_SessionWindow
 	//	*StateEntry_Feed
+	//	*StateEntry_UserSessions
 	Entry         isStateEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -320,15 +320,6 @@ func (x *StateEntry) GetTop() *TopState {
 	return nil
 }
 
-func (x *StateEntry) GetSession() *SessionState {
-	if x != nil {
-		if x, ok := x.Entry.(*StateEntry_Session); ok {
-			return x.Session
-		}
-	}
-	return nil
-}
-
 func (x *StateEntry) GetSessionWindow() *SessionWindowState {
 	if x != nil {
 		if x, ok := x.Entry.(*StateEntry_SessionWindow); ok {
@@ -342,6 +333,15 @@ func (x *StateEntry) GetFeed() *FeedState {
 	if x != nil {
 		if x, ok := x.Entry.(*StateEntry_Feed); ok {
 			return x.Feed
+		}
+	}
+	return nil
+}
+
+func (x *StateEntry) GetUserSessions() *UserSessionsState {
+	if x != nil {
+		if x, ok := x.Entry.(*StateEntry_UserSessions); ok {
+			return x.UserSessions
 		}
 	}
 	return nil
@@ -367,16 +367,16 @@ type StateEntry_Top struct {
 	Top *TopState `protobuf:"bytes,12,opt,name=top,proto3,oneof"`
 }
 
-type StateEntry_Session struct {
-	Session *SessionState `protobuf:"bytes,13,opt,name=session,proto3,oneof"`
-}
-
 type StateEntry_SessionWindow struct {
 	SessionWindow *SessionWindowState `protobuf:"bytes,14,opt,name=session_window,json=sessionWindow,proto3,oneof"`
 }
 
 type StateEntry_Feed struct {
 	Feed *FeedState `protobuf:"bytes,15,opt,name=feed,proto3,oneof"`
+}
+
+type StateEntry_UserSessions struct {
+	UserSessions *UserSessionsState `protobuf:"bytes,16,opt,name=user_sessions,json=userSessions,proto3,oneof"`
 }
 
 func (*StateEntry_Dedup) isStateEntry_Entry() {}
@@ -387,11 +387,11 @@ func (*StateEntry_Window) isStateEntry_Entry() {}
 
 func (*StateEntry_Top) isStateEntry_Entry() {}
 
-func (*StateEntry_Session) isStateEntry_Entry() {}
-
 func (*StateEntry_SessionWindow) isStateEntry_Entry() {}
 
 func (*StateEntry_Feed) isStateEntry_Entry() {}
+
+func (*StateEntry_UserSessions) isStateEntry_Entry() {}
 
 // DedupBucket: fingerprints (64-bit hashes) of the event ids seen with event time in the
 // minute starting at bucket_ms. Added fingerprints extend the bucket; deleted drops it.
@@ -786,29 +786,85 @@ func (x *TopState) GetCounts() map[string]int64 {
 	return nil
 }
 
-// SessionState: a user's open session, whole; deleted once it closed.
-type SessionState struct {
+// UserSessionsState: a user's open sessions, whole, earliest first; none once every one
+// closed. More than one is open only while events arrive out of order across topics.
+type UserSessionsState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Deleted       bool                   `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Platform      string                 `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
-	StartMs       int64                  `protobuf:"varint,5,opt,name=start_ms,json=startMs,proto3" json:"start_ms,omitempty"`
-	EndMs         int64                  `protobuf:"varint,6,opt,name=end_ms,json=endMs,proto3" json:"end_ms,omitempty"`
-	Events        int64                  `protobuf:"varint,7,opt,name=events,proto3" json:"events,omitempty"`
-	PageViews     int64                  `protobuf:"varint,8,opt,name=page_views,json=pageViews,proto3" json:"page_views,omitempty"`
-	CartAdds      int64                  `protobuf:"varint,9,opt,name=cart_adds,json=cartAdds,proto3" json:"cart_adds,omitempty"`
-	Checkouts     int64                  `protobuf:"varint,10,opt,name=checkouts,proto3" json:"checkouts,omitempty"`
-	Orders        int64                  `protobuf:"varint,11,opt,name=orders,proto3" json:"orders,omitempty"`
-	Revenue       map[string]int64       `protobuf:"bytes,12,rep,name=revenue,proto3" json:"revenue,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Recent        []*UserEventState      `protobuf:"bytes,13,rep,name=recent,proto3" json:"recent,omitempty"`
+	Open          []*SessionState        `protobuf:"bytes,2,rep,name=open,proto3" json:"open,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserSessionsState) Reset() {
+	*x = UserSessionsState{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserSessionsState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserSessionsState) ProtoMessage() {}
+
+func (x *UserSessionsState) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserSessionsState.ProtoReflect.Descriptor instead.
+func (*UserSessionsState) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *UserSessionsState) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *UserSessionsState) GetOpen() []*SessionState {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+// SessionState: one open session.
+type SessionState struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	UserId    string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	SessionId string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Platform  string                 `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
+	StartMs   int64                  `protobuf:"varint,5,opt,name=start_ms,json=startMs,proto3" json:"start_ms,omitempty"`
+	EndMs     int64                  `protobuf:"varint,6,opt,name=end_ms,json=endMs,proto3" json:"end_ms,omitempty"`
+	Events    int64                  `protobuf:"varint,7,opt,name=events,proto3" json:"events,omitempty"`
+	PageViews int64                  `protobuf:"varint,8,opt,name=page_views,json=pageViews,proto3" json:"page_views,omitempty"`
+	CartAdds  int64                  `protobuf:"varint,9,opt,name=cart_adds,json=cartAdds,proto3" json:"cart_adds,omitempty"`
+	Checkouts int64                  `protobuf:"varint,10,opt,name=checkouts,proto3" json:"checkouts,omitempty"`
+	Orders    int64                  `protobuf:"varint,11,opt,name=orders,proto3" json:"orders,omitempty"`
+	Revenue   map[string]int64       `protobuf:"bytes,12,rep,name=revenue,proto3" json:"revenue,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Recent    []*UserEventState      `protobuf:"bytes,13,rep,name=recent,proto3" json:"recent,omitempty"`
+	// Changed since its row was last written: open sessions are rewritten at most every few
+	// seconds, so a checkpoint may cover a change whose row is still to be written.
+	Unwritten     bool `protobuf:"varint,14,opt,name=unwritten,proto3" json:"unwritten,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionState) Reset() {
 	*x = SessionState{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[7]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +876,7 @@ func (x *SessionState) String() string {
 func (*SessionState) ProtoMessage() {}
 
 func (x *SessionState) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[7]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +889,7 @@ func (x *SessionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
 func (*SessionState) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SessionState) GetUserId() string {
@@ -841,13 +897,6 @@ func (x *SessionState) GetUserId() string {
 		return x.UserId
 	}
 	return ""
-}
-
-func (x *SessionState) GetDeleted() bool {
-	if x != nil {
-		return x.Deleted
-	}
-	return false
 }
 
 func (x *SessionState) GetSessionId() string {
@@ -927,6 +976,13 @@ func (x *SessionState) GetRecent() []*UserEventState {
 	return nil
 }
 
+func (x *SessionState) GetUnwritten() bool {
+	if x != nil {
+		return x.Unwritten
+	}
+	return false
+}
+
 type UserEventState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TimeMs        int64                  `protobuf:"varint,1,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
@@ -940,7 +996,7 @@ type UserEventState struct {
 
 func (x *UserEventState) Reset() {
 	*x = UserEventState{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[8]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1008,7 @@ func (x *UserEventState) String() string {
 func (*UserEventState) ProtoMessage() {}
 
 func (x *UserEventState) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[8]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1021,7 @@ func (x *UserEventState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserEventState.ProtoReflect.Descriptor instead.
 func (*UserEventState) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UserEventState) GetTimeMs() int64 {
@@ -1022,7 +1078,7 @@ type SessionWindowState struct {
 
 func (x *SessionWindowState) Reset() {
 	*x = SessionWindowState{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[9]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1090,7 @@ func (x *SessionWindowState) String() string {
 func (*SessionWindowState) ProtoMessage() {}
 
 func (x *SessionWindowState) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[9]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1103,7 @@ func (x *SessionWindowState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionWindowState.ProtoReflect.Descriptor instead.
 func (*SessionWindowState) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SessionWindowState) GetGranularity() string {
@@ -1131,7 +1187,7 @@ type FeedState struct {
 
 func (x *FeedState) Reset() {
 	*x = FeedState{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[10]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1199,7 @@ func (x *FeedState) String() string {
 func (*FeedState) ProtoMessage() {}
 
 func (x *FeedState) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[10]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1212,7 @@ func (x *FeedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedState.ProtoReflect.Descriptor instead.
 func (*FeedState) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FeedState) GetKind() string {
@@ -1188,7 +1244,7 @@ type TxEventState struct {
 
 func (x *TxEventState) Reset() {
 	*x = TxEventState{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[11]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1256,7 @@ func (x *TxEventState) String() string {
 func (*TxEventState) ProtoMessage() {}
 
 func (x *TxEventState) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[11]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1269,7 @@ func (x *TxEventState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxEventState.ProtoReflect.Descriptor instead.
 func (*TxEventState) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TxEventState) GetTimeMs() int64 {
@@ -1300,18 +1356,18 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"LogSegment\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x03R\bfirstSeq\x12\x19\n" +
-	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\xa8\x03\n" +
+	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\xbe\x03\n" +
 	"\n" +
 	"StateEntry\x122\n" +
 	"\x05dedup\x18\x01 \x01(\v2\x1a.bytebasket.v1.DedupBucketH\x00R\x05dedup\x12E\n" +
 	"\x0estream_scalars\x18\n" +
 	" \x01(\v2\x1c.bytebasket.v1.StreamScalarsH\x00R\rstreamScalars\x124\n" +
 	"\x06window\x18\v \x01(\v2\x1a.bytebasket.v1.WindowStateH\x00R\x06window\x12+\n" +
-	"\x03top\x18\f \x01(\v2\x17.bytebasket.v1.TopStateH\x00R\x03top\x127\n" +
-	"\asession\x18\r \x01(\v2\x1b.bytebasket.v1.SessionStateH\x00R\asession\x12J\n" +
+	"\x03top\x18\f \x01(\v2\x17.bytebasket.v1.TopStateH\x00R\x03top\x12J\n" +
 	"\x0esession_window\x18\x0e \x01(\v2!.bytebasket.v1.SessionWindowStateH\x00R\rsessionWindow\x12.\n" +
-	"\x04feed\x18\x0f \x01(\v2\x18.bytebasket.v1.FeedStateH\x00R\x04feedB\a\n" +
-	"\x05entry\"Z\n" +
+	"\x04feed\x18\x0f \x01(\v2\x18.bytebasket.v1.FeedStateH\x00R\x04feed\x12G\n" +
+	"\ruser_sessions\x18\x10 \x01(\v2 .bytebasket.v1.UserSessionsStateH\x00R\fuserSessionsB\a\n" +
+	"\x05entryJ\x04\b\r\x10\x0e\"Z\n" +
 	"\vDedupBucket\x12\x1b\n" +
 	"\tbucket_ms\x18\x01 \x01(\x03R\bbucketMs\x12\x18\n" +
 	"\adeleted\x18\x02 \x01(\bR\adeleted\x12\x14\n" +
@@ -1356,10 +1412,12 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\x06counts\x18\x05 \x03(\v2#.bytebasket.v1.TopState.CountsEntryR\x06counts\x1a9\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xef\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"]\n" +
+	"\x11UserSessionsState\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12/\n" +
+	"\x04open\x18\x02 \x03(\v2\x1b.bytebasket.v1.SessionStateR\x04open\"\xf9\x03\n" +
 	"\fSessionState\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
-	"\adeleted\x18\x02 \x01(\bR\adeleted\x12\x1d\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1a\n" +
 	"\bplatform\x18\x04 \x01(\tR\bplatform\x12\x19\n" +
@@ -1373,10 +1431,11 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	" \x01(\x03R\tcheckouts\x12\x16\n" +
 	"\x06orders\x18\v \x01(\x03R\x06orders\x12B\n" +
 	"\arevenue\x18\f \x03(\v2(.bytebasket.v1.SessionState.RevenueEntryR\arevenue\x125\n" +
-	"\x06recent\x18\r \x03(\v2\x1d.bytebasket.v1.UserEventStateR\x06recent\x1a:\n" +
+	"\x06recent\x18\r \x03(\v2\x1d.bytebasket.v1.UserEventStateR\x06recent\x12\x1c\n" +
+	"\tunwritten\x18\x0e \x01(\bR\tunwritten\x1a:\n" +
 	"\fRevenueEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9b\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01J\x04\b\x02\x10\x03\"\x9b\x01\n" +
 	"\x0eUserEventState\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1d\n" +
@@ -1420,7 +1479,7 @@ func file_bytebasket_v1_state_proto_rawDescGZIP() []byte {
 	return file_bytebasket_v1_state_proto_rawDescData
 }
 
-var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*CheckpointHead)(nil),        // 0: bytebasket.v1.CheckpointHead
 	(*LogSegment)(nil),            // 1: bytebasket.v1.LogSegment
@@ -1429,42 +1488,44 @@ var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*StreamScalars)(nil),         // 4: bytebasket.v1.StreamScalars
 	(*WindowState)(nil),           // 5: bytebasket.v1.WindowState
 	(*TopState)(nil),              // 6: bytebasket.v1.TopState
-	(*SessionState)(nil),          // 7: bytebasket.v1.SessionState
-	(*UserEventState)(nil),        // 8: bytebasket.v1.UserEventState
-	(*SessionWindowState)(nil),    // 9: bytebasket.v1.SessionWindowState
-	(*FeedState)(nil),             // 10: bytebasket.v1.FeedState
-	(*TxEventState)(nil),          // 11: bytebasket.v1.TxEventState
-	nil,                           // 12: bytebasket.v1.CheckpointHead.OffsetsEntry
-	nil,                           // 13: bytebasket.v1.CheckpointHead.MaxEventMsEntry
-	nil,                           // 14: bytebasket.v1.WindowState.RevenueEntry
-	nil,                           // 15: bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	nil,                           // 16: bytebasket.v1.TopState.CountsEntry
-	nil,                           // 17: bytebasket.v1.SessionState.RevenueEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*UserSessionsState)(nil),     // 7: bytebasket.v1.UserSessionsState
+	(*SessionState)(nil),          // 8: bytebasket.v1.SessionState
+	(*UserEventState)(nil),        // 9: bytebasket.v1.UserEventState
+	(*SessionWindowState)(nil),    // 10: bytebasket.v1.SessionWindowState
+	(*FeedState)(nil),             // 11: bytebasket.v1.FeedState
+	(*TxEventState)(nil),          // 12: bytebasket.v1.TxEventState
+	nil,                           // 13: bytebasket.v1.CheckpointHead.OffsetsEntry
+	nil,                           // 14: bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	nil,                           // 15: bytebasket.v1.WindowState.RevenueEntry
+	nil,                           // 16: bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	nil,                           // 17: bytebasket.v1.TopState.CountsEntry
+	nil,                           // 18: bytebasket.v1.SessionState.RevenueEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_bytebasket_v1_state_proto_depIdxs = []int32{
-	12, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
-	13, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	13, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
+	14, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
 	1,  // 2: bytebasket.v1.CheckpointHead.segments:type_name -> bytebasket.v1.LogSegment
-	18, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
+	19, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 4: bytebasket.v1.StateEntry.dedup:type_name -> bytebasket.v1.DedupBucket
 	4,  // 5: bytebasket.v1.StateEntry.stream_scalars:type_name -> bytebasket.v1.StreamScalars
 	5,  // 6: bytebasket.v1.StateEntry.window:type_name -> bytebasket.v1.WindowState
 	6,  // 7: bytebasket.v1.StateEntry.top:type_name -> bytebasket.v1.TopState
-	7,  // 8: bytebasket.v1.StateEntry.session:type_name -> bytebasket.v1.SessionState
-	9,  // 9: bytebasket.v1.StateEntry.session_window:type_name -> bytebasket.v1.SessionWindowState
-	10, // 10: bytebasket.v1.StateEntry.feed:type_name -> bytebasket.v1.FeedState
-	14, // 11: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
-	15, // 12: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	16, // 13: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
-	17, // 14: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
-	8,  // 15: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
-	11, // 16: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	10, // 8: bytebasket.v1.StateEntry.session_window:type_name -> bytebasket.v1.SessionWindowState
+	11, // 9: bytebasket.v1.StateEntry.feed:type_name -> bytebasket.v1.FeedState
+	7,  // 10: bytebasket.v1.StateEntry.user_sessions:type_name -> bytebasket.v1.UserSessionsState
+	15, // 11: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
+	16, // 12: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	17, // 13: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
+	8,  // 14: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
+	18, // 15: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
+	9,  // 16: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
+	12, // 17: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_state_proto_init() }
@@ -1477,9 +1538,9 @@ func file_bytebasket_v1_state_proto_init() {
 		(*StateEntry_StreamScalars)(nil),
 		(*StateEntry_Window)(nil),
 		(*StateEntry_Top)(nil),
-		(*StateEntry_Session)(nil),
 		(*StateEntry_SessionWindow)(nil),
 		(*StateEntry_Feed)(nil),
+		(*StateEntry_UserSessions)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1487,7 +1548,7 @@ func file_bytebasket_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_state_proto_rawDesc), len(file_bytebasket_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
