@@ -392,6 +392,7 @@ func (l *Loop) flushLocked(now time.Time) {
 			p.ckptMu.Lock()
 			last, busy := p.lastCkpt, p.inFlight != nil
 			p.ckptMu.Unlock()
+			busy = busy || p.task.Writing() // its Full flush could not hand off every row due
 			if !busy && now.Sub(last) >= l.cfg.CheckpointInterval && (ckptPart < 0 || last.Before(oldest)) {
 				ckptPart, oldest = id, last
 			}
@@ -560,6 +561,13 @@ func (l *Loop) writeCheckpoint(ctx context.Context, j *checkpointJob) error {
 		if err := l.dlq.flush(wctx); err != nil {
 			return err
 		}
+		// The output the checkpoint covers, written beside the loop, first.
+		if err := j.durable(wctx); err != nil {
+			if errors.Is(err, model.ErrFenced) {
+				return retry.Stop(err)
+			}
+			return fmt.Errorf("output before the checkpoint: %w", err)
+		}
 		if err := l.store.AppendLog(wctx, j.fence, j.seq, j.chunks); err != nil {
 			return fmt.Errorf("append checkpoint log: %w", err)
 		}
@@ -624,6 +632,7 @@ func (l *Loop) dropFenced(p *partition) {
 
 func (l *Loop) forget(p *partition) {
 	p.cancel()
+	p.task.Close()
 	delete(l.parts, p.id)
 	l.m.forget(p.id, l.cfg.Topics)
 	if len(l.parts) == 0 {

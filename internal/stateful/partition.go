@@ -195,11 +195,12 @@ type checkpointJob struct {
 	head    []byte
 	full    bool
 	offsets map[string]int64
+	durable func(ctx context.Context) error // the task's output before the checkpoint is written
 }
 
 // nextCheckpoint collects the changes since the previous checkpoint (or, when the log has
 // grown past the compaction threshold, the whole state), advances the chain and returns
-// what to write. The caller has just written all of the task's output.
+// what to write. The caller has just flushed the task's output (level Full or All).
 func (p *partition) nextCheckpoint(role Role, cfg Config, now time.Time) (*checkpointJob, error) {
 	full := len(p.segments) == 0 || p.logBytes > max(cfg.CompactBytes, 2*p.baseBytes)
 	c := chunker{limit: cfg.ChunkBytes}
@@ -234,5 +235,6 @@ func (p *partition) nextCheckpoint(role Role, cfg Config, now time.Time) (*check
 	if err != nil {
 		return nil, err
 	}
-	return &checkpointJob{fence: p.fence, seq: p.seq, chunks: chunks, bytes: n, head: head, full: full, offsets: maps.Clone(p.offsets)}, nil
+	return &checkpointJob{fence: p.fence, seq: p.seq, chunks: chunks, bytes: n, head: head, full: full,
+		offsets: maps.Clone(p.offsets), durable: p.task.Durable()}, nil
 }

@@ -88,8 +88,20 @@ type Task interface {
 	Apply(topic string, e *pb.Envelope) (late bool)
 	// Flush writes the output due at now under fence f, with wm the partition's watermark
 	// (unix ms, 0 until known). A failed write is kept and retried first by the next Flush.
-	// model.ErrFenced means the partition belongs to someone else now.
+	// model.ErrFenced means the partition belongs to someone else now. A task may hand its
+	// slower rows to a writer of its own beside the loop (see Writing and Durable); at All
+	// everything is written before Flush returns.
 	Flush(ctx context.Context, f model.Fence, wm int64, now time.Time, level Level) error
+	// Writing reports whether output handed off by an earlier Flush is still being written.
+	// A Full flush then leaves due rows unwritten, so the loop does not checkpoint the
+	// partition until it is not.
+	Writing() bool
+	// Durable returns a wait for the output handed off so far to be written: the loop
+	// commits a checkpoint only after it. It returns model.ErrFenced once a newer owner has
+	// claimed the partition.
+	Durable() func(ctx context.Context) error
+	// Close stops the task's writes beside the loop: the partition is gone.
+	Close()
 	// Changes emits the entries that bring a restored state from the previous call's point to
 	// now (with full, the whole state) and starts tracking changes afresh.
 	Changes(full bool, emit func(*pb.StateEntry))

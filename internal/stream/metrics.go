@@ -5,15 +5,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// newRowMetrics registers the rows-written counter on reg (nil: unregistered, still counted).
-func newRowMetrics(reg prometheus.Registerer) *prometheus.CounterVec {
-	rows := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bytebasket_stream_rows_written_total", Help: "Rows written to the serving store, by table.",
-	}, []string{"table"})
-	if reg != nil {
-		reg.MustRegister(rows)
+// rowMetrics count what the stream writes to the serving store.
+type rowMetrics struct {
+	rows         *prometheus.CounterVec
+	slowFailures prometheus.Counter
+}
+
+// newRowMetrics registers the row counters on reg (nil: unregistered, still counted).
+func newRowMetrics(reg prometheus.Registerer) rowMetrics {
+	m := rowMetrics{
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bytebasket_stream_rows_written_total", Help: "Rows written to the serving store, by table.",
+		}, []string{"table"}),
+		slowFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bytebasket_stream_slow_write_failures_total",
+			Help: "Failed writes of the slow rows (rollups, sessions, feeds) beside the poll loop; each is retried.",
+		}),
 	}
-	return rows
+	if reg != nil {
+		reg.MustRegister(m.rows, m.slowFailures)
+	}
+	return m
 }
 
 // countRows counts a written batch by table.

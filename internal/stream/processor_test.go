@@ -389,3 +389,78 @@ func TestThrottleWaitsForEveryRow(t *testing.T) {
 		t.Fatalf("no limit configured, yet throttled: %v", err)
 	}
 }
+
+// slowFailingStore fails the batches that carry sessions (the slow lane's) while slowDown is
+// set, and notes checkpoint heads committed while such a batch is still unwritten.
+type slowFailingStore struct {
+	*embedded.Store
+	slowDown       atomic.Bool
+	slowFailures   atomic.Int64
+	owed           [4]atomic.Bool // per partition: a slow batch failed and none has been written since
+	headsWhileOwed atomic.Int64
+}
+
+func (f *slowFailingStore) Write(ctx context.Context, fence model.Fence, b model.Batch) error {
+	if len(b.Sessions) > 0 {
+		if f.slowDown.Load() {
+			f.slowFailures.Add(1)
+			f.owed[fence.Partition].Store(true)
+			return errors.New("sessions table unavailable")
+		}
+		defer f.owed[fence.Partition].Store(false)
+	}
+	return f.Store.Write(ctx, fence, b)
+}
+
+func (f *slowFailingStore) CommitHead(ctx context.Context, fence model.Fence, head []byte) error {
+	if f.owed[fence.Partition].Load() {
+		f.headsWhileOwed.Add(1)
+	}
+	return f.Store.CommitHead(ctx, fence, head)
+}
+
+// The slow rows (sessions, rollups) are written beside the poll loop: while their writes
+// fail, the minute rows keep reaching the store, no checkpoint is committed over the
+// unwritten rows, and once the writes succeed the sessions arrive.
+func TestSlowRowsWrittenBesideTheLoop(t *testing.T) {
+	cfg, cl := setup(t)
+	now := time.Now()
+	const users, views = 8, 40
+	for i := range views {
+		produce(t, cl, eventRecord(t, pageView(fmt.Sprint("e-", i), fmt.Sprint("u-", i%users), now.Add(time.Duration(i)*time.Millisecond))))
+	}
+	st := &slowFailingStore{Store: openStore(t)}
+	st.slowDown.Store(true)
+	_, stop := start(t, cfg, st)
+	awaitTotals(t, st.Store, now, views, 0, 0) // minute rows, while the sessions fail
+	for deadline := time.Now().Add(20 * time.Second); st.slowFailures.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.slowFailures.Load() < 3 {
+		t.Fatalf("%d failed slow writes: the lane did not retry", st.slowFailures.Load())
+	}
+	time.Sleep(time.Second) // two checkpoint intervals
+	if n := st.headsWhileOwed.Load(); n != 0 {
+		t.Fatalf("%d checkpoints committed while the sessions they cover were unwritten", n)
+	}
+	st.slowDown.Store(false)
+	for u := range users {
+		user := fmt.Sprint("u-", u)
+		var got []model.Session
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			var err error
+			if got, err = st.SessionsByUser(context.Background(), user, 0); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) == 1 && got[0].PageViews == views/users {
+				break
+			}
+		}
+		if len(got) != 1 || got[0].PageViews != views/users {
+			t.Fatalf("sessions of %s after the store recovered: %+v", user, got)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

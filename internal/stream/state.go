@@ -348,43 +348,74 @@ func (s *partitionState) Advance(wm int64) {
 }
 
 // Drain returns the rows changed since they were last drained and forgets what became
-// final (its last value is in this batch); level says which rows. Minute windows and
-// rankings go out at every flush; rollups, longer rankings and sessions are more and
-// bigger rows and wait for a Full drain. now stamps UpdatedAt and paces open sessions.
+// final (its last value is in this batch); level says which rows: Live the minute rows,
+// Full and All also the slow ones (DrainSlow).
 func (s *partitionState) Drain(now time.Time, level stateful.Level) model.Batch {
+	b := s.DrainLive(now)
+	if level >= stateful.Full {
+		slow := s.DrainSlow(now, level == stateful.All)
+		b.Windows, b.Tops = append(b.Windows, slow.Windows...), append(b.Tops, slow.Tops...)
+		b.Sessions, b.SessionWindows, b.TxFeeds = slow.Sessions, slow.SessionWindows, slow.TxFeeds
+		b.ReplacedSessions = slow.ReplacedSessions
+	}
+	return b
+}
+
+// DrainLive returns the minute windows and minute rankings changed since they were last
+// drained (the rows readers watch second by second) and forgets the final ones. now stamps
+// UpdatedAt. Its rows and DrainSlow's never share a key, so the two may be written apart.
+func (s *partitionState) DrainLive(now time.Time) model.Batch {
 	var b model.Batch
-	full := level >= stateful.Full
 	for k, w := range s.windows {
-		final := s.final(k.g, k.start)
-		if !full && !final && k.g != model.Minute {
-			continue
-		}
-		if w.dirty {
-			w.M.UpdatedAt = now
-			b.Windows = append(b.Windows, w.M)
-			w.dirty = false
-		}
-		if final {
-			delete(s.windows, k)
-			s.gone.windows = append(s.gone.windows, k)
+		if k.g == model.Minute {
+			s.drainWindow(&b, k, w, now)
 		}
 	}
 	for k, t := range s.tops {
-		final := s.final(k.g, k.start)
-		if !full && !final && k.g != model.Minute {
-			continue
-		}
-		if t.dirty {
-			b.Tops = append(b.Tops, t.T)
-			t.dirty = false
-		}
-		if final {
-			delete(s.tops, k)
-			s.gone.tops = append(s.gone.tops, k)
+		if k.g == model.Minute {
+			s.drainTops(&b, k, t)
 		}
 	}
-	if !full {
-		return cloneMaps(b)
+	return cloneMaps(b)
+}
+
+func (s *partitionState) drainWindow(b *model.Batch, k winKey, w *window, now time.Time) {
+	if w.dirty {
+		w.M.UpdatedAt = now
+		b.Windows = append(b.Windows, w.M)
+		w.dirty = false
+	}
+	if s.final(k.g, k.start) {
+		delete(s.windows, k)
+		s.gone.windows = append(s.gone.windows, k)
+	}
+}
+
+func (s *partitionState) drainTops(b *model.Batch, k topKey, t *tops) {
+	if t.dirty {
+		b.Tops = append(b.Tops, t.T)
+		t.dirty = false
+	}
+	if s.final(k.g, k.start) {
+		delete(s.tops, k)
+		s.gone.tops = append(s.gone.tops, k)
+	}
+}
+
+// DrainSlow returns the slower-changing rows changed since they were last drained: rollup
+// windows and rankings, session windows, the feeds, closed sessions, and open sessions (each
+// at most every openSessionEvery, unless all), and forgets the final ones.
+func (s *partitionState) DrainSlow(now time.Time, all bool) model.Batch {
+	var b model.Batch
+	for k, w := range s.windows {
+		if k.g != model.Minute {
+			s.drainWindow(&b, k, w, now)
+		}
+	}
+	for k, t := range s.tops {
+		if k.g != model.Minute {
+			s.drainTops(&b, k, t)
+		}
 	}
 	for k, sw := range s.sessionWindows {
 		if sw.dirty {
@@ -412,7 +443,7 @@ func (s *partitionState) Drain(now time.Time, level stateful.Level) model.Batch 
 				// not all rewritten in the same flush ever after.
 				ss.writtenAtM = nowM - int64(event.Fingerprint(user)%uint64(every))
 			}
-			if !ss.dirty || (level != stateful.All && nowM-ss.writtenAtM < every) {
+			if !ss.dirty || (!all && nowM-ss.writtenAtM < every) {
 				continue
 			}
 			b.Sessions = append(b.Sessions, ss.S)

@@ -700,3 +700,48 @@ func BenchmarkApply(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// The live and slow drains never carry the same row: the slow lane's writes land beside the
+// live ones in any order, so a shared key could be replaced by an older value.
+func TestLiveAndSlowRowsShareNoKey(t *testing.T) {
+	recs := records(t, 20_000)
+	st := newPartitionState(0, rules)
+	live, slow := map[string]bool{}, map[string]bool{}
+	keys := func(b model.Batch, into map[string]bool) {
+		for _, w := range b.Windows {
+			into[fmt.Sprint("w", w.Key)] = true
+		}
+		for _, x := range b.Tops {
+			into[fmt.Sprint("t", x.Granularity, x.Start, x.Dimension)] = true
+		}
+		for _, x := range b.Sessions {
+			into[fmt.Sprint("s", x.UserID, x.Start)] = true
+		}
+		for _, x := range b.SessionWindows {
+			into[fmt.Sprint("sw", x.Key)] = true
+		}
+		for _, x := range b.TxFeeds {
+			into[fmt.Sprint("f", x.Kind)] = true
+		}
+	}
+	maxEvent := int64(0)
+	for i, r := range recs {
+		st.Apply(r.e)
+		maxEvent = max(maxEvent, r.e.GetEventTime().AsTime().UnixMilli())
+		if i%200 == 0 {
+			st.Advance(maxEvent)
+			keys(st.DrainLive(time.UnixMilli(int64(i))), live)
+		}
+		if i%700 == 0 {
+			keys(st.DrainSlow(time.UnixMilli(int64(i)), i%2100 == 0), slow)
+		}
+	}
+	if len(live) < 50 || len(slow) < 500 {
+		t.Fatalf("test data too thin: %d live keys, %d slow keys", len(live), len(slow))
+	}
+	for k := range live {
+		if slow[k] {
+			t.Fatalf("row %s is drained by both lanes", k)
+		}
+	}
+}

@@ -71,7 +71,8 @@ type Processor struct {
 
 // New connects the consumer group. reg may be nil.
 func New(cfg Config, kafka config.Kafka, store Store, reg prometheus.Registerer) (*Processor, error) {
-	r := &role{rules: cfg.Rules, sink: store, limiter: newLimiter(cfg.WriteRateLimit), rows: newRowMetrics(reg)}
+	r := &role{rules: cfg.Rules, sink: store, limiter: newLimiter(cfg.WriteRateLimit), metrics: newRowMetrics(reg),
+		writeTimeout: cfg.Loop.WriteTimeout}
 	loop, err := stateful.New(cfg.Loop, kafka, r, store, reg)
 	if err != nil {
 		return nil, err
@@ -81,23 +82,26 @@ func New(cfg Config, kafka config.Kafka, store Store, reg prometheus.Registerer)
 
 // role is the stream as internal/stateful drives it.
 type role struct {
-	rules   Rules
-	sink    Sink
-	limiter *rate.Limiter
-	rows    *prometheus.CounterVec
+	rules        Rules
+	sink         Sink
+	limiter      *rate.Limiter
+	metrics      rowMetrics
+	writeTimeout time.Duration // one attempt of a slow lane's write
 }
 
 func (r *role) Name() string         { return "stream" }
 func (r *role) StateVersion() uint32 { return stateVersion }
 func (r *role) NewTask(partition int32) stateful.Task {
-	return &task{role: r, st: newPartitionState(partition, r.rules)}
+	return &task{role: r, st: newPartitionState(partition, r.rules), slow: newSlowLane(r.metrics.slowFailures)}
 }
 
-// task is one partition: its state, and the batch that last failed to be written.
+// task is one partition: its state, the live batch that last failed to be written, and
+// the lane its slow rows are written in.
 type task struct {
 	role    *role
 	st      *partitionState
 	pending *model.Batch
+	slow    *slowLane
 }
 
 func (t *task) Apply(_ string, e *pb.Envelope) bool { return t.st.Apply(e) }
@@ -106,8 +110,18 @@ func (t *task) Late() int64                         { return t.st.late }
 func (t *task) Changes(full bool, emit func(*pb.StateEntry)) { t.st.Changes(full, emit) }
 func (t *task) Restore(e *pb.StateEntry) error               { return t.st.Restore(e) }
 
-// Flush writes the batch that failed last time, if any, then the rows due now.
+func (t *task) Writing() bool                            { return t.slow.busy() }
+func (t *task) Durable() func(ctx context.Context) error { return t.slow.waiter() }
+func (t *task) Close()                                   { t.slow.close() }
+
+// Flush writes the live batch that failed last time, if any, then the minute rows due now;
+// at Full it hands the slow rows to the slow lane (when the lane is idle; otherwise they
+// wait for a later Full flush). All, before a partition is given up, writes everything here
+// after the slow batch in flight.
 func (t *task) Flush(ctx context.Context, f model.Fence, wm int64, now time.Time, level stateful.Level) error {
+	if err := t.slow.failed(); err != nil {
+		return err
+	}
 	if t.pending != nil {
 		if err := t.write(ctx, f, *t.pending); err != nil {
 			return err
@@ -115,7 +129,25 @@ func (t *task) Flush(ctx context.Context, f model.Fence, wm int64, now time.Time
 		t.pending = nil
 	}
 	t.st.Advance(wm)
-	b := t.st.Drain(now, level)
+	if level == stateful.All {
+		if err := t.slow.waiter()(ctx); err != nil {
+			return err
+		}
+		return t.writeOrKeep(ctx, f, t.st.Drain(now, stateful.All))
+	}
+	if err := t.writeOrKeep(ctx, f, t.st.DrainLive(now)); err != nil {
+		return err
+	}
+	if level == stateful.Full && !t.slow.busy() {
+		if b := t.st.DrainSlow(now, false); b.Len() > 0 {
+			t.slow.start(t.st.partition, b.Len(), t.role.writeTimeout, func(ctx context.Context) error { return t.write(ctx, f, b) })
+		}
+	}
+	return nil
+}
+
+// writeOrKeep writes b, keeping it to be written first by the next Flush if that fails.
+func (t *task) writeOrKeep(ctx context.Context, f model.Fence, b model.Batch) error {
 	if err := t.write(ctx, f, b); err != nil {
 		t.pending = &b
 		return err
@@ -133,7 +165,7 @@ func (t *task) write(ctx context.Context, f model.Fence, b model.Batch) error {
 	if err := t.role.sink.Write(ctx, f, b); err != nil {
 		return fmt.Errorf("store write (%d rows): %w", b.Len(), err)
 	}
-	countRows(t.role.rows, b)
+	countRows(t.role.metrics.rows, b)
 	return nil
 }
 
