@@ -59,6 +59,9 @@ type deadLetters struct {
 
 	mu     sync.Mutex
 	failed []*kgo.Record
+	// resending: failed dead letters a flush has taken to send again and not yet handed to
+	// the client; a concurrent flush must not take their absence for success.
+	resending int
 }
 
 func (d *deadLetters) send(r *kgo.Record, cause error) {
@@ -95,15 +98,22 @@ func (d *deadLetters) flush(ctx context.Context) error {
 			return fmt.Errorf("flush dead letters: %w", err)
 		}
 		d.mu.Lock()
-		again := d.failed
+		again, busy := d.failed, d.resending > 0
 		d.failed = nil
+		d.resending += len(again)
 		d.mu.Unlock()
 		if len(again) == 0 {
+			if busy {
+				return errors.New("dead letters are being sent again")
+			}
 			return nil
 		}
 		for _, r := range again {
 			d.produce(r)
 		}
+		d.mu.Lock()
+		d.resending -= len(again)
+		d.mu.Unlock()
 		return fmt.Errorf("%d dead letters were not written; sending them again", len(again))
 	}, nil)
 }

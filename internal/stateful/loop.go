@@ -412,7 +412,7 @@ func (l *Loop) flushLocked(now time.Time) {
 				kind = "full"
 			}
 		}
-		if err := l.flushPartition(p, now, level); err != nil {
+		if err := l.flushPartition(p.ctx, p, now, level); err != nil {
 			if errors.Is(err, model.ErrFenced) {
 				l.dropFenced(p)
 				continue
@@ -443,20 +443,26 @@ func (l *Loop) flushLocked(now time.Time) {
 	l.ready.Store(len(l.parts) > 0 && lag <= l.cfg.ReadyMaxLag)
 }
 
-// flushPartition advances the partition's watermark and writes its output due at level.
-func (l *Loop) flushPartition(p *partition, now time.Time, level Level) error {
+// flushPartition advances the partition's watermark and writes its output due at level,
+// within parent (the partition's own context, or a give-up's deadline) and the write timeout.
+func (l *Loop) flushPartition(parent context.Context, p *partition, now time.Time, level Level) error {
 	wm := p.watermark(l.cfg.Topics)
+	ctx, cancel := context.WithTimeout(parent, l.cfg.WriteTimeout)
+	defer cancel()
+	err := p.task.Flush(ctx, p.fence, wm, now, level)
+	if err != nil {
+		if !errors.Is(err, model.ErrFenced) {
+			l.m.storeErrors.Inc()
+		}
+		return err
+	}
+	// Only now has the task advanced to wm: expiring ids earlier would let a copy of an
+	// event whose minute is still open pass as new while a failed flush is retried.
 	if wm > 0 {
 		p.dedupFrom = wm - l.cfg.DedupHorizon.Milliseconds()
 		p.dedup.expire(p.dedupFrom)
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, l.cfg.WriteTimeout)
-	defer cancel()
-	err := p.task.Flush(ctx, p.fence, wm, now, level)
-	if err != nil && !errors.Is(err, model.ErrFenced) {
-		l.m.storeErrors.Inc()
-	}
-	return err
+	return nil
 }
 
 // applyProbe gives each partition the last stable offsets of the newest probe.
@@ -674,7 +680,7 @@ func (l *Loop) finalCheckpoint(ctx context.Context, p *partition) error {
 	if failed != nil {
 		return fmt.Errorf("an earlier checkpoint failed: %w", failed)
 	}
-	if err := l.flushPartition(p, time.Now(), All); err != nil {
+	if err := l.flushPartition(ctx, p, time.Now(), All); err != nil {
 		return err
 	}
 	job, err := p.nextCheckpoint(l.role, l.cfg, time.Now())

@@ -419,9 +419,10 @@ func (f *slowFailingStore) CommitHead(ctx context.Context, fence model.Fence, he
 	return f.Store.CommitHead(ctx, fence, head)
 }
 
-// The slow rows (sessions, rollups) are written beside the poll loop: while their writes
-// fail, the minute rows keep reaching the store, no checkpoint is committed over the
-// unwritten rows, and once the writes succeed the sessions arrive.
+// The slow rows (sessions, rollups) are written beside the poll loop: when their writes
+// fail, the minute rows still reach the store, no checkpoint is committed over the unwritten
+// rows, the role is not ready once the lane lags past its bound (polling stops), and once
+// the writes succeed the sessions arrive.
 func TestSlowRowsWrittenBesideTheLoop(t *testing.T) {
 	cfg, cl := setup(t)
 	now := time.Now()
@@ -431,7 +432,7 @@ func TestSlowRowsWrittenBesideTheLoop(t *testing.T) {
 	}
 	st := &slowFailingStore{Store: openStore(t)}
 	st.slowDown.Store(true)
-	_, stop := start(t, cfg, st)
+	p, stop := start(t, cfg, st)
 	awaitTotals(t, st.Store, now, views, 0, 0) // minute rows, while the sessions fail
 	for deadline := time.Now().Add(20 * time.Second); st.slowFailures.Load() < 3 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
@@ -442,6 +443,9 @@ func TestSlowRowsWrittenBesideTheLoop(t *testing.T) {
 	time.Sleep(time.Second) // two checkpoint intervals
 	if n := st.headsWhileOwed.Load(); n != 0 {
 		t.Fatalf("%d checkpoints committed while the sessions they cover were unwritten", n)
+	}
+	if p.Ready() {
+		t.Error("ready while the slow rows lag")
 	}
 	st.slowDown.Store(false)
 	for u := range users {

@@ -127,10 +127,17 @@ func span(m *model.Session) model.SessionSpan {
 	return model.SessionSpan{UserID: m.UserID, From: m.Start, Through: m.End}
 }
 
-// latestOpen is the user's latest open session, or nil.
-func (s *partitionState) latestOpen(user string) *session {
-	if us := s.sessions[user]; us != nil && len(us.open) > 0 {
-		return us.open[len(us.open)-1]
+// openAround is the user's open session that t is within the gap of, or nil.
+func (s *partitionState) openAround(user string, t time.Time) *session {
+	us := s.sessions[user]
+	if us == nil {
+		return nil
+	}
+	gap := s.rules.SessionGap
+	for _, ss := range us.open {
+		if !t.Before(ss.S.Start.Add(-gap)) && !t.After(ss.S.End.Add(gap)) {
+			return ss
+		}
 	}
 	return nil
 }

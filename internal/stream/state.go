@@ -118,11 +118,12 @@ func add(w *window, set int, u uint64, n *int64) {
 }
 
 // platformOf is the platform an event counts under: its source's, except that a server-side
-// event (a payment, a refund) counts under the platform of the user's open session, where
-// the shopper acted. Without an open session it stays "backend".
-func (s *partitionState) platformOf(e *pb.Envelope) string {
+// event (a payment, a refund) at time t counts under the platform of the user's open session
+// it falls within the gap of, where the shopper acted; otherwise it stays "backend". By event
+// time, so when flushes close sessions does not matter.
+func (s *partitionState) platformOf(e *pb.Envelope, t time.Time) string {
 	if e.GetSource() == pb.Source_SOURCE_BACKEND {
-		if ss := s.latestOpen(e.GetUserId()); ss != nil {
+		if ss := s.openAround(e.GetUserId(), t); ss != nil {
 			return ss.S.Platform
 		}
 	}
@@ -134,7 +135,7 @@ func (s *partitionState) platformOf(e *pb.Envelope) string {
 func (s *partitionState) Apply(e *pb.Envelope) (late bool) {
 	// Stores and checkpoints keep milliseconds: the state holds what they give back.
 	t := e.GetEventTime().AsTime().UTC().Truncate(time.Millisecond)
-	platform, user, kind := s.platformOf(e), e.GetUserId(), event.KindOf(e)
+	platform, user, kind := s.platformOf(e, t), e.GetUserId(), event.KindOf(e)
 	// The feed is a log by event time, not a window: a late transaction still takes its
 	// place (and falls off at once if it is older than the whole feed).
 	if tx, ok := txEventOf(e, kind, t, platform, s.partition); ok {

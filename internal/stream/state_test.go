@@ -518,7 +518,7 @@ func TestFeedsAndRecentEvents(t *testing.T) {
 	}
 	byKind := map[string][]arrival{}
 	for i, r := range recs {
-		platform := st.platformOf(r.e)
+		platform := st.platformOf(r.e, r.e.GetEventTime().AsTime().UTC().Truncate(time.Millisecond))
 		st.Apply(r.e)
 		kind := event.KindOf(r.e)
 		if tx, ok := txEventOf(r.e, kind, r.e.GetEventTime().AsTime().UTC(), platform, 2); ok {
@@ -743,5 +743,40 @@ func TestLiveAndSlowRowsShareNoKey(t *testing.T) {
 		if slow[k] {
 			t.Fatalf("row %s is drained by both lanes", k)
 		}
+	}
+}
+
+// A big slow batch is written in bounded parts that keep every row once, replaced session
+// spans before any session.
+func TestSlowBatchSplitsInOrder(t *testing.T) {
+	var b model.Batch
+	for i := range 3000 {
+		at := time.UnixMilli(int64(i))
+		b.Sessions = append(b.Sessions, model.Session{UserID: fmt.Sprint("u", i), Start: at})
+		if i%3 == 0 {
+			b.ReplacedSessions = append(b.ReplacedSessions, model.SessionSpan{UserID: fmt.Sprint("u", i), From: at, Through: at})
+		}
+		if i%2 == 0 {
+			b.Windows = append(b.Windows, model.WindowMetrics{Key: model.WindowKey{Start: at}})
+		}
+	}
+	b.TxFeeds = []model.TxFeed{{Kind: "order_placed"}}
+	parts := split(b, 700)
+	total, sessionsSeen := 0, false
+	for i, p := range parts {
+		if p.Len() > 700 || p.Len() == 0 {
+			t.Fatalf("part %d has %d rows", i, p.Len())
+		}
+		if len(p.ReplacedSessions) > 0 && sessionsSeen {
+			t.Fatalf("part %d replaces spans after sessions were written", i)
+		}
+		sessionsSeen = sessionsSeen || len(p.Sessions) > 0
+		total += p.Len()
+	}
+	if total != b.Len() || len(parts) != (b.Len()+699)/700 {
+		t.Fatalf("%d parts of %d rows, want %d rows", len(parts), total, b.Len())
+	}
+	if one := split(model.Batch{TxFeeds: b.TxFeeds}, 700); len(one) != 1 || one[0].Len() != 1 {
+		t.Fatalf("a small batch is split: %v", one)
 	}
 }

@@ -72,7 +72,7 @@ type Processor struct {
 // New connects the consumer group. reg may be nil.
 func New(cfg Config, kafka config.Kafka, store Store, reg prometheus.Registerer) (*Processor, error) {
 	r := &role{rules: cfg.Rules, sink: store, limiter: newLimiter(cfg.WriteRateLimit), metrics: newRowMetrics(reg),
-		writeTimeout: cfg.Loop.WriteTimeout}
+		writeTimeout: cfg.Loop.WriteTimeout, slowMaxBusy: cfg.Loop.CheckpointInterval}
 	loop, err := stateful.New(cfg.Loop, kafka, r, store, reg)
 	if err != nil {
 		return nil, err
@@ -87,6 +87,7 @@ type role struct {
 	limiter      *rate.Limiter
 	metrics      rowMetrics
 	writeTimeout time.Duration // one attempt of a slow lane's write
+	slowMaxBusy  time.Duration // a slow lane busy longer stalls the loop
 }
 
 func (r *role) Name() string         { return "stream" }
@@ -122,6 +123,11 @@ func (t *task) Flush(ctx context.Context, f model.Fence, wm int64, now time.Time
 	if err := t.slow.failed(); err != nil {
 		return err
 	}
+	// Backpressure: while the slow rows lag this far, the loop stalls (polling stops, not
+	// ready) rather than let the state they are drained from grow.
+	if d := t.slow.busyFor(); level != stateful.All && d > t.role.slowMaxBusy {
+		return fmt.Errorf("partition %d: slow rows being written for %s", t.st.partition, d.Round(time.Millisecond))
+	}
 	if t.pending != nil {
 		if err := t.write(ctx, f, *t.pending); err != nil {
 			return err
@@ -140,7 +146,8 @@ func (t *task) Flush(ctx context.Context, f model.Fence, wm int64, now time.Time
 	}
 	if level == stateful.Full && !t.slow.busy() {
 		if b := t.st.DrainSlow(now, false); b.Len() > 0 {
-			t.slow.start(t.st.partition, b.Len(), t.role.writeTimeout, func(ctx context.Context) error { return t.write(ctx, f, b) })
+			t.slow.start(t.st.partition, split(b, maxPartRows), t.role.writeTimeout, t.role.throttle,
+				func(ctx context.Context, b model.Batch) error { return t.store(ctx, f, b) })
 		}
 	}
 	return nil
@@ -162,6 +169,11 @@ func (t *task) write(ctx context.Context, f model.Fence, b model.Batch) error {
 	if err := t.role.throttle(ctx, b.Len()); err != nil {
 		return err
 	}
+	return t.store(ctx, f, b)
+}
+
+// store writes b without waiting for the write rate limit.
+func (t *task) store(ctx context.Context, f model.Fence, b model.Batch) error {
 	if err := t.role.sink.Write(ctx, f, b); err != nil {
 		return fmt.Errorf("store write (%d rows): %w", b.Len(), err)
 	}

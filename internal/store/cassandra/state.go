@@ -63,9 +63,11 @@ func (st *Store) Claim(ctx context.Context, group string, partition int32) (mode
 		}
 		newEpoch := max(nowMicros(), until, epoch+1)
 		newUntil := newEpoch + leaseLength.Microseconds()
+		// The claim holds only if the row is still as read: an owner that renewed its lease
+		// since would stamp rows past the new epoch (its lease end is the new epoch's floor).
 		q := st.s.Query(st.claimNewHead, group, partition, newEpoch, newUntil)
 		if found {
-			q = st.s.Query(st.claimHead, newEpoch, newUntil, group, partition, epoch)
+			q = st.s.Query(st.claimHead, newEpoch, newUntil, group, partition, epoch, until)
 		}
 		applied, err := q.MapScanCASContext(ctx, map[string]any{})
 		if err != nil {
@@ -73,6 +75,17 @@ func (st *Store) Claim(ctx context.Context, group string, partition int32) (mode
 		}
 		if !applied {
 			continue // another claimant came first: read again and outbid it
+		}
+		// The old owner may have committed a head between the read and the claim (a commit
+		// does not touch the epoch or the lease); from the claim on it can commit none, so
+		// the head read now is the one to restore.
+		var e2, u2 int64
+		if err := st.s.Query(st.selHead, group, partition).Consistency(gocql.LocalSerial).
+			ScanContext(ctx, &e2, &u2, &head); err != nil {
+			return model.Fence{}, nil, fmt.Errorf("cassandra: read claimed state head %s/%d: %w", group, partition, err)
+		}
+		if e2 != newEpoch {
+			continue // claimed again already
 		}
 		st.leaseMu.Lock()
 		st.leases[leaseKey{group, partition}] = &lease{epoch: newEpoch, until: newUntil, last: newEpoch - 1}
@@ -171,7 +184,7 @@ func (st *Store) TrimLog(ctx context.Context, group string, partition int32, epo
 // stateStatements are the statements of the checkpoint tables.
 func (st *Store) prepareState(ks string) []string {
 	st.selHead = "SELECT epoch, lease_until, head FROM " + ks + ".state_heads WHERE group_name = ? AND partition = ?"
-	st.claimHead = "UPDATE " + ks + ".state_heads SET epoch = ?, lease_until = ? WHERE group_name = ? AND partition = ? IF epoch = ?"
+	st.claimHead = "UPDATE " + ks + ".state_heads SET epoch = ?, lease_until = ? WHERE group_name = ? AND partition = ? IF epoch = ? AND lease_until = ?"
 	st.claimNewHead = "INSERT INTO " + ks + ".state_heads (group_name, partition, epoch, lease_until) VALUES (?, ?, ?, ?) IF NOT EXISTS"
 	st.renewLease = "UPDATE " + ks + ".state_heads SET lease_until = ? WHERE group_name = ? AND partition = ? IF epoch = ?"
 	st.commitHead = "UPDATE " + ks + ".state_heads SET head = ?, updated_at = ? WHERE group_name = ? AND partition = ? IF epoch = ?"
