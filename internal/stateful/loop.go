@@ -400,6 +400,7 @@ func (l *Loop) flushLocked(now time.Time) {
 	}
 	kind := "live"
 	var lag int64
+	known := true
 	for _, id := range ids {
 		p := l.parts[id]
 		level := Live
@@ -424,7 +425,12 @@ func (l *Loop) flushLocked(now time.Time) {
 			l.checkpointAsync(p, now)
 		}
 		for _, t := range l.cfg.Topics {
-			n := p.lag(t)
+			n, ok := p.lag(t)
+			if !ok { // a lag of 0 before the end is known would call a replay caught up
+				known = false
+				l.m.lag.DeleteLabelValues(t, strconv.Itoa(int(id)))
+				continue
+			}
 			lag += n
 			l.m.lag.WithLabelValues(t, strconv.Itoa(int(id))).Set(float64(n))
 		}
@@ -440,7 +446,7 @@ func (l *Loop) flushLocked(now time.Time) {
 	}
 	l.eventsM = l.eventsM[:0]
 	l.m.flush.WithLabelValues(kind).Observe(done.Sub(now).Seconds())
-	l.ready.Store(len(l.parts) > 0 && lag <= l.cfg.ReadyMaxLag)
+	l.ready.Store(len(l.parts) > 0 && known && lag <= l.cfg.ReadyMaxLag)
 }
 
 // flushPartition advances the partition's watermark and writes its output due at level,

@@ -177,13 +177,14 @@ func (p *partition) watermark(topics []string) int64 {
 	return wm
 }
 
-// lag is the records behind the last stable offsets (unknown topics count as none).
-func (p *partition) lag(topic string) int64 {
+// lag is the records behind the last stable offset; ok is false until this assignment has
+// seen that offset (a probe or a fetch after the restore), when lag is not known.
+func (p *partition) lag(topic string) (n int64, ok bool) {
 	lso, ok := p.lso[topic]
 	if !ok {
-		return 0
+		return 0, false
 	}
-	return max(lso-p.offsets[topic], 0)
+	return max(lso-p.offsets[topic], 0), true
 }
 
 // checkpointJob is one checkpoint, built in the loop and written beside it.

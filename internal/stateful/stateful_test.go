@@ -28,6 +28,9 @@ func TestWatermarkFollowsCaughtUpTopics(t *testing.T) {
 	if wm := p.watermark(topics); wm != 0 {
 		t.Fatalf("transactions unread and never seen: watermark %d, want 0 (hold)", wm)
 	}
+	if _, ok := p.lag("transactions"); ok { // a replay must not look caught up
+		t.Fatal("lag known before any last stable offset was seen")
+	}
 	p.maxEvent["transactions"] = 4_000
 	if wm := p.watermark(topics); wm != 4_000 {
 		t.Fatalf("both behind: watermark %d, want the lower 4000", wm)
@@ -50,8 +53,11 @@ func TestWatermarkFollowsCaughtUpTopics(t *testing.T) {
 	if wm := p.watermark(topics); wm != 10_000 {
 		t.Fatalf("both caught up: watermark %d, want the higher 10000", wm)
 	}
-	if p.lag("user-activity") != 0 || p.lag("transactions") != 0 {
-		t.Fatal("lag of caught-up topics")
+	if n, ok := p.lag("user-activity"); n != 0 || !ok {
+		t.Fatalf("lag of caught-up user-activity: %d (known %v)", n, ok)
+	}
+	if n, ok := p.lag("transactions"); n != 0 || !ok {
+		t.Fatalf("lag of caught-up transactions: %d (known %v)", n, ok)
 	}
 }
 
