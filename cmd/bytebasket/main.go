@@ -30,6 +30,7 @@ Usage:
   bytebasket produce  [--brokers HOST:PORT] [--count N | --duration D] [--rate R] [--users U] [--seed S]
                       [--duplicates F] [--partitioner kafka|librdkafka]
   bytebasket stream   [--brokers HOST:PORT] [--http ADDR] [--group G]  live metrics into the serving store
+  bytebasket fraud    [--brokers HOST:PORT] [--http ADDR] [--group G] [--rules FILE]  decisions into fraud-alerts, exactly once
   bytebasket archive  [--brokers HOST:PORT] [--http ADDR] [--lake local|hdfs] [--lake-root DIR]  raw events to Parquet
   bytebasket serve    [--http ADDR] [--grpc ADDR] [--store embedded|cassandra] [--data-dir DIR]  API, gRPC and dashboard
   bytebasket batch    trends [--since D | --from T --to T] [--engine duckdb|spark]  hourly and daily history
@@ -60,6 +61,8 @@ func main() {
 		err = produceCmd(ctx, args)
 	case "stream":
 		err = streamCmd(ctx, args)
+	case "fraud":
+		err = fraudCmd(ctx, args)
 	case "archive":
 		err = archiveCmd(ctx, args)
 	case "serve":
@@ -206,22 +209,36 @@ func produceCmd(ctx context.Context, args []string) error {
 	return closeErr
 }
 
+// consumerFlags are the flags of the roles that consume Kafka into the serving store.
+type consumerFlags struct {
+	brokers, httpAddr, group, storeBackend, dataDir *string
+}
+
+func newConsumerFlags(fs *flag.FlagSet, storeUse string) consumerFlags {
+	return consumerFlags{
+		brokers:      fs.String("brokers", "", "comma-separated Kafka bootstrap servers"),
+		httpAddr:     fs.String("http", "", "HTTP listen address for /healthz, /readyz, /metrics"),
+		group:        fs.String("group", "", "consumer group (instances of one group share partitions)"),
+		storeBackend: fs.String("store", "", storeUse+": embedded or cassandra"),
+		dataDir:      fs.String("data-dir", "", "data directory of the embedded store"),
+	}
+}
+
+// apply sets what was given; group is the role's group setting.
+func (f consumerFlags) apply(c *config.Config, group *string) {
+	if *f.brokers != "" {
+		c.Kafka.Brokers = config.SplitList(*f.brokers)
+	}
+	setStr(&c.HTTPAddr, *f.httpAddr)
+	setStr(group, *f.group)
+	setStr(&c.Store.Backend, *f.storeBackend)
+	setStr(&c.DataDir, *f.dataDir)
+}
+
 func streamCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("stream", flag.ContinueOnError)
-	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
-	httpAddr := fs.String("http", "", "HTTP listen address for /healthz, /readyz, /metrics")
-	group := fs.String("group", "", "consumer group (instances of one group share partitions)")
-	storeBackend := fs.String("store", "", "serving store: embedded or cassandra")
-	dataDir := fs.String("data-dir", "", "data directory of the embedded store")
-	cfg, err := parse(fs, args, func(c *config.Config) {
-		if *brokers != "" {
-			c.Kafka.Brokers = config.SplitList(*brokers)
-		}
-		setStr(&c.HTTPAddr, *httpAddr)
-		setStr(&c.Stream.Group, *group)
-		setStr(&c.Store.Backend, *storeBackend)
-		setStr(&c.DataDir, *dataDir)
-	})
+	flags := newConsumerFlags(fs, "serving store")
+	cfg, err := parse(fs, args, func(c *config.Config) { flags.apply(c, &c.Stream.Group) })
 	if err != nil {
 		return err
 	}
@@ -229,6 +246,23 @@ func streamCmd(ctx context.Context, args []string) error {
 		return usageError{errors.New("stream: no brokers: pass --brokers or --config")}
 	}
 	return app.Stream(ctx, cfg, os.Stdout)
+}
+
+func fraudCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("fraud", flag.ContinueOnError)
+	flags := newConsumerFlags(fs, "checkpoint store")
+	rulesFile := fs.String("rules", "", "rule set file (default: fraud.rules_file, else the shipped set)")
+	cfg, err := parse(fs, args, func(c *config.Config) {
+		flags.apply(c, &c.Fraud.Group)
+		setStr(&c.Fraud.RulesFile, *rulesFile)
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.Embedded() {
+		return usageError{errors.New("fraud: no brokers: pass --brokers or --config")}
+	}
+	return app.Fraud(ctx, cfg, os.Stdout)
 }
 
 func serveCmd(ctx context.Context, args []string) error {

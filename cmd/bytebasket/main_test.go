@@ -51,7 +51,7 @@ func eventsOn(t *testing.T, brokers, prefix string) int64 {
 func TestProduceCountIsExact(t *testing.T) {
 	targets := map[string]func(t *testing.T) string{
 		"embedded": func(t *testing.T) string {
-			b, err := bus.StartEmbedded("127.0.0.1:0", "")
+			b, err := bus.StartEmbedded("127.0.0.1:0", "", 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +175,7 @@ func TestRunServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 		t.Fatalf("no summary of produced events: %q", summary)
 	}
 	// Restart the broker on the same data dir: every event the summary counted is there.
-	b, err := bus.StartEmbedded("127.0.0.1:0", dataDir)
+	b, err := bus.StartEmbedded("127.0.0.1:0", dataDir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

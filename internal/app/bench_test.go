@@ -12,7 +12,7 @@ import (
 // BenchmarkProduceEmbedded measures simulator -> encode -> idempotent acks=all produce into
 // the in-process broker, flushed: events/s that are acknowledged, not merely buffered.
 func BenchmarkProduceEmbedded(b *testing.B) {
-	br, err := bus.StartEmbedded("127.0.0.1:0", b.TempDir())
+	br, err := bus.StartEmbedded("127.0.0.1:0", b.TempDir(), 0)
 	if err != nil {
 		b.Fatal(err)
 	}

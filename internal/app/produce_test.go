@@ -14,7 +14,7 @@ import (
 
 func embeddedKafka(t *testing.T) config.Config {
 	t.Helper()
-	b, err := bus.StartEmbedded("127.0.0.1:0", t.TempDir())
+	b, err := bus.StartEmbedded("127.0.0.1:0", t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

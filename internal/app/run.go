@@ -30,7 +30,7 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	defer stopSrv()
 
 	t0 := time.Now()
-	broker, err := bus.StartEmbedded(cfg.Kafka.EmbeddedListen, cfg.DataDir)
+	broker, err := bus.StartEmbedded(cfg.Kafka.EmbeddedListen, cfg.DataDir, bus.EmbeddedPartitionBytes(cfg))
 	if err != nil {
 		return err
 	}
@@ -62,6 +62,22 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	procDone := make(chan error, 1)
 	go func() { procDone <- runProcessor(procCtx, cfg, st, srv) }()
 	defer func() { stopProc(); <-procDone }()
+
+	// The fraud role scores orders and payments into fraud-alerts; its checkpoints share the
+	// store. Its readiness is its own (/metrics), not the dashboard's.
+	rs, err := loadRules(cfg.Fraud.RulesFile)
+	if err != nil {
+		return err
+	}
+	fraudCtx, stopFraud := context.WithCancel(ctx)
+	fraudDone := make(chan error, 1)
+	go func() { fraudDone <- runFraud(fraudCtx, cfg, rs, st, nil, srv.Registry) }()
+	defer func() {
+		stopFraud()
+		if err := <-fraudDone; err != nil {
+			slog.Error("fraud role", "err", err)
+		}
+	}()
 
 	// The archiver writes the local lake; files roll at least every minute, so batch jobs
 	// see recent hours soon.

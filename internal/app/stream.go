@@ -10,6 +10,7 @@ import (
 
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/ops"
+	"github.com/bytebasket/bytebasket/internal/stateful"
 	"github.com/bytebasket/bytebasket/internal/stream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,23 +18,31 @@ import (
 // Stream is `bytebasket stream`: the processor against the configured Kafka and store,
 // with the ops endpoints, until ctx is cancelled.
 func Stream(ctx context.Context, cfg config.Config, out io.Writer) error {
-	srv, stopSrv, err := ops.Start(cfg.HTTPAddr)
+	srv, st, stop, err := startRole(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer stopSrv()
-
-	if err := ensureTopics(ctx, cfg); err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer stop()
 	fmt.Fprintf(out, "bytebasket stream: kafka %v, store %s, group %s, http http://%s\n", cfg.Kafka.Brokers, cfg.Store.Backend, cfg.Stream.Group, srv.Addr())
 	srv.SetHealthy(true)
 	return runProcessor(ctx, cfg, st, srv)
+}
+
+// startRole does what a role over the configured Kafka and store does first: it starts the
+// ops endpoints, creates missing topics and opens the store. stop undoes it.
+func startRole(ctx context.Context, cfg config.Config) (srv *ops.Server, st servingStore, stop func(), err error) {
+	srv, stopSrv, err := ops.Start(cfg.HTTPAddr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err = ensureTopics(ctx, cfg); err == nil {
+		st, err = openStore(ctx, cfg)
+	}
+	if err != nil {
+		stopSrv()
+		return nil, nil, nil, err
+	}
+	return srv, st, func() { _ = st.Close(); stopSrv() }, nil
 }
 
 // runProcessor runs the processor until ctx ends, keeping /readyz in step with it.
@@ -46,12 +55,17 @@ func runProcessor(ctx context.Context, cfg config.Config, st stream.Store, srv *
 	if err != nil {
 		return err
 	}
-	defer keepReady(ctx, srv, proc.Ready)()
-	err = proc.Run(ctx)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	return runLoop(ctx, "stream processor", proc.Loop, srv)
+}
+
+// runLoop runs a stateful role's loop until ctx ends, keeping /readyz of srv (if not nil)
+// in step with it; a stop by ctx is not an error.
+func runLoop(ctx context.Context, name string, loop *stateful.Loop, srv *ops.Server) error {
+	defer keepReady(ctx, srv, loop.Ready)()
+	if err := loop.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	slog.Info("stream processor stopped")
+	slog.Info(name + " stopped")
 	return nil
 }
 

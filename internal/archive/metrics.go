@@ -15,6 +15,7 @@ type metrics struct {
 	roll       prometheus.Histogram
 	buffered   prometheus.Gauge
 	lag        *prometheus.GaugeVec
+	expired    *prometheus.CounterVec
 }
 
 // newMetrics registers the archiver's metrics on reg (nil: unregistered, still counted).
@@ -54,12 +55,15 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bytebasket_archive_lag_records", Help: "Records of an owned partition not yet in a lake file (committed offset to the end).",
 		}, []string{"topic", "partition"}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bytebasket_archive_records_expired_total", Help: "Records removed by topic retention before they were archived: missing from the lake.",
+		}, []string{"topic"}),
 		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bytebasket_archive_buffered_bytes", Help: "Record bytes held in memory for files not yet written.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.skipped, m.duplicates, m.dupEvents, m.fenced, m.files, m.rows, m.bytes, m.lakeErrors, m.roll, m.buffered, m.lag)
+		reg.MustRegister(m.events, m.skipped, m.duplicates, m.dupEvents, m.fenced, m.files, m.rows, m.bytes, m.lakeErrors, m.roll, m.buffered, m.lag, m.expired)
 	}
 	return m
 }

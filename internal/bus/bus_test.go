@@ -18,7 +18,7 @@ import (
 
 func embeddedConfig(t *testing.T, dir string) (config.Config, *EmbeddedBroker) {
 	t.Helper()
-	b, err := StartEmbedded("127.0.0.1:0", dir)
+	b, err := StartEmbedded("127.0.0.1:0", dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestEmbeddedBrokerPersists(t *testing.T) {
 	const n = 3000
 	produceAndCheck(t, cfg, n)
 	b.Close()
-	b2, err := StartEmbedded("127.0.0.1:0", dir)
+	b2, err := StartEmbedded("127.0.0.1:0", dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,5 +263,18 @@ func TestSendRejectsEnvelopeWithoutPayload(t *testing.T) {
 	defer p.Close(context.Background())
 	if err := p.Send(context.Background(), &pb.Envelope{EventId: "x", UserId: "u"}); err == nil {
 		t.Fatal("envelope without payload was sent")
+	}
+}
+
+// The embedded log bound is shared evenly by every partition of every topic; 0 is no bound.
+func TestEmbeddedPartitionBytes(t *testing.T) {
+	cfg := config.Default()
+	parts := int64(len(TopicSpecs(cfg))) * int64(cfg.Kafka.Partitions)
+	if got := EmbeddedPartitionBytes(cfg); got != cfg.Kafka.EmbeddedLogBytes/parts || got*parts > cfg.Kafka.EmbeddedLogBytes {
+		t.Fatalf("%d bytes per partition for %d partitions under %d", got, parts, cfg.Kafka.EmbeddedLogBytes)
+	}
+	cfg.Kafka.EmbeddedLogBytes = 0
+	if got := EmbeddedPartitionBytes(cfg); got != 0 {
+		t.Fatalf("no bound gave %d bytes per partition", got)
 	}
 }

@@ -32,12 +32,22 @@ func TopicSpecs(cfg config.Config) []TopicSpec {
 			"cleanup.policy":      "delete",
 		}
 	}
-	names := append(append([]string{}, event.Topics...), event.TopicSimLabels, event.TopicDeadLetters)
+	names := append(append([]string{}, event.Topics...), event.TopicSimLabels, event.TopicDeadLetters, event.TopicFraudAlerts)
 	specs := make([]TopicSpec, 0, len(names))
 	for _, n := range names {
 		specs = append(specs, TopicSpec{Name: cfg.Kafka.Topic(n), Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor, Configs: common()})
 	}
 	return specs
+}
+
+// EmbeddedPartitionBytes is the share of cfg.Kafka.EmbeddedLogBytes each topic partition
+// keeps in embedded mode (0: no bound).
+func EmbeddedPartitionBytes(cfg config.Config) int64 {
+	n := int64(len(TopicSpecs(cfg))) * int64(cfg.Kafka.Partitions)
+	if cfg.Kafka.EmbeddedLogBytes <= 0 || n == 0 {
+		return 0
+	}
+	return max(cfg.Kafka.EmbeddedLogBytes/n, 1)
 }
 
 // EnsureTopics creates the topics that do not exist yet. It is safe to run again: existing

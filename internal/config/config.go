@@ -30,8 +30,21 @@ type Config struct {
 	Batch     Batch     `yaml:"batch"`
 	Spark     Spark     `yaml:"spark"`
 	Stream    Stream    `yaml:"stream"`
+	Fraud     Fraud     `yaml:"fraud"`
 	Retention Retention `yaml:"retention"`
 	Sim       Sim       `yaml:"sim"`
+}
+
+// Fraud configures `bytebasket fraud`.
+type Fraud struct {
+	Group string `yaml:"group"`
+	// RulesFile is the rule set in force (internal/fraud/rules), relative to the config
+	// directory; empty: the shipped config/fraud-rules.yml, built in.
+	RulesFile string `yaml:"rules_file"`
+	// CommitInterval is how often decisions commit (one Kafka transaction with the offsets):
+	// consumers reading committed see a decision within about this long.
+	CommitInterval     time.Duration `yaml:"commit_interval"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 }
 
 // Stream tunes `bytebasket stream`: event-time rules, write cadence and store protection.
@@ -144,8 +157,12 @@ type Kafka struct {
 	Compression       string `yaml:"compression"` // zstd, lz4, snappy, gzip, none
 	// EmbeddedListen is where the in-process broker listens in embedded mode.
 	EmbeddedListen string `yaml:"embedded_listen"`
-	TLS            TLS    `yaml:"tls"`
-	SASL           SASL   `yaml:"sasl"`
+	// EmbeddedLogBytes bounds the in-process broker's log (it is held in memory): shared
+	// evenly as retention.bytes by every partition of every topic; 0 = retention by time
+	// only. A consumer still reading what is trimmed reports it (records_expired_total).
+	EmbeddedLogBytes int64 `yaml:"embedded_log_bytes"`
+	TLS              TLS   `yaml:"tls"`
+	SASL             SASL  `yaml:"sasl"`
 }
 
 // TLS configures client-side TLS to servers.
@@ -202,6 +219,7 @@ func Default() Config {
 			MinInsyncReplicas: 1,
 			Compression:       "zstd",
 			EmbeddedListen:    "127.0.0.1:19092",
+			EmbeddedLogBytes:  2 << 30,
 		},
 		Store: Store{Backend: "embedded"},
 		Cassandra: Cassandra{
@@ -220,6 +238,10 @@ func Default() Config {
 			FlushInterval: 250 * time.Millisecond, CheckpointInterval: 5 * time.Second, MaxFuture: 5 * time.Minute,
 			ReadyMaxLag: 1_000_000, ShutdownTimeout: 20 * time.Second,
 		},
+		Fraud: Fraud{
+			Group:          "bytebasket-fraud",
+			CommitInterval: 100 * time.Millisecond, CheckpointInterval: 5 * time.Second,
+		},
 		Retention: Retention{Days: 7, HistoryDays: 365},
 		Sim:       Sim{Enabled: true, Users: 10000, Rate: 200}, // seed 0: a fresh one per run
 	}
@@ -227,7 +249,7 @@ func Default() Config {
 
 // Files are the YAML files read from a config directory, in this order; later files may
 // override keys of earlier ones. Each is optional.
-var Files = []string{"bytebasket.yml", "kafka.yml", "cassandra.yml", "lake.yml", "spark.yml", "stream.yml", "retention.yml"}
+var Files = []string{"bytebasket.yml", "kafka.yml", "cassandra.yml", "lake.yml", "spark.yml", "stream.yml", "fraud.yml", "retention.yml"}
 
 // Load returns defaults overlaid by the YAML files in dir (if dir is not empty) and then by
 // the environment. Unknown YAML keys are an error, so typos do not pass silently.
@@ -239,6 +261,9 @@ func Load(dir string) (Config, error) {
 			if err := overlayFile(&cfg, path); err != nil {
 				return cfg, err
 			}
+		}
+		if f := cfg.Fraud.RulesFile; f != "" && !filepath.IsAbs(f) {
+			cfg.Fraud.RulesFile = filepath.Join(dir, f)
 		}
 	}
 	if err := ApplyEnv(&cfg, os.LookupEnv); err != nil {
@@ -284,6 +309,8 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	str("BYTEBASKET_KAFKA_SASL_PASSWORD", &cfg.Kafka.SASL.Password)
 	str("BYTEBASKET_STORE_BACKEND", &cfg.Store.Backend)
 	str("BYTEBASKET_STREAM_GROUP", &cfg.Stream.Group)
+	str("BYTEBASKET_FRAUD_GROUP", &cfg.Fraud.Group)
+	str("BYTEBASKET_FRAUD_RULES_FILE", &cfg.Fraud.RulesFile)
 	for key, dst := range map[string]*time.Duration{
 		"BYTEBASKET_STREAM_ALLOWED_LATENESS":    &cfg.Stream.AllowedLateness,
 		"BYTEBASKET_STREAM_SESSION_GAP":         &cfg.Stream.SessionGap,
@@ -310,6 +337,13 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 		cfg.Lake.HDFS.Namenodes = SplitList(v)
 	}
 	str("BYTEBASKET_ARCHIVE_GROUP", &cfg.Archive.Group)
+	if v, ok := lookup("BYTEBASKET_KAFKA_EMBEDDED_LOG_BYTES"); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("config: BYTEBASKET_KAFKA_EMBEDDED_LOG_BYTES=%q: %w", v, err)
+		}
+		cfg.Kafka.EmbeddedLogBytes = n
+	}
 	if v, ok := lookup("BYTEBASKET_ARCHIVE_ROLL_BYTES"); ok {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -379,6 +413,8 @@ func (c Config) Validate() error {
 	case c.Kafka.MinInsyncReplicas < 1 || c.Kafka.MinInsyncReplicas > int(c.Kafka.ReplicationFactor):
 		return fmt.Errorf("config: kafka.min_insync_replicas must be in 1..replication_factor (%d), got %d",
 			c.Kafka.ReplicationFactor, c.Kafka.MinInsyncReplicas)
+	case c.Kafka.EmbeddedLogBytes < 0:
+		return fmt.Errorf("config: kafka.embedded_log_bytes must not be negative (0: no bound), got %d", c.Kafka.EmbeddedLogBytes)
 	case c.Retention.Days < 1:
 		return fmt.Errorf("config: retention.days must be at least 1, got %d", c.Retention.Days)
 	case c.Retention.HistoryDays < 1:
@@ -392,6 +428,9 @@ func (c Config) Validate() error {
 	if c.Stream.FlushInterval <= 0 || c.Stream.CheckpointInterval < c.Stream.FlushInterval || c.Stream.AllowedLateness < 0 ||
 		c.Stream.SessionGap <= 0 || c.Stream.MaxFuture < 0 || c.Stream.ShutdownTimeout <= 0 {
 		return fmt.Errorf("config: stream: need flush_interval > 0, checkpoint_interval >= flush_interval, allowed_lateness >= 0, session_gap > 0, max_future >= 0, shutdown_timeout > 0")
+	}
+	if c.Fraud.CommitInterval <= 0 || c.Fraud.CheckpointInterval < c.Fraud.CommitInterval {
+		return fmt.Errorf("config: fraud: need commit_interval > 0 and checkpoint_interval >= commit_interval")
 	}
 	if c.Archive.DedupHorizon < 0 {
 		return fmt.Errorf("config: archive.dedup_horizon must not be negative, got %s", c.Archive.DedupHorizon)

@@ -24,6 +24,9 @@ const (
 	TopicSimLabels = "sim-labels"
 	// TopicDeadLetters holds records a consumer could not process, with the reason in headers.
 	TopicDeadLetters = "dead-letters"
+	// TopicFraudAlerts holds the fraud role's review and block decisions (FraudDecision),
+	// written in transactions: read it with read_committed.
+	TopicFraudAlerts = "fraud-alerts"
 )
 
 // Topics are the topics every event lands in.

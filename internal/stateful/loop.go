@@ -37,8 +37,12 @@ type Loop struct {
 	client *kgo.Client
 	adm    *kadm.Client
 	dlq    *deadLetters
-	m      *metrics
-	router kgo.TopicPartitioner
+	txn    *txnOutput // nil unless transactional
+	// unrestored: partitions a transactional loop rewound, restored once the group confirms
+	// they are still this member's.
+	unrestored map[int32]bool
+	m          *metrics
+	router     kgo.TopicPartitioner
 
 	// runCtx ends when Run is told to stop or a callback hits a fatal error (stop's cause).
 	runCtx context.Context
@@ -55,15 +59,18 @@ type Loop struct {
 	stallUntil time.Time
 
 	probe    atomic.Pointer[lsoProbe]
+	expired  *bus.ExpiredRecords // read and written by applyProbe, under mu
 	ready    atomic.Bool
 	ckptWG   sync.WaitGroup
 	lastPoll atomic.Int64 // unix ms, for /readyz of a loop that stopped polling
 }
 
-// lsoProbe is the last stable offsets of every input partition, listed at one time.
+// lsoProbe is the last stable offsets of every input partition, listed at one time, and
+// their log start offsets (nil where that listing failed).
 type lsoProbe struct {
-	at   time.Time
-	lsos map[string]map[int32]int64 // logical topic -> partition -> offset
+	at     time.Time
+	lsos   map[string]map[int32]int64 // logical topic -> partition -> offset
+	starts map[string]map[int32]int64
 }
 
 // New builds the loop and its consumer-group client. reg may be nil.
@@ -71,8 +78,8 @@ func New(cfg Config, kafka config.Kafka, role Role, store Store, reg prometheus.
 	if cfg.Group == "" || len(cfg.Topics) == 0 || cfg.Partitions < 1 {
 		return nil, errors.New("stateful: a group, input topics and a partition count are required")
 	}
-	l := &Loop{cfg: cfg, role: role, store: store, prefix: kafka.TopicPrefix, parts: map[int32]*partition{},
-		m: newMetrics(role.Name(), reg), router: kgo.StickyKeyPartitioner(nil).ForTopic("")}
+	l := &Loop{cfg: cfg, role: role, store: store, prefix: kafka.TopicPrefix, parts: map[int32]*partition{}, unrestored: map[int32]bool{},
+		expired: bus.NewExpiredRecords(), m: newMetrics(role.Name(), reg), router: kgo.StickyKeyPartitioner(nil).ForTopic("")}
 	l.runCtx, l.stop = context.WithCancelCause(context.Background())
 	opts, err := bus.ClientOptions(kafka)
 	if err != nil {
@@ -106,12 +113,40 @@ func New(cfg Config, kafka config.Kafka, role Role, store Store, reg prometheus.
 	if reg != nil {
 		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("bytebasket_"+role.Name()+"_kafka", kprom.Registerer(reg))))
 	}
-	if l.client, err = kgo.NewClient(opts...); err != nil {
-		return nil, fmt.Errorf("%s consumer: %w", role.Name(), err)
+	dlqClient := (*kgo.Client)(nil)
+	if cfg.TransactionalID == "" {
+		if l.client, err = kgo.NewClient(opts...); err != nil {
+			return nil, fmt.Errorf("%s consumer: %w", role.Name(), err)
+		}
+		dlqClient = l.client
+	} else {
+		if err := l.newTransactional(kafka, opts); err != nil {
+			return nil, err
+		}
+		// Dead letters are not the role's output: an idempotent producer of their own,
+		// outside the transactions.
+		dopts, _ := bus.ClientOptions(kafka)
+		if dlqClient, err = kgo.NewClient(append(dopts, kgo.ProducerLinger(5*time.Millisecond))...); err != nil {
+			return nil, fmt.Errorf("%s dead-letter producer: %w", role.Name(), err)
+		}
 	}
 	l.adm = kadm.NewClient(l.client)
-	l.dlq = &deadLetters{client: l.client, topic: kafka.Topic(event.TopicDeadLetters)}
+	l.dlq = &deadLetters{client: dlqClient, topic: kafka.Topic(event.TopicDeadLetters)}
 	return l, nil
+}
+
+// newTransactional makes the loop's client a group transact session.
+func (l *Loop) newTransactional(kafka config.Kafka, opts []kgo.Opt) error {
+	s, err := kgo.NewGroupTransactSession(append(opts,
+		kgo.TransactionalID(l.cfg.TransactionalID),
+		kgo.TransactionTimeout(15*time.Second), // how long a frozen member's open transaction can hold up its partitions' next owner
+	)...)
+	if err != nil {
+		return fmt.Errorf("%s transactional consumer: %w", l.role.Name(), err)
+	}
+	l.client = s.Client()
+	l.txn = &txnOutput{s: s, prefix: kafka.TopicPrefix, topicIDs: map[string][16]byte{}, committed: map[int32]map[string]int64{}}
+	return nil
 }
 
 // Ready reports whether the loop owns partitions, writes succeed and it is not lagging past
@@ -128,6 +163,9 @@ func (l *Loop) Run(ctx context.Context) error {
 	if err := l.checkPartitionCounts(l.runCtx); err != nil {
 		return err
 	}
+	if l.txn != nil {
+		defer l.dlq.client.Close()
+	}
 	probeDone := make(chan struct{})
 	go func() { defer close(probeDone); l.probeLoop() }()
 	defer func() { <-probeDone }()
@@ -139,7 +177,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			continue
 		}
 		pollCtx, cancel := context.WithDeadline(l.runCtx, lastFlush.Add(l.cfg.FlushInterval))
-		fetches := l.client.PollRecords(pollCtx, l.cfg.MaxPollRecords)
+		fetches := l.poll(pollCtx)
 		cancel()
 		l.lastPoll.Store(time.Now().UnixMilli())
 		if fetches.IsClientClosed() {
@@ -151,18 +189,34 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 		})
 		l.mu.Lock()
+		if l.txn != nil {
+			if err := l.txn.begin(l.runCtx); err != nil {
+				l.mu.Unlock()
+				l.fatal(err)
+				break
+			}
+		}
 		l.apply(fetches)
 		if time.Since(lastFlush) >= l.cfg.FlushInterval {
 			l.flushLocked(time.Now())
 			lastFlush = time.Now()
 		}
+		open := l.txn != nil && l.txn.open
 		l.mu.Unlock()
-		l.client.AllowRebalance()
+		if !open { // a transaction never spans a rebalance
+			l.client.AllowRebalance()
+		}
 	}
 	// Stopping: everything applied becomes durable and checkpointed before leaving, within
 	// the shutdown timeout (a store that is down leaves it to the next owner's replay).
 	l.mu.Lock()
 	stopCtx, cancel := context.WithTimeout(context.Background(), l.cfg.ShutdownTimeout)
+	if !l.commitTxnLocked(stopCtx) {
+		// What the states applied was not committed: checkpointing it would skip its output.
+		for _, p := range l.parts {
+			l.forget(p)
+		}
+	}
 	l.giveUpLocked(stopCtx, slices.Collect(maps.Keys(l.parts)), "shutdown")
 	cancel()
 	l.ready.Store(false)
@@ -196,6 +250,9 @@ func (l *Loop) checkPartitionCounts(ctx context.Context) error {
 		if n := int32(len(d.Partitions)); n != l.cfg.Partitions {
 			return partitionCountError(t, n, l.cfg.Partitions)
 		}
+		if l.txn != nil {
+			l.txn.topicIDs[t] = d.ID
+		}
 	}
 	return nil
 }
@@ -227,16 +284,12 @@ func (l *Loop) probeLoop() {
 		listed, err := l.adm.ListCommittedOffsets(ctx, l.physical()...)
 		cancel()
 		if err == nil {
-			p := &lsoProbe{at: at, lsos: map[string]map[int32]int64{}}
-			listed.Each(func(o kadm.ListedOffset) {
-				if o.Err == nil {
-					t := l.logical(o.Topic)
-					if p.lsos[t] == nil {
-						p.lsos[t] = map[int32]int64{}
-					}
-					p.lsos[t][o.Partition] = o.Offset
-				}
-			})
+			p := &lsoProbe{at: at, lsos: l.byLogical(listed)}
+			ctx, cancel := context.WithTimeout(l.runCtx, 5*time.Second)
+			if starts, err := l.adm.ListStartOffsets(ctx, l.physical()...); err == nil {
+				p.starts = l.byLogical(starts)
+			}
+			cancel()
 			l.probe.Store(p)
 		} else if l.runCtx.Err() == nil {
 			slog.Debug("list last stable offsets", "err", err)
@@ -247,6 +300,21 @@ func (l *Loop) probeLoop() {
 		case <-t.C:
 		}
 	}
+}
+
+// byLogical indexes listed offsets by logical topic and partition.
+func (l *Loop) byLogical(listed kadm.ListedOffsets) map[string]map[int32]int64 {
+	out := map[string]map[int32]int64{}
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			t := l.logical(o.Topic)
+			if out[t] == nil {
+				out[t] = map[int32]int64{}
+			}
+			out[t][o.Partition] = o.Offset
+		}
+	})
+	return out
 }
 
 // apply queues every polled record in its partition and applies what is due.
@@ -322,6 +390,7 @@ func (l *Loop) drain(p *partition) {
 // applyOne applies one record in its turn: a dead letter, a duplicate, or an event.
 func (l *Loop) applyOne(p *partition, topic string, pd pending) {
 	p.offsets[topic] = pd.r.Offset + 1
+	p.silent = pd.r.Offset < p.replayUntil[topic]
 	switch {
 	case pd.control:
 		return
@@ -380,6 +449,13 @@ func (l *Loop) flushLocked(now time.Time) {
 	for _, id := range ids { // a topic found caught up may release the others' records
 		l.drain(l.parts[id])
 	}
+	// The transaction commits what was applied before anything is checkpointed: a
+	// checkpoint never covers output that is not committed.
+	if !l.commitTxnLocked(l.runCtx) {
+		return
+	}
+	l.restorePendingLocked()
+	ids = slices.Sorted(maps.Keys(l.parts))
 	fullPart, ckptPart := int32(-1), int32(-1)
 	if n := len(ids); n > 0 {
 		if now.Sub(l.lastFull) >= l.cfg.FullInterval/time.Duration(n) {
@@ -481,6 +557,18 @@ func (l *Loop) applyProbe() {
 		for t, parts := range pr.lsos {
 			if lso, ok := parts[id]; ok {
 				p.observeLSO(t, lso, pr.at)
+			}
+		}
+		for t, parts := range pr.starts {
+			start, ok := parts[id]
+			if !ok {
+				continue
+			}
+			if n := l.expired.Observe(t, id, p.position(t), start); n > 0 {
+				l.m.expired.WithLabelValues(t).Add(float64(n))
+				slog.Error("records removed by retention before they were read; they are lost to this role",
+					"role", l.role.Name(), "topic", t, "partition", id, "records", n, "log_start", start,
+					"fix", "raise retention (kafka.embedded_log_bytes in embedded mode) or add capacity")
 			}
 		}
 	}
@@ -609,7 +697,9 @@ func (l *Loop) writeCheckpoint(ctx context.Context, j *checkpointJob) error {
 	l.m.checkpoints.WithLabelValues(kind).Inc()
 	l.m.ckptBytes.Observe(float64(j.bytes))
 	l.m.ckptSeconds.Observe(time.Since(t0).Seconds())
-	l.commitOffsets(j.fence.Partition, j.offsets)
+	if l.txn == nil { // a transactional loop's group offsets are its transactions'
+		l.commitOffsets(j.fence.Partition, j.offsets)
+	}
 	return nil
 }
 
@@ -646,6 +736,12 @@ func (l *Loop) forget(p *partition) {
 	p.cancel()
 	p.task.Close()
 	delete(l.parts, p.id)
+	for _, t := range l.cfg.Topics {
+		l.expired.Forget(t, p.id)
+	}
+	if l.txn != nil {
+		delete(l.txn.committed, p.id)
+	}
 	l.m.forget(p.id, l.cfg.Topics)
 	if len(l.parts) == 0 {
 		l.ready.Store(false)
@@ -702,6 +798,7 @@ func (l *Loop) finalCheckpoint(ctx context.Context, p *partition) error {
 // starts. A store that is down is retried until it answers or Run stops; an unreadable
 // checkpoint or a partition beyond the configured count stops Run.
 func (l *Loop) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	l.rebalanced()
 	ids := partitionsOf(assigned)
 	for _, id := range ids {
 		if id >= l.cfg.Partitions {
@@ -714,6 +811,7 @@ func (l *Loop) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string]
 	l.mu.Lock()
 	var todo []int32
 	for _, id := range ids {
+		delete(l.unrestored, id) // restored here, as any assigned partition
 		if l.parts[id] == nil {
 			todo = append(todo, id)
 		}
@@ -767,7 +865,8 @@ func (l *Loop) restore(ctx context.Context, id int32) (*partition, error) {
 		if err != nil {
 			return err
 		}
-		p = newPartition(id, f, l.role.NewTask(id))
+		p = newPartition(id, f, nil)
+		p.task = l.role.NewTask(id, l.emitFor(p))
 		if raw == nil {
 			return nil
 		}
@@ -833,6 +932,18 @@ func (l *Loop) restore(ctx context.Context, id int32) (*partition, error) {
 			return nil, err
 		}
 	}
+	if l.txn != nil {
+		// Output of what an earlier owner committed is in Kafka already: replay it silently.
+		var committed map[string]int64
+		err := retry.Until(ctx, backoff, func() (err error) {
+			committed, err = committedOffsets(ctx, l.adm, l.cfg.Group, id, l.logical)
+			return err
+		}, warn("fetch committed offsets"))
+		if err != nil {
+			return nil, err
+		}
+		p.replayUntil = committed
+	}
 	d := time.Since(t0) // lastCkpt is zero: the partition checkpoints at its first turn
 	l.m.restoreSecs.Observe(d.Seconds())
 	l.m.stateBytes.WithLabelValues(strconv.Itoa(int(id))).Set(float64(p.baseBytes + p.logBytes))
@@ -859,23 +970,58 @@ func (l *Loop) adjustOffsets(_ context.Context, offsets map[string]map[int32]kgo
 }
 
 func (l *Loop) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	l.rebalanced()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.RevokeTimeout)
 	defer cancel()
+	for _, id := range partitionsOf(revoked) {
+		delete(l.unrestored, id)
+	}
 	l.giveUpLocked(rctx, partitionsOf(revoked), "revoked")
 }
 
 // onLost drops the partitions at once: another member may own them already, and its claim
 // fences anything still in flight here.
 func (l *Loop) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	l.rebalanced()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, id := range partitionsOf(lost) {
+		delete(l.unrestored, id)
 		if p := l.parts[id]; p != nil {
 			slog.Warn("partition lost (session expired); dropping its state", "partition", id)
 			l.forget(p)
 		}
+	}
+}
+
+// rebalanced notes, for a transactional loop, that the group changed (see txnOutput.begin).
+func (l *Loop) rebalanced() {
+	if l.txn != nil {
+		l.txn.rebalanced.Store(true)
+	}
+}
+
+// poll polls through the transact session when there is one (it tracks rebalances).
+func (l *Loop) poll(ctx context.Context) kgo.Fetches {
+	if l.txn != nil {
+		return l.txn.s.PollRecords(ctx, l.cfg.MaxPollRecords)
+	}
+	return l.client.PollRecords(ctx, l.cfg.MaxPollRecords)
+}
+
+// emitFor is p's Emit: nil unless transactional; silent while p replays committed output.
+func (l *Loop) emitFor(p *partition) Emit {
+	if l.txn == nil {
+		return nil
+	}
+	return func(r *kgo.Record) {
+		if p.silent {
+			l.m.replayedOutput.Inc()
+			return
+		}
+		l.txn.emit(r)
 	}
 }
 

@@ -9,25 +9,28 @@ import (
 // metrics are the loop's series, named bytebasket_<role>_...: the stream's keep the names
 // they had before the loop was shared.
 type metrics struct {
-	events       *prometheus.CounterVec
-	deadLetters  *prometheus.CounterVec
-	duplicates   prometheus.Counter
-	late         prometheus.Counter
-	storeErrors  prometheus.Counter
-	fenced       prometheus.Counter
-	checkpoints  *prometheus.CounterVec
-	ckptBytes    prometheus.Histogram
-	ckptSeconds  prometheus.Histogram
-	stateBytes   *prometheus.GaugeVec
-	dedupIDs     *prometheus.GaugeVec
-	stateLate    *prometheus.GaugeVec
-	stateDups    *prometheus.GaugeVec
-	restoreSecs  prometheus.Histogram
-	restoreBytes prometheus.Counter
-	lag          *prometheus.GaugeVec
-	stalled      prometheus.Gauge
-	flush        *prometheus.HistogramVec
-	latency      prometheus.Histogram
+	events         *prometheus.CounterVec
+	deadLetters    *prometheus.CounterVec
+	duplicates     prometheus.Counter
+	late           prometheus.Counter
+	storeErrors    prometheus.Counter
+	fenced         prometheus.Counter
+	checkpoints    *prometheus.CounterVec
+	ckptBytes      prometheus.Histogram
+	ckptSeconds    prometheus.Histogram
+	stateBytes     *prometheus.GaugeVec
+	dedupIDs       *prometheus.GaugeVec
+	stateLate      *prometheus.GaugeVec
+	stateDups      *prometheus.GaugeVec
+	restoreSecs    prometheus.Histogram
+	restoreBytes   prometheus.Counter
+	lag            *prometheus.GaugeVec
+	expired        *prometheus.CounterVec
+	txns           *prometheus.CounterVec
+	replayedOutput prometheus.Counter
+	stalled        prometheus.Gauge
+	flush          *prometheus.HistogramVec
+	latency        prometheus.Histogram
 }
 
 func newMetrics(role string, reg prometheus.Registerer) *metrics {
@@ -39,6 +42,15 @@ func newMetrics(role string, reg prometheus.Registerer) *metrics {
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: name("dead_letters_total"), Help: "Records sent to the dead-letter topic, by reason.",
 		}, []string{"reason"}),
+		txns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: name("transactions_total"), Help: "Kafka transactions of a transactional role, by outcome (committed, aborted).",
+		}, []string{"outcome"}),
+		replayedOutput: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: name("replayed_output_total"), Help: "Output records not produced again while replaying what an earlier owner committed.",
+		}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: name("records_expired_total"), Help: "Records removed by topic retention before they were read: lost to this role.",
+		}, []string{"topic"}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: name("duplicate_events_total"), Help: "Events dropped because their event id was already seen.",
 		}),
@@ -98,7 +110,7 @@ func newMetrics(role string, reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.events, m.deadLetters, m.duplicates, m.late, m.storeErrors, m.fenced, m.checkpoints,
-			m.ckptBytes, m.ckptSeconds, m.stateBytes, m.dedupIDs, m.stateLate, m.stateDups, m.restoreSecs, m.restoreBytes, m.lag, m.stalled,
+			m.ckptBytes, m.ckptSeconds, m.stateBytes, m.dedupIDs, m.stateLate, m.stateDups, m.restoreSecs, m.restoreBytes, m.lag, m.expired, m.txns, m.replayedOutput, m.stalled,
 			m.flush, m.latency)
 	}
 	return m

@@ -20,8 +20,12 @@ type partition struct {
 	fence model.Fence
 	task  Task
 
-	offsets  map[string]int64 // logical topic -> next offset to apply: what a checkpoint covers
-	maxEvent map[string]int64 // logical topic -> highest bounded event time (unix ms)
+	offsets map[string]int64 // logical topic -> next offset to apply: what a checkpoint covers
+	// replayUntil: a transactional loop's group offsets at the restore; output of records
+	// before them was committed by an earlier owner. silent: the record being applied is one.
+	replayUntil map[string]int64
+	silent      bool
+	maxEvent    map[string]int64 // logical topic -> highest bounded event time (unix ms)
 	// Records fetched and not yet applied, per topic in offset order, and the offset after
 	// the last one fetched (see Loop.drain).
 	queues  map[string][]pending
@@ -129,11 +133,15 @@ func (p *partition) caughtUp(topic string) bool {
 	if !ok {
 		return false
 	}
-	next, fetched := p.fetched[topic]
-	if !fetched {
-		next = p.offsets[topic]
+	return p.position(topic) >= lso
+}
+
+// position is the next offset of topic to fetch: records queued are in memory, not lost.
+func (p *partition) position(topic string) int64 {
+	if next, ok := p.fetched[topic]; ok {
+		return next
 	}
-	return next >= lso
+	return p.offsets[topic]
 }
 
 // idle reports whether a topic has nothing left to apply: caught up and nothing queued.

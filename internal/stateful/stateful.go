@@ -19,11 +19,16 @@
 //   - Bad input never stops it: undecodable, invalid, skewed and misrouted records go to the
 //     dead-letter topic (retried until written) and duplicates of an event id are dropped.
 //   - A store outage never blocks a rebalance: failed writes stall polling, not the group.
+//   - Kafka to Kafka exactly once, for a role that emits records (Config.TransactionalID):
+//     its output commits in one transaction with the offsets of what was applied; a restored
+//     partition replays silently up to them (txn.go).
 package stateful
 
 import (
 	"context"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/bytebasket/bytebasket/internal/model"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
@@ -77,9 +82,16 @@ type Role interface {
 	// StateVersion is the version of the meaning of the role's StateEntry cases; a head
 	// written by a newer version is refused.
 	StateVersion() uint32
-	// NewTask returns the empty state of one partition.
-	NewTask(partition int32) Task
+	// NewTask returns the empty state of one partition. emit is nil unless the loop is
+	// transactional (Config.TransactionalID).
+	NewTask(partition int32, emit Emit) Task
 }
+
+// Emit produces one output record in the loop's current Kafka transaction, which commits
+// together with the input offsets of what was applied: each output record is in Kafka
+// exactly once. Records emitted while a restored partition replays what an earlier owner
+// already committed are dropped.
+type Emit func(r *kgo.Record)
 
 // Task is one partition's state. The loop calls it from one goroutine at a time.
 type Task interface {
@@ -144,6 +156,11 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// MaxPollRecords bounds one poll.
 	MaxPollRecords int
+	// TransactionalID, when set, makes the loop transactional (Kafka to Kafka exactly once):
+	// what tasks emit is produced in a transaction that also commits the group's offsets of
+	// what was applied, every FlushInterval; a restored partition replays from its
+	// checkpoint without emitting until it passes those offsets. Unique per instance.
+	TransactionalID string
 }
 
 // DefaultConfig holds the defaults; Group and Topics must be set.

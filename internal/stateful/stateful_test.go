@@ -126,9 +126,9 @@ func TestChunkerBoundsChunks(t *testing.T) {
 
 type testRole struct{}
 
-func (testRole) Name() string         { return "stream" }
-func (testRole) StateVersion() uint32 { return 1 }
-func (testRole) NewTask(p int32) Task { return nil }
+func (testRole) Name() string             { return "stream" }
+func (testRole) StateVersion() uint32     { return 1 }
+func (testRole) NewTask(int32, Emit) Task { return nil }
 func head(mod func(*pb.CheckpointHead)) []byte {
 	h := &pb.CheckpointHead{FormatVersion: FormatVersion, Role: "stream", RoleVersion: 1, Partitions: 4,
 		Segments: []*pb.LogSegment{{Epoch: 7, FirstSeq: 1, LastSeq: 2}}}

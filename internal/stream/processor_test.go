@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bytebasket/bytebasket/internal/bus"
+	"github.com/bytebasket/bytebasket/internal/bus/bustest"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/model"
@@ -41,25 +43,15 @@ func (f *flakyStore) Write(ctx context.Context, fence model.Fence, b model.Batch
 // setup starts an embedded broker with the topics and returns its config and a producer
 // keyed like ByteBasket's (Kafka's default partitioner).
 func setup(t *testing.T) (config.Config, *kgo.Client) {
-	t.Helper()
-	br, err := bus.StartEmbedded("127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(br.Close)
-	cfg := config.Default()
-	cfg.Kafka.Brokers = []string{br.Addr()}
-	cfg.Stream.Group = fmt.Sprintf("test-%d", time.Now().UnixNano())
-	opts, _ := bus.ClientOptions(cfg.Kafka)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	if err := bus.EnsureTopics(context.Background(), kadm.NewClient(cl), bus.TopicSpecs(cfg)); err != nil {
-		t.Fatal(err)
-	}
+	cfg, cl, _ := setupBounded(t, 0)
 	return cfg, cl
+}
+
+// setupBounded is setup with a broker whose partitions keep partitionBytes (0: unbounded).
+func setupBounded(t *testing.T, partitionBytes int64) (config.Config, *kgo.Client, *bus.EmbeddedBroker) {
+	br, cfg, cl := bustest.Embedded(t, partitionBytes)
+	cfg.Stream.Group = fmt.Sprintf("test-%d", time.Now().UnixNano())
+	return cfg, cl, br
 }
 
 func openStore(t *testing.T) *embedded.Store {
@@ -467,4 +459,62 @@ func TestSlowRowsWrittenBesideTheLoop(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Records the broker's retention removed before the processor read them (it was stopped
+// meanwhile) are counted and reported, not silently skipped; what is left is processed.
+func TestRecordsTrimmedUnreadAreCounted(t *testing.T) {
+	cfg, cl, br := setupBounded(t, 1) // every batch is over the bound: all go when trimmed
+	now := time.Now().Add(-time.Hour)
+	view := func(prefix string, n int) {
+		for i := range n { // one batch each
+			produce(t, cl, eventRecord(t, pageView(fmt.Sprintf("%s-%d", prefix, i), "u-1", now)))
+		}
+	}
+	st := openStore(t)
+	view("first", 5)
+	_, stop := start(t, cfg, st)
+	awaitTotals(t, st, now, 5, 0, 0)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	view("unread", 40)
+	br.ApplyRetention()
+	view("after", 7)
+
+	reg := prometheus.NewRegistry()
+	p, err := New(FromConfig(cfg), cfg.Kafka, st, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	awaitTotals(t, st, now, 12, 0, 0)
+	var expired float64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && expired < 40; time.Sleep(100 * time.Millisecond) {
+		expired = counterValue(t, reg, "bytebasket_stream_records_expired_total")
+	}
+	if expired != 40 {
+		t.Fatalf("records_expired_total %v, want the 40 trimmed unread", expired)
+	}
+}
+
+// counterValue sums a counter family's series in reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				v += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return v
 }

@@ -92,7 +92,7 @@ type role struct {
 
 func (r *role) Name() string         { return "stream" }
 func (r *role) StateVersion() uint32 { return stateVersion }
-func (r *role) NewTask(partition int32) stateful.Task {
+func (r *role) NewTask(partition int32, _ stateful.Emit) stateful.Task {
 	return &task{role: r, st: newPartitionState(partition, r.rules), slow: newSlowLane(r.metrics.slowFailures)}
 }
 

@@ -58,6 +58,11 @@ func TestProcessFaults(t *testing.T) {
 		checkNoLate(t, streams)
 	})
 
+	t.Run("fraud decisions exactly once through kill -9 and a frozen instance", func(t *testing.T) {
+		t.Parallel()
+		fraudExactlyOnce(t)
+	})
+
 	// A client that retries sends some events twice (same id and time): every measure and
 	// the lake count each event once.
 	t.Run("events sent twice", func(t *testing.T) {

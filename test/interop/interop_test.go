@@ -46,7 +46,7 @@ func TestKafkaConsoleConsumerReadsOurTopic(t *testing.T) {
 // The embedded broker of `bytebasket run` speaks Kafka to tools nobody here wrote.
 func TestKafkaConsoleConsumerReadsEmbeddedBroker(t *testing.T) {
 	testenv.Addr(t, testenv.Kafka) // the tool's jars come with deploy/local's Kafka
-	b, err := bus.StartEmbedded("127.0.0.1:0", t.TempDir())
+	b, err := bus.StartEmbedded("127.0.0.1:0", t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -242,6 +242,7 @@ type StateEntry struct {
 	//	*StateEntry_SessionWindow
 	//	*StateEntry_Feed
 	//	*StateEntry_UserSessions
+	//	*StateEntry_FraudUser
 	Entry         isStateEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -347,6 +348,15 @@ func (x *StateEntry) GetUserSessions() *UserSessionsState {
 	return nil
 }
 
+func (x *StateEntry) GetFraudUser() *FraudUserState {
+	if x != nil {
+		if x, ok := x.Entry.(*StateEntry_FraudUser); ok {
+			return x.FraudUser
+		}
+	}
+	return nil
+}
+
 type isStateEntry_Entry interface {
 	isStateEntry_Entry()
 }
@@ -379,6 +389,10 @@ type StateEntry_UserSessions struct {
 	UserSessions *UserSessionsState `protobuf:"bytes,16,opt,name=user_sessions,json=userSessions,proto3,oneof"`
 }
 
+type StateEntry_FraudUser struct {
+	FraudUser *FraudUserState `protobuf:"bytes,20,opt,name=fraud_user,json=fraudUser,proto3,oneof"`
+}
+
 func (*StateEntry_Dedup) isStateEntry_Entry() {}
 
 func (*StateEntry_StreamScalars) isStateEntry_Entry() {}
@@ -392,6 +406,8 @@ func (*StateEntry_SessionWindow) isStateEntry_Entry() {}
 func (*StateEntry_Feed) isStateEntry_Entry() {}
 
 func (*StateEntry_UserSessions) isStateEntry_Entry() {}
+
+func (*StateEntry_FraudUser) isStateEntry_Entry() {}
 
 // DedupBucket: fingerprints (64-bit hashes) of the event ids seen with event time in the
 // minute starting at bucket_ms. Added fingerprints extend the bucket; deleted drops it.
@@ -1321,6 +1337,169 @@ func (x *TxEventState) GetReason() string {
 	return ""
 }
 
+// FraudUserState: the events of one user the fraud rules aggregate over, oldest first,
+// within the longest window of the rule set in force. Replaced whole; deleted drops the user.
+type FraudUserState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Deleted       bool                   `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Events        []*FraudEventState     `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudUserState) Reset() {
+	*x = FraudUserState{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudUserState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudUserState) ProtoMessage() {}
+
+func (x *FraudUserState) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudUserState.ProtoReflect.Descriptor instead.
+func (*FraudUserState) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FraudUserState) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *FraudUserState) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *FraudUserState) GetEvents() []*FraudEventState {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// FraudEventState is what a rule needs of one event.
+type FraudEventState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TimeMs        int64                  `protobuf:"varint,1,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	AmountMinor   int64                  `protobuf:"varint,3,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
+	Currency      string                 `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	Card          string                 `protobuf:"bytes,5,opt,name=card,proto3" json:"card,omitempty"`
+	Device        string                 `protobuf:"bytes,6,opt,name=device,proto3" json:"device,omitempty"`
+	Ip            string                 `protobuf:"bytes,7,opt,name=ip,proto3" json:"ip,omitempty"`
+	Country       string                 `protobuf:"bytes,8,opt,name=country,proto3" json:"country,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudEventState) Reset() {
+	*x = FraudEventState{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudEventState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudEventState) ProtoMessage() {}
+
+func (x *FraudEventState) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudEventState.ProtoReflect.Descriptor instead.
+func (*FraudEventState) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FraudEventState) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+func (x *FraudEventState) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *FraudEventState) GetAmountMinor() int64 {
+	if x != nil {
+		return x.AmountMinor
+	}
+	return 0
+}
+
+func (x *FraudEventState) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *FraudEventState) GetCard() string {
+	if x != nil {
+		return x.Card
+	}
+	return ""
+}
+
+func (x *FraudEventState) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *FraudEventState) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *FraudEventState) GetCountry() string {
+	if x != nil {
+		return x.Country
+	}
+	return ""
+}
+
 var File_bytebasket_v1_state_proto protoreflect.FileDescriptor
 
 const file_bytebasket_v1_state_proto_rawDesc = "" +
@@ -1356,7 +1535,7 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"LogSegment\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x03R\bfirstSeq\x12\x19\n" +
-	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\xbe\x03\n" +
+	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\xfe\x03\n" +
 	"\n" +
 	"StateEntry\x122\n" +
 	"\x05dedup\x18\x01 \x01(\v2\x1a.bytebasket.v1.DedupBucketH\x00R\x05dedup\x12E\n" +
@@ -1366,7 +1545,9 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\x03top\x18\f \x01(\v2\x17.bytebasket.v1.TopStateH\x00R\x03top\x12J\n" +
 	"\x0esession_window\x18\x0e \x01(\v2!.bytebasket.v1.SessionWindowStateH\x00R\rsessionWindow\x12.\n" +
 	"\x04feed\x18\x0f \x01(\v2\x18.bytebasket.v1.FeedStateH\x00R\x04feed\x12G\n" +
-	"\ruser_sessions\x18\x10 \x01(\v2 .bytebasket.v1.UserSessionsStateH\x00R\fuserSessionsB\a\n" +
+	"\ruser_sessions\x18\x10 \x01(\v2 .bytebasket.v1.UserSessionsStateH\x00R\fuserSessions\x12>\n" +
+	"\n" +
+	"fraud_user\x18\x14 \x01(\v2\x1d.bytebasket.v1.FraudUserStateH\x00R\tfraudUserB\a\n" +
 	"\x05entryJ\x04\b\r\x10\x0e\"Z\n" +
 	"\vDedupBucket\x12\x1b\n" +
 	"\tbucket_ms\x18\x01 \x01(\x03R\bbucketMs\x12\x18\n" +
@@ -1465,7 +1646,20 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\famount_minor\x18\x04 \x01(\x03R\vamountMinor\x12\x1a\n" +
 	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x12\x1a\n" +
 	"\bplatform\x18\x06 \x01(\tR\bplatform\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reasonBCZAgithub.com/bytebasket/bytebasket/proto/bytebasket/v1;bytebasketv1b\x06proto3"
+	"\x06reason\x18\a \x01(\tR\x06reason\"{\n" +
+	"\x0eFraudUserState\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
+	"\adeleted\x18\x02 \x01(\bR\adeleted\x126\n" +
+	"\x06events\x18\x03 \x03(\v2\x1e.bytebasket.v1.FraudEventStateR\x06events\"\xd3\x01\n" +
+	"\x0fFraudEventState\x12\x17\n" +
+	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n" +
+	"\famount_minor\x18\x03 \x01(\x03R\vamountMinor\x12\x1a\n" +
+	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12\x12\n" +
+	"\x04card\x18\x05 \x01(\tR\x04card\x12\x16\n" +
+	"\x06device\x18\x06 \x01(\tR\x06device\x12\x0e\n" +
+	"\x02ip\x18\a \x01(\tR\x02ip\x12\x18\n" +
+	"\acountry\x18\b \x01(\tR\acountryBCZAgithub.com/bytebasket/bytebasket/proto/bytebasket/v1;bytebasketv1b\x06proto3"
 
 var (
 	file_bytebasket_v1_state_proto_rawDescOnce sync.Once
@@ -1479,7 +1673,7 @@ func file_bytebasket_v1_state_proto_rawDescGZIP() []byte {
 	return file_bytebasket_v1_state_proto_rawDescData
 }
 
-var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*CheckpointHead)(nil),        // 0: bytebasket.v1.CheckpointHead
 	(*LogSegment)(nil),            // 1: bytebasket.v1.LogSegment
@@ -1494,19 +1688,21 @@ var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*SessionWindowState)(nil),    // 10: bytebasket.v1.SessionWindowState
 	(*FeedState)(nil),             // 11: bytebasket.v1.FeedState
 	(*TxEventState)(nil),          // 12: bytebasket.v1.TxEventState
-	nil,                           // 13: bytebasket.v1.CheckpointHead.OffsetsEntry
-	nil,                           // 14: bytebasket.v1.CheckpointHead.MaxEventMsEntry
-	nil,                           // 15: bytebasket.v1.WindowState.RevenueEntry
-	nil,                           // 16: bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	nil,                           // 17: bytebasket.v1.TopState.CountsEntry
-	nil,                           // 18: bytebasket.v1.SessionState.RevenueEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*FraudUserState)(nil),        // 13: bytebasket.v1.FraudUserState
+	(*FraudEventState)(nil),       // 14: bytebasket.v1.FraudEventState
+	nil,                           // 15: bytebasket.v1.CheckpointHead.OffsetsEntry
+	nil,                           // 16: bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	nil,                           // 17: bytebasket.v1.WindowState.RevenueEntry
+	nil,                           // 18: bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	nil,                           // 19: bytebasket.v1.TopState.CountsEntry
+	nil,                           // 20: bytebasket.v1.SessionState.RevenueEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_bytebasket_v1_state_proto_depIdxs = []int32{
-	13, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
-	14, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	15, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
+	16, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
 	1,  // 2: bytebasket.v1.CheckpointHead.segments:type_name -> bytebasket.v1.LogSegment
-	19, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 4: bytebasket.v1.StateEntry.dedup:type_name -> bytebasket.v1.DedupBucket
 	4,  // 5: bytebasket.v1.StateEntry.stream_scalars:type_name -> bytebasket.v1.StreamScalars
 	5,  // 6: bytebasket.v1.StateEntry.window:type_name -> bytebasket.v1.WindowState
@@ -1514,18 +1710,20 @@ var file_bytebasket_v1_state_proto_depIdxs = []int32{
 	10, // 8: bytebasket.v1.StateEntry.session_window:type_name -> bytebasket.v1.SessionWindowState
 	11, // 9: bytebasket.v1.StateEntry.feed:type_name -> bytebasket.v1.FeedState
 	7,  // 10: bytebasket.v1.StateEntry.user_sessions:type_name -> bytebasket.v1.UserSessionsState
-	15, // 11: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
-	16, // 12: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	17, // 13: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
-	8,  // 14: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
-	18, // 15: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
-	9,  // 16: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
-	12, // 17: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 11: bytebasket.v1.StateEntry.fraud_user:type_name -> bytebasket.v1.FraudUserState
+	17, // 12: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
+	18, // 13: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	19, // 14: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
+	8,  // 15: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
+	20, // 16: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
+	9,  // 17: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
+	12, // 18: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
+	14, // 19: bytebasket.v1.FraudUserState.events:type_name -> bytebasket.v1.FraudEventState
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_state_proto_init() }
@@ -1541,6 +1739,7 @@ func file_bytebasket_v1_state_proto_init() {
 		(*StateEntry_SessionWindow)(nil),
 		(*StateEntry_Feed)(nil),
 		(*StateEntry_UserSessions)(nil),
+		(*StateEntry_FraudUser)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1548,7 +1747,7 @@ func file_bytebasket_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_state_proto_rawDesc), len(file_bytebasket_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

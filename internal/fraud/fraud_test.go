@@ -1,0 +1,182 @@
+package fraud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/bytebasket/bytebasket/internal/bus/bustest"
+	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/fraud/rules"
+	"github.com/bytebasket/bytebasket/internal/model"
+	"github.com/bytebasket/bytebasket/internal/store/embedded"
+	"github.com/bytebasket/bytebasket/internal/testenv"
+	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
+)
+
+const testRules = `
+version: 3
+rules:
+  - name: user-orders-1h
+    on: [order_placed]
+    group_by: user
+    aggregate: count
+    window: 1h
+    compare: ">"
+    limit: 2
+    weight: 40
+    action: review
+  - name: user-spend-eur-1h
+    on: [order_placed]
+    group_by: user
+    aggregate: sum
+    field: amount
+    currency: EUR
+    window: 1h
+    compare: ">="
+    limit: 100000
+    weight: 70
+    action: block
+  - name: card-shared
+    on: [order_placed]
+    group_by: card
+    aggregate: distinct
+    field: user
+    window: 1h
+    compare: ">"
+    limit: 1
+    weight: 50
+    action: block
+`
+
+// noCheckpoints is a store whose checkpoint heads are never committed: every restart
+// replays from the first offset, so only the transactions' offsets keep decisions single.
+type noCheckpoints struct {
+	*embedded.Store
+	refused atomic.Int64
+}
+
+func (s *noCheckpoints) CommitHead(context.Context, model.Fence, []byte) error {
+	s.refused.Add(1)
+	return errors.New("checkpoints refused by the test")
+}
+
+func order(id, user string, at time.Time, cents int64) *pb.Envelope {
+	return &pb.Envelope{EventId: id, EventTime: timestamppb.New(at), SchemaVersion: 1, Source: pb.Source_SOURCE_WEB,
+		UserId: user, SessionId: "s-" + user, Payload: &pb.Envelope_OrderPlaced{OrderPlaced: &pb.OrderPlaced{
+			OrderId: "o-" + id, Total: &pb.Money{AmountMinor: cents, Currency: "EUR"}, PaymentFingerprint: "card-1"}}}
+}
+
+// Decisions are made by the user rules, reach fraud-alerts exactly once across restarts
+// that replay everything (no checkpoint ever lands), and say why and under which rule set.
+func TestDecisionsExactlyOnceAcrossRestarts(t *testing.T) {
+	br, cfg, cl := bustest.Embedded(t, 0)
+	rs, err := rules.Parse([]byte(testRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := embedded.Open(t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	store := &noCheckpoints{Store: st}
+
+	now := time.Now().Add(-30 * time.Minute)
+	orders := func(user string, from, n int, cents int64) {
+		for i := from; i < from+n; i++ {
+			e := order(fmt.Sprintf("%s-%d", user, i), user, now.Add(time.Duration(i)*time.Second), cents)
+			b, err := event.AppendEncode(nil, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: event.TopicTransactions, Key: []byte(user), Value: b}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run := func(instance string, until func() bool) {
+		fc := FromConfig(cfg, rs, instance)
+		fc.Loop.ShutdownTimeout = 2 * time.Second
+		p, err := New(fc, cfg.Kafka, store, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		for deadline := time.Now().Add(30 * time.Second); !until() && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	orders("u-1", 0, 5, 1000)  // orders 3..5 of the hour: review
+	orders("u-2", 0, 2, 1000)  // two: nothing
+	orders("u-3", 0, 1, 99999) // under the spend limit
+	orders("u-3", 1, 1, 1)     // reaches it: block
+	var got []*pb.FraudDecision
+	run("a", func() bool { got = alerts(t, br.Addr()); return len(got) >= 4 })
+	orders("u-1", 5, 1, 1000) // a sixth order: one more review
+	run("b", func() bool { got = alerts(t, br.Addr()); return len(got) >= 5 })
+	time.Sleep(time.Second) // any duplicate would be committed by now
+	got = alerts(t, br.Addr())
+
+	var ids []string
+	for _, d := range got {
+		ids = append(ids, d.GetOrderId())
+		if d.GetRulesVersion() != 3 || len(d.GetReasons()) == 0 || d.GetDecidedAt() == nil {
+			t.Errorf("decision %s: rules version %d, reasons %v", d.GetOrderId(), d.GetRulesVersion(), d.GetReasons())
+		}
+		for _, r := range d.GetReasons() {
+			if r.GetRule() == "card-shared" {
+				t.Errorf("decision %s fired %s, a rule by card this stage does not evaluate", d.GetOrderId(), r.GetRule())
+			}
+		}
+	}
+	slices.Sort(ids)
+	want := []string{"o-u-1-2", "o-u-1-3", "o-u-1-4", "o-u-1-5", "o-u-3-1"}
+	if !slices.Equal(ids, want) {
+		t.Fatalf("decisions in fraud-alerts %v, want each of %v once", ids, want)
+	}
+	for _, d := range got {
+		switch d.GetOrderId() {
+		case "o-u-3-1":
+			if d.GetAction() != pb.FraudAction_FRAUD_ACTION_BLOCK || d.GetScore() != 70 {
+				t.Errorf("u-3's second order: %v score %d, want block 70", d.GetAction(), d.GetScore())
+			}
+		default:
+			if d.GetAction() != pb.FraudAction_FRAUD_ACTION_REVIEW || d.GetScore() != 40 {
+				t.Errorf("%s: %v score %d, want review 40", d.GetOrderId(), d.GetAction(), d.GetScore())
+			}
+		}
+	}
+	if store.refused.Load() == 0 {
+		t.Fatal("no checkpoint was attempted: the restarts did not replay")
+	}
+}
+
+// alerts reads every committed decision in fraud-alerts.
+func alerts(t *testing.T, addr string) []*pb.FraudDecision {
+	t.Helper()
+	var out []*pb.FraudDecision
+	for _, r := range testenv.ReadCommitted(t, addr, event.TopicFraudAlerts, 10*time.Second) {
+		var d pb.FraudDecision
+		if err := proto.Unmarshal(r.Value, &d); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, &d)
+	}
+	return out
+}

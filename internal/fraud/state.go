@@ -1,0 +1,167 @@
+package fraud
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/fraud/rules"
+	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
+)
+
+// scored are the events a decision is made on.
+var scored = []event.Kind{event.KindOrderPlaced, event.KindPaymentAuthorized, event.KindPaymentFailed}
+
+// userState is one partition's per-user history: what the user-keyed rules aggregate over.
+type userState struct {
+	users   map[string]*history
+	deleted map[string]bool // dropped since the last checkpoint
+	horizon time.Duration   // the longest window of the rules: older events are dropped
+}
+
+// history is one user's events, oldest first.
+type history struct {
+	events []*pb.FraudEventState
+	dirty  bool // changed since the last checkpoint
+}
+
+func newUserState(horizon time.Duration) *userState {
+	return &userState{users: map[string]*history{}, deleted: map[string]bool{}, horizon: horizon}
+}
+
+// add records e in its user's history (in event-time order) and drops what the longest
+// window no longer reaches from the newest event.
+func (s *userState) add(e *pb.Envelope) *history {
+	user := e.GetUserId()
+	h := s.users[user]
+	if h == nil {
+		h = &history{}
+		s.users[user] = h
+		delete(s.deleted, user)
+	}
+	rec := eventState(e)
+	i, _ := slices.BinarySearchFunc(h.events, rec.GetTimeMs(), func(x *pb.FraudEventState, t int64) int {
+		if x.GetTimeMs() <= t { // equal times keep arrival order
+			return -1
+		}
+		return 1
+	})
+	h.events = slices.Insert(h.events, i, rec)
+	newest := h.events[len(h.events)-1].GetTimeMs()
+	keep := slices.IndexFunc(h.events, func(x *pb.FraudEventState) bool { return x.GetTimeMs() >= newest-s.horizon.Milliseconds() })
+	if keep > 0 {
+		h.events = slices.Delete(h.events, 0, keep)
+	}
+	h.dirty = true
+	return h
+}
+
+// expire drops the users whose newest event is older than the horizon before wm (unix ms).
+func (s *userState) expire(wm int64) {
+	for user, h := range s.users {
+		if len(h.events) == 0 || h.events[len(h.events)-1].GetTimeMs() < wm-s.horizon.Milliseconds() {
+			delete(s.users, user)
+			s.deleted[user] = true
+		}
+	}
+}
+
+// eventState is what the rules need of e.
+func eventState(e *pb.Envelope) *pb.FraudEventState {
+	rec := &pb.FraudEventState{TimeMs: e.GetEventTime().AsTime().UnixMilli(), Kind: string(event.KindOf(e))}
+	if m, ok := rules.AmountOf(e); ok {
+		rec.AmountMinor, rec.Currency = m.GetAmountMinor(), m.GetCurrency()
+	}
+	rec.Card, _ = rules.Of(e, rules.Card)
+	rec.Device, _ = rules.Of(e, rules.Device)
+	rec.Ip, _ = rules.Of(e, rules.IP)
+	rec.Country, _ = rules.Of(e, rules.Country)
+	return rec
+}
+
+// attribute is a of a recorded event of user.
+func attribute(user string, x *pb.FraudEventState, a rules.Attribute) string {
+	switch a {
+	case rules.User:
+		return user
+	case rules.Card:
+		return x.GetCard()
+	case rules.Device:
+		return x.GetDevice()
+	case rules.IP:
+		return x.GetIp()
+	case rules.Country:
+		return x.GetCountry()
+	}
+	return ""
+}
+
+// aggregate is rule r's value over the user's events of r's kinds within r's window
+// ending at atMs (inclusive).
+func aggregate(r *rules.Rule, user string, h *history, atMs int64) float64 {
+	from := atMs - r.Window.Milliseconds()
+	var n, sum float64
+	distinct := map[string]struct{}{}
+	for _, x := range h.events {
+		if x.GetTimeMs() <= from || x.GetTimeMs() > atMs || !slices.Contains(r.On, event.Kind(x.GetKind())) {
+			continue
+		}
+		switch r.Aggregate {
+		case rules.Count:
+			n++
+		case rules.Sum, rules.Avg:
+			if x.GetCurrency() == r.Currency {
+				n++
+				sum += float64(x.GetAmountMinor())
+			}
+		case rules.Distinct:
+			if v := attribute(user, x, r.Field); v != "" {
+				distinct[v] = struct{}{}
+			}
+		}
+	}
+	switch r.Aggregate {
+	case rules.Sum:
+		return sum
+	case rules.Avg:
+		if n == 0 {
+			return 0
+		}
+		return math.Round(sum / n)
+	case rules.Distinct:
+		return float64(len(distinct))
+	}
+	return n
+}
+
+// changes emits the users changed or dropped since the last call (with full, every user).
+func (s *userState) changes(full bool, emit func(*pb.StateEntry)) {
+	for user := range s.deleted {
+		if !full {
+			emit(&pb.StateEntry{Entry: &pb.StateEntry_FraudUser{FraudUser: &pb.FraudUserState{UserId: user, Deleted: true}}})
+		}
+	}
+	clear(s.deleted)
+	for user, h := range s.users {
+		if full || h.dirty {
+			emit(&pb.StateEntry{Entry: &pb.StateEntry_FraudUser{FraudUser: &pb.FraudUserState{UserId: user, Events: h.events}}})
+		}
+		h.dirty = false
+	}
+}
+
+// restore applies one checkpoint entry.
+func (s *userState) restore(e *pb.StateEntry) error {
+	u := e.GetFraudUser()
+	if u == nil {
+		return fmt.Errorf("fraud: checkpoint entry %T is not the fraud role's", e.GetEntry())
+	}
+	if u.GetDeleted() {
+		delete(s.users, u.GetUserId())
+		return nil
+	}
+	s.users[u.GetUserId()] = &history{events: u.GetEvents()}
+	return nil
+}

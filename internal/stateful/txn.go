@@ -1,0 +1,288 @@
+package stateful
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// txnOutput is a transactional loop's output (Config.TransactionalID): what tasks emit is
+// produced in a transaction of franz-go's group transact session, which commits with the
+// group offsets of what was applied, never of what was only fetched (records wait in the
+// partitions' queues for the event-time merge). A transaction is open only between a poll
+// and the next flush; rebalances are allowed only between transactions, so no transaction
+// spans one.
+type txnOutput struct {
+	s        *kgo.GroupTransactSession
+	prefix   string
+	topicIDs map[string][16]byte // physical topic -> id, for commit requests that need one
+
+	open       bool
+	rebalanced atomic.Bool // a rebalance callback ran: the session's abort flag is reset first
+	// committed is what this instance last committed: partition -> logical topic -> offset.
+	committed map[int32]map[string]int64
+
+	mu         sync.Mutex
+	produceErr error // the first failed produce of the open transaction
+}
+
+// commitTimeout bounds one attempt to end a transaction (milliseconds when all is well).
+const commitTimeout = 5 * time.Second
+
+// begin opens a transaction if none is. After a rebalance the session would abort the next
+// transaction (it cannot know that none was open across it), so its flags are reset by
+// ending the empty one first.
+func (t *txnOutput) begin(ctx context.Context) error {
+	if t.open {
+		return nil
+	}
+	if t.rebalanced.Swap(false) {
+		if _, err := t.s.End(ctx, kgo.TryAbort); err != nil {
+			return fmt.Errorf("reset transact session: %w", err)
+		}
+	}
+	if err := t.s.Begin(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	t.open = true
+	return nil
+}
+
+// emit produces r in the open transaction.
+func (t *txnOutput) emit(r *kgo.Record) {
+	t.s.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+		if err != nil {
+			t.mu.Lock()
+			if t.produceErr == nil {
+				t.produceErr = err
+			}
+			t.mu.Unlock()
+		}
+	})
+}
+
+// commit ends the open transaction, committing offsets (partition -> logical topic -> next
+// offset) where they moved since the last commit. It reports whether the transaction
+// committed; false with a nil error means there was none open.
+func (t *txnOutput) commit(ctx context.Context, offsets map[int32]map[string]int64) (bool, error) {
+	if !t.open {
+		return false, nil
+	}
+	t.open = false
+	t.mu.Lock()
+	failed := t.produceErr
+	t.produceErr = nil
+	t.mu.Unlock()
+	if failed != nil {
+		_, err := t.s.End(ctx, kgo.TryAbort)
+		return false, errors.Join(fmt.Errorf("output not produced: %w", failed), err)
+	}
+	moved := t.moved(offsets)
+	ctx = kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
+		req.Topics = t.request(req, moved)
+		return nil
+	})
+	// A member the group dropped while it was paused waits in End for a heartbeat that
+	// cannot come before the loop lets the rebalance through: bound it, then end the
+	// transaction as an abort with a fresh deadline so the client can begin the next one.
+	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	committed, err := t.s.End(cctx, kgo.TryCommit)
+	cancel()
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+		actx, cancel := context.WithTimeout(ctx, commitTimeout)
+		_, aerr := t.s.End(actx, kgo.TryAbort)
+		cancel()
+		err = errors.Join(err, aerr)
+	}
+	if err != nil {
+		return false, fmt.Errorf("end transaction: %w", err)
+	}
+	if !committed {
+		return false, errors.New("transaction aborted (a rebalance or a fenced member)")
+	}
+	for id, offs := range moved {
+		if t.committed[id] == nil {
+			t.committed[id] = map[string]int64{}
+		}
+		maps.Copy(t.committed[id], offs)
+	}
+	return true, nil
+}
+
+// moved is the part of offsets that differs from what was last committed.
+func (t *txnOutput) moved(offsets map[int32]map[string]int64) map[int32]map[string]int64 {
+	out := map[int32]map[string]int64{}
+	for id, offs := range offsets {
+		for topic, off := range offs {
+			if prev, ok := t.committed[id][topic]; ok && prev == off {
+				continue
+			}
+			if out[id] == nil {
+				out[id] = map[string]int64{}
+			}
+			out[id][topic] = off
+		}
+	}
+	return out
+}
+
+// request replaces the session's offsets (what was polled) by the applied ones.
+func (t *txnOutput) request(req *kmsg.TxnOffsetCommitRequest, offsets map[int32]map[string]int64) []kmsg.TxnOffsetCommitRequestTopic {
+	byTopic := map[string][]kmsg.TxnOffsetCommitRequestTopicPartition{}
+	for _, id := range slices.Sorted(maps.Keys(offsets)) {
+		for topic, off := range offsets[id] {
+			p := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+			p.Partition, p.Offset, p.LeaderEpoch, p.Metadata = id, off, -1, &req.MemberID
+			byTopic[t.prefix+topic] = append(byTopic[t.prefix+topic], p)
+		}
+	}
+	var topics []kmsg.TxnOffsetCommitRequestTopic
+	for _, name := range slices.Sorted(maps.Keys(byTopic)) {
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic, rt.TopicID, rt.Partitions = name, t.topicIDs[name], byTopic[name]
+		topics = append(topics, rt)
+	}
+	return topics
+}
+
+// committedOffsets reads the group's committed offsets of one partition (logical topic ->
+// offset), waiting for transactions in flight (an earlier owner's) to finish.
+func committedOffsets(ctx context.Context, adm *kadm.Client, group string, partition int32, logical func(string) string) (map[string]int64, error) {
+	ctx, cancel := context.WithTimeout(kadm.RequireStable(ctx), 30*time.Second)
+	defer cancel()
+	resp, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return nil, fmt.Errorf("fetch committed offsets: %w", err)
+	}
+	out := map[string]int64{}
+	for topic, parts := range resp {
+		if o, ok := parts[partition]; ok && o.Err == nil && o.At >= 0 {
+			out[logical(topic)] = o.At
+		}
+	}
+	return out, nil
+}
+
+// commitTxnLocked commits the open transaction with every owned partition's applied
+// offsets. When it does not commit, the output emitted since the last commit is gone while
+// the states applied it: every owned partition is restored from its checkpoint again.
+func (l *Loop) commitTxnLocked(ctx context.Context) bool {
+	if l.txn == nil {
+		return true
+	}
+	offsets := map[int32]map[string]int64{}
+	for id, p := range l.parts {
+		offsets[id] = maps.Clone(p.offsets)
+	}
+	committed, err := l.txn.commit(ctx, offsets)
+	switch {
+	case err == nil:
+		if committed {
+			l.m.txns.WithLabelValues("committed").Inc()
+		}
+		return true
+	case ctx.Err() != nil: // shutting down: the next owner replays what was not committed
+		return false
+	}
+	l.m.txns.WithLabelValues("aborted").Inc()
+	slog.Warn("transaction not committed; owned partitions restart from their checkpoints", "role", l.role.Name(), "err", err)
+	l.rewindLocked()
+	return false
+}
+
+// rewindLocked drops every owned partition's state: it applied output that was not
+// committed. They are restored from their checkpoints once the group confirms they are
+// still this member's (restorePendingLocked); a member that was fenced out (a paused
+// process) gets its partitions back, or not, from the rebalance instead of claiming them.
+func (l *Loop) rewindLocked() {
+	paused := map[string][]int32{}
+	for _, id := range slices.Sorted(maps.Keys(l.parts)) {
+		l.forget(l.parts[id])
+		l.unrestored[id] = true
+		for _, t := range l.physical() {
+			paused[t] = append(paused[t], id)
+		}
+	}
+	l.client.PauseFetchPartitions(paused)
+	l.restorePendingLocked()
+}
+
+// restorePendingLocked restores the rewound partitions the group still assigns to this
+// member, at their checkpoints' offsets; it is tried again at every flush until the group
+// answers or a rebalance settles them.
+func (l *Loop) restorePendingLocked() {
+	if len(l.unrestored) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(l.runCtx, 5*time.Second)
+	defer cancel()
+	mine, err := l.assignedHere(ctx)
+	if err != nil {
+		slog.Warn("cannot confirm the partitions are still this member's; retrying", "role", l.role.Name(), "err", err)
+		return
+	}
+	seek := map[string]map[int32]kgo.EpochOffset{}
+	resume := map[string][]int32{}
+	for _, id := range slices.Sorted(maps.Keys(l.unrestored)) {
+		delete(l.unrestored, id)
+		if !mine[id] {
+			continue // the rebalance that took it tells this member
+		}
+		p, err := l.restore(l.runCtx, id)
+		if err != nil {
+			if l.runCtx.Err() == nil {
+				l.fatal(fmt.Errorf("partition %d: %w", id, err))
+			}
+			return
+		}
+		l.parts[id] = p
+		for _, t := range l.cfg.Topics {
+			if seek[l.prefix+t] == nil {
+				seek[l.prefix+t] = map[int32]kgo.EpochOffset{}
+			}
+			seek[l.prefix+t][id] = kgo.EpochOffset{Epoch: -1, Offset: p.offsets[t]}
+			resume[l.prefix+t] = append(resume[l.prefix+t], id)
+		}
+	}
+	l.client.SetOffsets(seek)
+	l.client.ResumeFetchPartitions(resume)
+}
+
+// assignedHere is the partition numbers the group's coordinator assigns to this member now.
+func (l *Loop) assignedHere(ctx context.Context) (map[int32]bool, error) {
+	member, _ := l.client.GroupMetadata()
+	described, err := l.adm.DescribeGroups(ctx, l.cfg.Group)
+	if err != nil {
+		return nil, err
+	}
+	g, ok := described[l.cfg.Group]
+	if !ok || g.Err != nil {
+		return nil, fmt.Errorf("describe group %s: %v", l.cfg.Group, g.Err)
+	}
+	mine := map[int32]bool{}
+	for _, m := range g.Members {
+		if m.MemberID != member {
+			continue
+		}
+		if a, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range a.Topics {
+				if slices.Contains(l.physical(), t.Topic) {
+					for _, id := range t.Partitions {
+						mine[id] = true
+					}
+				}
+			}
+		}
+	}
+	return mine, nil
+}
