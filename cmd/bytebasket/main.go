@@ -31,6 +31,7 @@ Usage:
                       [--duplicates F] [--partitioner kafka|librdkafka]
   bytebasket stream   [--brokers HOST:PORT] [--http ADDR] [--group G]  live metrics into the serving store
   bytebasket fraud    [--brokers HOST:PORT] [--http ADDR] [--group G] [--rules FILE]  decisions into fraud-alerts, exactly once
+  bytebasket fraud    rules apply [--brokers HOST:PORT] FILE  publish a rule set; running instances switch to it
   bytebasket archive  [--brokers HOST:PORT] [--http ADDR] [--lake local|hdfs] [--lake-root DIR]  raw events to Parquet
   bytebasket serve    [--http ADDR] [--grpc ADDR] [--store embedded|cassandra] [--data-dir DIR]  API, gRPC and dashboard
   bytebasket batch    trends [--since D | --from T --to T] [--engine duckdb|spark]  hourly and daily history
@@ -249,6 +250,9 @@ func streamCmd(ctx context.Context, args []string) error {
 }
 
 func fraudCmd(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "rules" {
+		return fraudRulesCmd(ctx, args[1:])
+	}
 	fs := flag.NewFlagSet("fraud", flag.ContinueOnError)
 	flags := newConsumerFlags(fs, "checkpoint store")
 	rulesFile := fs.String("rules", "", "rule set file (default: fraud.rules_file, else the shipped set)")
@@ -263,6 +267,30 @@ func fraudCmd(ctx context.Context, args []string) error {
 		return usageError{errors.New("fraud: no brokers: pass --brokers or --config")}
 	}
 	return app.Fraud(ctx, cfg, os.Stdout)
+}
+
+// fraudRulesCmd is `bytebasket fraud rules apply FILE`.
+func fraudRulesCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "apply" {
+		return usageError{errors.New("fraud rules: the subcommand is apply: bytebasket fraud rules apply [--brokers HOST:PORT] FILE")}
+	}
+	fs := flag.NewFlagSet("fraud rules apply", flag.ContinueOnError)
+	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
+	cfg, err := parse(fs, args[1:], func(c *config.Config) {
+		if *brokers != "" {
+			c.Kafka.Brokers = config.SplitList(*brokers)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{errors.New("fraud rules apply: name one rule set file")}
+	}
+	if cfg.Embedded() {
+		return usageError{errors.New("fraud rules apply: no brokers: pass --brokers or --config (bytebasket run listens on 127.0.0.1:19092)")}
+	}
+	return app.FraudRulesApply(ctx, cfg, fs.Arg(0), os.Stdout)
 }
 
 func serveCmd(ctx context.Context, args []string) error {

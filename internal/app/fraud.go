@@ -2,8 +2,10 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/google/uuid"
@@ -11,6 +13,7 @@ import (
 
 	shipped "github.com/bytebasket/bytebasket/config"
 	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/fraud"
 	"github.com/bytebasket/bytebasket/internal/fraud/rules"
 	"github.com/bytebasket/bytebasket/internal/ops"
@@ -20,40 +23,85 @@ import (
 // Fraud is `bytebasket fraud`: the fraud role against the configured Kafka, checkpointing
 // into the configured store, with the ops endpoints, until ctx is cancelled.
 func Fraud(ctx context.Context, cfg config.Config, out io.Writer) error {
-	rs, err := loadRules(cfg.Fraud.RulesFile)
-	if err != nil {
-		return err
-	}
 	srv, st, stop, err := startRole(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	fmt.Fprintf(out, "bytebasket fraud: kafka %v, store %s, group %s, rules version %d, http http://%s\n",
-		cfg.Kafka.Brokers, cfg.Store.Backend, cfg.Fraud.Group, rs.Version, srv.Addr())
-	srv.SetHealthy(true)
-	return runFraud(ctx, cfg, rs, st, srv, srv.Registry)
-}
-
-// loadRules reads the rule set in force: the file, or the shipped set when none is named.
-func loadRules(file string) (*rules.Set, error) {
-	data := shipped.FraudRules
-	if file != "" {
-		var err error
-		if data, err = os.ReadFile(file); err != nil {
-			return nil, fmt.Errorf("fraud rules: %w", err)
-		}
-	}
-	return rules.Parse(data)
-}
-
-// runFraud runs the fraud role until ctx ends, keeping /readyz of srv (if not nil) in step
-// with it; its metrics go to reg. Each run is its own transactional producer: the group's
-// generation fences a zombie's commits.
-func runFraud(ctx context.Context, cfg config.Config, rs *rules.Set, st stateful.Store, srv *ops.Server, reg prometheus.Registerer) error {
-	proc, err := fraud.New(fraud.FromConfig(cfg, rs, uuid.NewString()), cfg.Kafka, st, reg)
+	rs, from, err := fraudRules(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	return runLoop(ctx, "fraud role", proc.Loop, srv)
+	fmt.Fprintf(out, "bytebasket fraud: kafka %v, store %s, group %s, rules version %d, http http://%s\n",
+		cfg.Kafka.Brokers, cfg.Store.Backend, cfg.Fraud.Group, rs.Version, srv.Addr())
+	srv.SetHealthy(true)
+	return runFraud(ctx, cfg, rs, from, st, srv, srv.Registry)
+}
+
+// FraudRulesApply is `bytebasket fraud rules apply FILE`: the set in FILE, checked whole,
+// becomes the one every fraud instance applies.
+func FraudRulesApply(ctx context.Context, cfg config.Config, file string, out io.Writer) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("fraud rules: %w", err)
+	}
+	if err := ensureTopics(ctx, cfg); err != nil {
+		return err
+	}
+	rs, err := fraud.Publish(ctx, cfg.Kafka, data)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "fraud rules: version %d (%d rules) published to %s; running instances switch to it\n",
+		rs.Version, len(rs.Rules), cfg.Kafka.Topic(event.TopicFraudRules))
+	return nil
+}
+
+// fraudRules is the rule set in force and the fraud-rules offset to follow newer ones from:
+// the newest set in the topic, or else the configured one (the file, or the shipped set),
+// published first so that every instance applies the same.
+func fraudRules(ctx context.Context, cfg config.Config) (*rules.Set, int64, error) {
+	data := shipped.FraudRules
+	if f := cfg.Fraud.RulesFile; f != "" {
+		var err error
+		if data, err = os.ReadFile(f); err != nil {
+			return nil, 0, fmt.Errorf("fraud rules: %w", err)
+		}
+	}
+	configured, err := rules.Parse(data)
+	if err != nil {
+		return nil, 0, err
+	}
+	inForce, end, err := fraud.Latest(ctx, cfg.Kafka)
+	if err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case inForce == nil:
+		_, err := fraud.Publish(ctx, cfg.Kafka, data)
+		if errors.Is(err, fraud.ErrNotNewer) { // another instance published first: take its
+			return fraudRules(ctx, cfg)
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return configured, end, nil
+	case configured.Version > inForce.Version:
+		slog.Warn("the configured fraud rules are newer than the set in force; publish them with `bytebasket fraud rules apply`",
+			"configured", configured.Version, "in_force", inForce.Version)
+	}
+	return inForce, end, nil
+}
+
+// runFraud runs the fraud role under rs, following newer sets from offset from, until ctx
+// ends, keeping /readyz of srv (if not nil) in step with it; its metrics go to reg. Each run
+// is its own transactional producer: the group's generation fences a zombie's commits.
+func runFraud(ctx context.Context, cfg config.Config, rs *rules.Set, from int64, st stateful.Store, srv *ops.Server, reg prometheus.Registerer) error {
+	fc := fraud.FromConfig(cfg, rs, uuid.NewString())
+	fc.RulesFrom = from
+	proc, err := fraud.New(fc, cfg.Kafka, st, reg)
+	if err != nil {
+		return err
+	}
+	return runLoop(ctx, "fraud role", proc, srv)
 }

@@ -58,20 +58,30 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	}
 	defer stopAPI()
 	// The stream processor runs beside the simulator, on the same broker and the embedded store.
+	// A role that stops with an error stops the whole run with it (never a dead role in a
+	// live process): failed ends the simulator, then everything shuts down in order.
+	running, failed := context.WithCancelCause(ctx)
+	defer failed(nil)
+	watch := func(name string, err error) error {
+		if err != nil {
+			failed(fmt.Errorf("%s: %w", name, err))
+		}
+		return err
+	}
 	procCtx, stopProc := context.WithCancel(ctx)
 	procDone := make(chan error, 1)
-	go func() { procDone <- runProcessor(procCtx, cfg, st, srv) }()
+	go func() { procDone <- watch("stream processor", runProcessor(procCtx, cfg, st, srv)) }()
 	defer func() { stopProc(); <-procDone }()
 
 	// The fraud role scores orders and payments into fraud-alerts; its checkpoints share the
 	// store. Its readiness is its own (/metrics), not the dashboard's.
-	rs, err := loadRules(cfg.Fraud.RulesFile)
+	rs, from, err := fraudRules(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	fraudCtx, stopFraud := context.WithCancel(ctx)
 	fraudDone := make(chan error, 1)
-	go func() { fraudDone <- runFraud(fraudCtx, cfg, rs, st, nil, srv.Registry) }()
+	go func() { fraudDone <- watch("fraud role", runFraud(fraudCtx, cfg, rs, from, st, nil, srv.Registry)) }()
 	defer func() {
 		stopFraud()
 		if err := <-fraudDone; err != nil {
@@ -90,7 +100,7 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	defer lk.Close()
 	archCtx, stopArch := context.WithCancel(ctx)
 	archDone := make(chan error, 1)
-	go func() { archDone <- runArchiver(archCtx, cfg, lk, srv.Registry, nil) }()
+	go func() { archDone <- watch("archiver", runArchiver(archCtx, cfg, lk, srv.Registry, nil)) }()
 	defer func() {
 		stopArch()
 		if err := <-archDone; err != nil {
@@ -123,9 +133,9 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	var sum ProduceSummary
 	if cfg.Sim.Enabled {
 		slog.Info("simulator on", "rate", cfg.Sim.Rate, "users", cfg.Sim.Users)
-		sum, err = Produce(ctx, prod, ProduceOptions{Rate: cfg.Sim.Rate, Users: cfg.Sim.Users, Seed: cfg.Sim.Seed, Diurnal: true, Labels: true}, srv.Registry)
+		sum, err = Produce(running, prod, ProduceOptions{Rate: cfg.Sim.Rate, Users: cfg.Sim.Users, Seed: cfg.Sim.Seed, Diurnal: true, Labels: true}, srv.Registry)
 	} else {
-		<-ctx.Done()
+		<-running.Done()
 	}
 	// Draining: flush the producer; deferred, the processor checkpoints, then the store and
 	// the broker close (in that order) and persist.
@@ -135,6 +145,9 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 	closeErr := prod.Close(closeCtx)
 	if cfg.Sim.Enabled {
 		fmt.Fprintln(out, sum.String())
+	}
+	if cause := context.Cause(running); ctx.Err() == nil && cause != nil {
+		return cause // a role failed
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

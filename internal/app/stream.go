@@ -10,7 +10,6 @@ import (
 
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/ops"
-	"github.com/bytebasket/bytebasket/internal/stateful"
 	"github.com/bytebasket/bytebasket/internal/stream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -55,12 +54,18 @@ func runProcessor(ctx context.Context, cfg config.Config, st stream.Store, srv *
 	if err != nil {
 		return err
 	}
-	return runLoop(ctx, "stream processor", proc.Loop, srv)
+	return runLoop(ctx, "stream processor", proc, srv)
 }
 
-// runLoop runs a stateful role's loop until ctx ends, keeping /readyz of srv (if not nil)
-// in step with it; a stop by ctx is not an error.
-func runLoop(ctx context.Context, name string, loop *stateful.Loop, srv *ops.Server) error {
+// role is a stateful role as runLoop drives it.
+type role interface {
+	Run(ctx context.Context) error
+	Ready() bool
+}
+
+// runLoop runs a stateful role until ctx ends, keeping /readyz of srv (if not nil) in step
+// with it; a stop by ctx is not an error.
+func runLoop(ctx context.Context, name string, loop role, srv *ops.Server) error {
 	defer keepReady(ctx, srv, loop.Ready)()
 	if err := loop.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err

@@ -88,11 +88,18 @@ func testEnsureTopics(t *testing.T, cfg config.Config) {
 		t.Fatal(err)
 	}
 	for _, ti := range infos {
-		if ti.Partitions != 4 {
-			t.Errorf("%s: %d partitions", ti.Name, ti.Partitions)
+		parts, retention, policy := int32(4), fmt.Sprint(3*24*time.Hour.Milliseconds()), "delete"
+		if strings.HasSuffix(ti.Name, event.TopicFraudRules) { // configuration: one partition, compacted, kept
+			parts, retention, policy = 1, "-1", "compact"
 		}
-		if got, want := ti.Configs["retention.ms"], fmt.Sprint(3*24*time.Hour.Milliseconds()); got != want {
-			t.Errorf("%s: retention.ms %q, want %q", ti.Name, got, want)
+		if ti.Partitions != parts {
+			t.Errorf("%s: %d partitions, want %d", ti.Name, ti.Partitions, parts)
+		}
+		if got := ti.Configs["retention.ms"]; got != retention {
+			t.Errorf("%s: retention.ms %q, want %q", ti.Name, got, retention)
+		}
+		if got := ti.Configs["cleanup.policy"]; got != policy {
+			t.Errorf("%s: cleanup.policy %q, want %q", ti.Name, got, policy)
 		}
 	}
 	// A topic with too few partitions breaks key placement: it must be refused.
@@ -269,7 +276,10 @@ func TestSendRejectsEnvelopeWithoutPayload(t *testing.T) {
 // The embedded log bound is shared evenly by every partition of every topic; 0 is no bound.
 func TestEmbeddedPartitionBytes(t *testing.T) {
 	cfg := config.Default()
-	parts := int64(len(TopicSpecs(cfg))) * int64(cfg.Kafka.Partitions)
+	var parts int64
+	for _, s := range TopicSpecs(cfg) {
+		parts += int64(s.Partitions)
+	}
 	if got := EmbeddedPartitionBytes(cfg); got != cfg.Kafka.EmbeddedLogBytes/parts || got*parts > cfg.Kafka.EmbeddedLogBytes {
 		t.Fatalf("%d bytes per partition for %d partitions under %d", got, parts, cfg.Kafka.EmbeddedLogBytes)
 	}

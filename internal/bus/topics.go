@@ -33,17 +33,29 @@ func TopicSpecs(cfg config.Config) []TopicSpec {
 		}
 	}
 	names := append(append([]string{}, event.Topics...), event.TopicSimLabels, event.TopicDeadLetters, event.TopicFraudAlerts)
-	specs := make([]TopicSpec, 0, len(names))
+	specs := make([]TopicSpec, 0, len(names)+1)
 	for _, n := range names {
 		specs = append(specs, TopicSpec{Name: cfg.Kafka.Topic(n), Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor, Configs: common()})
 	}
+	// The fraud rule sets: configuration, not events, so outside the retention policy; the
+	// newest set per key is kept for good, in one partition (one order of versions).
+	specs = append(specs, TopicSpec{Name: cfg.Kafka.Topic(event.TopicFraudRules), Partitions: 1, ReplicationFactor: cfg.Kafka.ReplicationFactor,
+		Configs: map[string]string{
+			"cleanup.policy":      "compact",
+			"retention.ms":        "-1", // (brokers that trim compacted topics too: never)
+			"retention.bytes":     "-1",
+			"min.insync.replicas": strconv.Itoa(cfg.Kafka.MinInsyncReplicas),
+		}})
 	return specs
 }
 
 // EmbeddedPartitionBytes is the share of cfg.Kafka.EmbeddedLogBytes each topic partition
 // keeps in embedded mode (0: no bound).
 func EmbeddedPartitionBytes(cfg config.Config) int64 {
-	n := int64(len(TopicSpecs(cfg))) * int64(cfg.Kafka.Partitions)
+	var n int64
+	for _, s := range TopicSpecs(cfg) {
+		n += int64(s.Partitions)
+	}
 	if cfg.Kafka.EmbeddedLogBytes <= 0 || n == 0 {
 		return 0
 	}

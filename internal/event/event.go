@@ -27,6 +27,9 @@ const (
 	// TopicFraudAlerts holds the fraud role's review and block decisions (FraudDecision),
 	// written in transactions: read it with read_committed.
 	TopicFraudAlerts = "fraud-alerts"
+	// TopicFraudRules holds the fraud rule sets in force (compacted, one partition): every
+	// fraud instance follows it and switches to a newer version without a restart.
+	TopicFraudRules = "fraud-rules"
 )
 
 // Topics are the topics every event lands in.

@@ -10,9 +10,14 @@
 // when its kind is one of them), compared with its limit. The fired rules' weights add up to
 // the 0-100 score; the decision is the strongest action they ask for (allow if none fires).
 //
+// The rule set in force is the newest in the compacted fraud-rules topic (Publish puts one
+// there; with none, the configured set is published first, so every instance agrees), and a
+// newer one takes over without a restart: each decision records the version it was made
+// under.
+//
 // This package keeps state per user (the input partitions are by user). Rules grouped by
 // card, device or IP need those keys' events across users, so a repartition by that key
-// first; until that stage exists they are not evaluated, and the role says so at start.
+// first; until that stage exists they are not evaluated, and the role says so.
 package fraud
 
 import (
@@ -20,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,8 +47,11 @@ const stateVersion = 1
 // Config tunes the fraud role.
 type Config struct {
 	Loop   stateful.Config
-	Rules  *rules.Set
-	Alerts string // the physical fraud-alerts topic
+	Rules  *rules.Set // the set in force at the start (see InForce)
+	Alerts string     // the physical fraud-alerts topic
+	// RulesFrom is the fraud-rules offset newer sets are followed from; negative: the
+	// topic is not followed (tests that give the set directly).
+	RulesFrom int64
 }
 
 // FromConfig maps the configuration onto the role's; rs is the rule set in force.
@@ -56,12 +65,15 @@ func FromConfig(cfg config.Config, rs *rules.Set, instance string) Config {
 	loop.DedupHorizon = 24 * time.Hour // a client retry is not scored twice
 	loop.ShutdownTimeout = cfg.Stream.ShutdownTimeout
 	loop.TransactionalID = f.Group + "-" + instance
-	return Config{Loop: loop, Rules: rs, Alerts: cfg.Kafka.Topic(event.TopicFraudAlerts)}
+	return Config{Loop: loop, Rules: rs, Alerts: cfg.Kafka.Topic(event.TopicFraudAlerts), RulesFrom: -1}
 }
 
 // Processor is the fraud role. Create with New, then Run.
 type Processor struct {
 	*stateful.Loop
+	role  *role
+	kafka config.Kafka
+	from  int64
 }
 
 // New connects the consumer group; store keeps the checkpoints. reg may be nil.
@@ -70,40 +82,75 @@ func New(cfg Config, kafka config.Kafka, store stateful.Store, reg prometheus.Re
 		return nil, fmt.Errorf("fraud: no rule set")
 	}
 	r := &role{cfg: cfg, m: newMetrics(reg)}
-	for i := range cfg.Rules.Rules {
-		rule := &cfg.Rules.Rules[i]
-		if rule.GroupBy == rules.User {
-			r.rules = append(r.rules, rule)
-			r.horizon = max(r.horizon, rule.Window)
-		} else {
-			r.skipped = append(r.skipped, rule.Name)
-		}
-	}
-	if len(r.skipped) > 0 {
-		slog.Warn("fraud rules grouped by card, device or IP are not evaluated: they need the repartition stage, not built yet",
-			"rules", r.skipped, "version", cfg.Rules.Version)
-	}
-	r.m.skippedRules.Set(float64(len(r.skipped)))
+	r.swap(cfg.Rules)
 	loop, err := stateful.New(cfg.Loop, kafka, r, store, reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Processor{loop}, nil
+	return &Processor{Loop: loop, role: r, kafka: kafka, from: cfg.RulesFrom}, nil
 }
+
+// Run scores until ctx ends, switching to every newer rule set published meanwhile.
+func (p *Processor) Run(ctx context.Context) error {
+	if p.from >= 0 {
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			if err := follow(fctx, p.kafka, p.from, p.role.swap); err != nil {
+				slog.Error("fraud rules not followed; the set in force stays", "err", err)
+			}
+		}()
+	}
+	return p.Loop.Run(ctx)
+}
+
+// RulesVersion is the version of the rule set in force.
+func (p *Processor) RulesVersion() int64 { return p.role.set.Load().set.Version }
 
 // role is the fraud role as internal/stateful drives it.
 type role struct {
-	cfg     Config
+	cfg Config
+	set atomic.Pointer[compiled] // the rule set in force; swapped by follow
+	m   metrics
+}
+
+// compiled is a rule set as the role evaluates it.
+type compiled struct {
+	set     *rules.Set
 	rules   []*rules.Rule // the rules evaluated (grouped by user)
 	skipped []string
-	horizon time.Duration
-	m       metrics
+	horizon time.Duration // the longest window: how far back a user's events are kept
+}
+
+// swap puts rs in force if it is newer than the set in force.
+func (r *role) swap(rs *rules.Set) {
+	if cur := r.set.Load(); cur != nil && rs.Version <= cur.set.Version {
+		return
+	}
+	c := &compiled{set: rs}
+	for i := range rs.Rules {
+		rule := &rs.Rules[i]
+		if rule.GroupBy == rules.User {
+			c.rules = append(c.rules, rule)
+			c.horizon = max(c.horizon, rule.Window)
+		} else {
+			c.skipped = append(c.skipped, rule.Name)
+		}
+	}
+	r.set.Store(c)
+	r.m.rulesVersion.Set(float64(rs.Version))
+	r.m.skippedRules.Set(float64(len(c.skipped)))
+	slog.Info("fraud rule set in force", "version", rs.Version, "rules", len(rs.Rules))
+	if len(c.skipped) > 0 {
+		slog.Warn("fraud rules grouped by card, device or IP are not evaluated: they need the repartition stage, not built yet",
+			"rules", c.skipped, "version", rs.Version)
+	}
 }
 
 func (r *role) Name() string         { return "fraud" }
 func (r *role) StateVersion() uint32 { return stateVersion }
 func (r *role) NewTask(partition int32, emit stateful.Emit) stateful.Task {
-	return &task{role: r, partition: partition, emit: emit, st: newUserState(r.horizon)}
+	return &task{role: r, partition: partition, emit: emit, st: newUserState()}
 }
 
 // task is one partition's fraud state.
@@ -115,12 +162,13 @@ type task struct {
 }
 
 func (t *task) Apply(_ string, e *pb.Envelope) bool {
-	h := t.st.add(e)
+	c := t.role.set.Load()
+	h := t.st.add(e, c.horizon)
 	kind := event.KindOf(e)
 	if !slices.Contains(scored, kind) {
 		return false
 	}
-	d := t.role.decide(e, h)
+	d := t.role.decide(c, e, h)
 	t.role.m.decisions.WithLabelValues(d.GetAction().String()).Inc()
 	if d.GetAction() == pb.FraudAction_FRAUD_ACTION_REVIEW || d.GetAction() == pb.FraudAction_FRAUD_ACTION_BLOCK {
 		b, err := proto.Marshal(d)
@@ -132,12 +180,12 @@ func (t *task) Apply(_ string, e *pb.Envelope) bool {
 	return false
 }
 
-// decide scores e, the newest event of history h.
-func (r *role) decide(e *pb.Envelope, h *history) *pb.FraudDecision {
+// decide scores e, the newest event of history h, under c.
+func (r *role) decide(c *compiled, e *pb.Envelope, h *history) *pb.FraudDecision {
 	at := e.GetEventTime().AsTime().UnixMilli()
 	d := &pb.FraudDecision{
 		EventId: e.GetEventId(), Kind: string(event.KindOf(e)), UserId: e.GetUserId(),
-		RulesVersion: r.cfg.Rules.Version, EventTime: e.GetEventTime(), DecidedAt: timestamppb.Now(),
+		RulesVersion: c.set.Version, EventTime: e.GetEventTime(), DecidedAt: timestamppb.Now(),
 		ReceivedAt: e.GetIngestTime(), Action: pb.FraudAction_FRAUD_ACTION_ALLOW,
 	}
 	switch p := e.GetPayload().(type) {
@@ -152,7 +200,7 @@ func (r *role) decide(e *pb.Envelope, h *history) *pb.FraudDecision {
 		d.AmountMinor, d.Currency = m.GetAmountMinor(), m.GetCurrency()
 	}
 	strongest := rules.Allow
-	for _, rule := range r.rules {
+	for _, rule := range c.rules {
 		v := aggregate(rule, e.GetUserId(), h, at)
 		if !rule.Compare.Holds(v, rule.Limit) {
 			continue
@@ -183,7 +231,7 @@ func actionOf(a rules.Action) pb.FraudAction {
 // Flush drops users the rules no longer look back to; decisions went out with Apply.
 func (t *task) Flush(_ context.Context, _ model.Fence, wm int64, _ time.Time, _ stateful.Level) error {
 	if wm > 0 {
-		t.st.expire(wm)
+		t.st.expire(wm, t.role.set.Load().horizon)
 	}
 	return nil
 }

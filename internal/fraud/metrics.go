@@ -7,6 +7,7 @@ type metrics struct {
 	decisions    *prometheus.CounterVec
 	ruleHits     *prometheus.CounterVec
 	skippedRules prometheus.Gauge
+	rulesVersion prometheus.Gauge
 }
 
 // newMetrics registers the role's metrics on reg (nil: unregistered, still counted).
@@ -21,9 +22,12 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		skippedRules: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bytebasket_fraud_rules_not_evaluated", Help: "Rules of the set in force that this version does not evaluate (grouped by card, device or IP).",
 		}),
+		rulesVersion: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bytebasket_fraud_rules_version", Help: "Version of the rule set in force.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.ruleHits, m.skippedRules)
+		reg.MustRegister(m.decisions, m.ruleHits, m.skippedRules, m.rulesVersion)
 	}
 	return m
 }

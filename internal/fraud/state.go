@@ -18,7 +18,6 @@ var scored = []event.Kind{event.KindOrderPlaced, event.KindPaymentAuthorized, ev
 type userState struct {
 	users   map[string]*history
 	deleted map[string]bool // dropped since the last checkpoint
-	horizon time.Duration   // the longest window of the rules: older events are dropped
 }
 
 // history is one user's events, oldest first.
@@ -27,13 +26,13 @@ type history struct {
 	dirty  bool // changed since the last checkpoint
 }
 
-func newUserState(horizon time.Duration) *userState {
-	return &userState{users: map[string]*history{}, deleted: map[string]bool{}, horizon: horizon}
+func newUserState() *userState {
+	return &userState{users: map[string]*history{}, deleted: map[string]bool{}}
 }
 
-// add records e in its user's history (in event-time order) and drops what the longest
-// window no longer reaches from the newest event.
-func (s *userState) add(e *pb.Envelope) *history {
+// add records e in its user's history (in event-time order) and drops what horizon (the
+// longest window in force) no longer reaches from the newest event.
+func (s *userState) add(e *pb.Envelope, horizon time.Duration) *history {
 	user := e.GetUserId()
 	h := s.users[user]
 	if h == nil {
@@ -50,7 +49,7 @@ func (s *userState) add(e *pb.Envelope) *history {
 	})
 	h.events = slices.Insert(h.events, i, rec)
 	newest := h.events[len(h.events)-1].GetTimeMs()
-	keep := slices.IndexFunc(h.events, func(x *pb.FraudEventState) bool { return x.GetTimeMs() >= newest-s.horizon.Milliseconds() })
+	keep := slices.IndexFunc(h.events, func(x *pb.FraudEventState) bool { return x.GetTimeMs() >= newest-horizon.Milliseconds() })
 	if keep > 0 {
 		h.events = slices.Delete(h.events, 0, keep)
 	}
@@ -58,10 +57,10 @@ func (s *userState) add(e *pb.Envelope) *history {
 	return h
 }
 
-// expire drops the users whose newest event is older than the horizon before wm (unix ms).
-func (s *userState) expire(wm int64) {
+// expire drops the users whose newest event is older than horizon before wm (unix ms).
+func (s *userState) expire(wm int64, horizon time.Duration) {
 	for user, h := range s.users {
-		if len(h.events) == 0 || h.events[len(h.events)-1].GetTimeMs() < wm-s.horizon.Milliseconds() {
+		if len(h.events) == 0 || h.events[len(h.events)-1].GetTimeMs() < wm-horizon.Milliseconds() {
 			delete(s.users, user)
 			s.deleted[user] = true
 		}

@@ -447,6 +447,9 @@ func (l *Loop) flushLocked(now time.Time) {
 	ids := slices.Sorted(maps.Keys(l.parts))
 	l.applyProbe()
 	for _, id := range ids { // a topic found caught up may release the others' records
+		if l.txn != nil && !l.txn.open {
+			break // (a stalled retry): what a drain emits needs a transaction
+		}
 		l.drain(l.parts[id])
 	}
 	// The transaction commits what was applied before anything is checkpointed: a
@@ -840,6 +843,7 @@ func (l *Loop) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string]
 			continue
 		}
 		l.parts[p.id] = p
+		l.seedCommitted(p)
 		for _, t := range l.physical() {
 			resume[t] = append(resume[t], p.id)
 		}
@@ -936,7 +940,7 @@ func (l *Loop) restore(ctx context.Context, id int32) (*partition, error) {
 		// Output of what an earlier owner committed is in Kafka already: replay it silently.
 		var committed map[string]int64
 		err := retry.Until(ctx, backoff, func() (err error) {
-			committed, err = committedOffsets(ctx, l.adm, l.cfg.Group, id, l.logical)
+			committed, err = committedOffsets(ctx, l.client, l.cfg.Group, id, l.physical(), l.txn.topicIDs, l.logical)
 			return err
 		}, warn("fetch committed offsets"))
 		if err != nil {
@@ -996,6 +1000,14 @@ func (l *Loop) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32)
 	}
 }
 
+// seedCommitted records, for a transactional loop, the group's offsets a restored partition
+// found: commits never move them back.
+func (l *Loop) seedCommitted(p *partition) {
+	if l.txn != nil {
+		l.txn.committed[p.id] = maps.Clone(p.replayUntil)
+	}
+}
+
 // rebalanced notes, for a transactional loop, that the group changed (see txnOutput.begin).
 func (l *Loop) rebalanced() {
 	if l.txn != nil {
@@ -1021,7 +1033,7 @@ func (l *Loop) emitFor(p *partition) Emit {
 			l.m.replayedOutput.Inc()
 			return
 		}
-		l.txn.emit(r)
+		l.txn.emit(l.runCtx, r)
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -58,9 +58,9 @@ func (t *txnOutput) begin(ctx context.Context) error {
 	return nil
 }
 
-// emit produces r in the open transaction.
-func (t *txnOutput) emit(r *kgo.Record) {
-	t.s.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+// emit produces r in the open transaction; ctx bounds a wait for room in the buffer.
+func (t *txnOutput) emit(ctx context.Context, r *kgo.Record) {
+	t.s.Produce(ctx, r, func(_ *kgo.Record, err error) {
 		if err != nil {
 			t.mu.Lock()
 			if t.produceErr == nil {
@@ -98,13 +98,12 @@ func (t *txnOutput) commit(ctx context.Context, offsets map[int32]map[string]int
 	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	committed, err := t.s.End(cctx, kgo.TryCommit)
 	cancel()
-	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
-		actx, cancel := context.WithTimeout(ctx, commitTimeout)
-		_, aerr := t.s.End(actx, kgo.TryAbort)
-		cancel()
-		err = errors.Join(err, aerr)
-	}
 	if err != nil {
+		// The outcome may be unconfirmed and the client still in the transaction: end it
+		// as an abort before anything else (a restore reads the offsets it may hold).
+		if aerr := t.abort(ctx); aerr != nil {
+			return false, errors.Join(fmt.Errorf("end transaction: %w", err), aerr)
+		}
 		return false, fmt.Errorf("end transaction: %w", err)
 	}
 	if !committed {
@@ -119,12 +118,32 @@ func (t *txnOutput) commit(ctx context.Context, offsets map[int32]map[string]int
 	return true, nil
 }
 
-// moved is the part of offsets that differs from what was last committed.
+// abort ends the transaction as an abort, retried a few times with fresh deadlines; an
+// error means the transactional producer is unusable.
+func (t *txnOutput) abort(ctx context.Context) error {
+	var err error
+	for range 5 {
+		actx, cancel := context.WithTimeout(ctx, commitTimeout)
+		_, err = t.s.End(actx, kgo.TryAbort)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("abort transaction: %w", err)
+	}
+	return nil
+}
+
+// moved is the part of offsets past what is committed. Never less: a restored partition
+// replaying below the group's offsets must not move them back, or a later owner would
+// decide again what an earlier one committed.
 func (t *txnOutput) moved(offsets map[int32]map[string]int64) map[int32]map[string]int64 {
 	out := map[int32]map[string]int64{}
 	for id, offs := range offsets {
 		for topic, off := range offs {
-			if prev, ok := t.committed[id][topic]; ok && prev == off {
+			if prev, ok := t.committed[id][topic]; ok && off <= prev {
 				continue
 			}
 			if out[id] == nil {
@@ -155,19 +174,75 @@ func (t *txnOutput) request(req *kmsg.TxnOffsetCommitRequest, offsets map[int32]
 	return topics
 }
 
-// committedOffsets reads the group's committed offsets of one partition (logical topic ->
-// offset), waiting for transactions in flight (an earlier owner's) to finish.
-func committedOffsets(ctx context.Context, adm *kadm.Client, group string, partition int32, logical func(string) string) (map[string]int64, error) {
-	ctx, cancel := context.WithTimeout(kadm.RequireStable(ctx), 30*time.Second)
+// committedOffsets reads the group's committed offsets of one partition of topics
+// (physical names; logical topic -> offset, absent where none is committed). It asks for the
+// partition by name so that a first commit still pending is seen, and waits for
+// transactions in flight (an earlier owner's): a partition answering
+// UNSTABLE_OFFSET_COMMIT is an error, to retry.
+func committedOffsets(ctx context.Context, cl *kgo.Client, group string, partition int32, topics []string,
+	ids map[string][16]byte, logical func(string) string) (map[string]int64, error) {
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.RequireStable = true
+	rg := kmsg.NewOffsetFetchRequestGroup()
+	rg.Group = group
+	for _, t := range topics {
+		rt := kmsg.NewOffsetFetchRequestGroupTopic()
+		rt.Topic, rt.TopicID, rt.Partitions = t, ids[t], []int32{partition}
+		rg.Topics = append(rg.Topics, rt)
+	}
+	req.Groups = append(req.Groups, rg)
+	// v1+ topics: the same question in the older layout, for brokers before v8.
+	for _, t := range topics {
+		rt := kmsg.NewOffsetFetchRequestTopic()
+		rt.Topic, rt.Partitions = t, []int32{partition}
+		req.Topics = append(req.Topics, rt)
+	}
+	req.Group = group
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := adm.FetchOffsets(ctx, group)
+	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
 		return nil, fmt.Errorf("fetch committed offsets: %w", err)
 	}
 	out := map[string]int64{}
-	for topic, parts := range resp {
-		if o, ok := parts[partition]; ok && o.Err == nil && o.At >= 0 {
-			out[logical(topic)] = o.At
+	take := func(topic string, code int16, off int64) error {
+		if err := kerr.ErrorForCode(code); err != nil {
+			return fmt.Errorf("committed offset of %s/%d: %w", topic, partition, err)
+		}
+		if off >= 0 {
+			out[logical(topic)] = off
+		}
+		return nil
+	}
+	if len(resp.Groups) == 0 { // an older broker answered in the older layout
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return nil, fmt.Errorf("fetch committed offsets: %w", err)
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := take(t.Topic, p.ErrorCode, p.Offset); err != nil {
+					return nil, err
+				}
+			}
+		}
+		return out, nil
+	}
+	for _, g := range resp.Groups {
+		if err := kerr.ErrorForCode(g.ErrorCode); err != nil {
+			return nil, fmt.Errorf("fetch committed offsets: %w", err)
+		}
+		for _, t := range g.Topics {
+			name := t.Topic
+			for n, id := range ids {
+				if name == "" && id == t.TopicID {
+					name = n
+				}
+			}
+			for _, p := range t.Partitions {
+				if err := take(name, p.ErrorCode, p.Offset); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	return out, nil
@@ -246,6 +321,7 @@ func (l *Loop) restorePendingLocked() {
 			return
 		}
 		l.parts[id] = p
+		l.seedCommitted(p)
 		for _, t := range l.cfg.Topics {
 			if seek[l.prefix+t] == nil {
 				seek[l.prefix+t] = map[int32]kgo.EpochOffset{}

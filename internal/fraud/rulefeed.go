@@ -1,0 +1,131 @@
+package fraud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/bytebasket/bytebasket/internal/bus"
+	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/fraud/rules"
+)
+
+// ErrNotNewer: a rule set's version is not above the one in force.
+var ErrNotNewer = errors.New("fraud rules: version not above the one in force")
+
+// rulesKey is the one key of the fraud-rules topic: compaction keeps the newest set.
+const rulesKey = "rules"
+
+// Publish checks data as a whole rule set and makes it the one in force. It is refused, and
+// nothing changes, when any rule is invalid (every problem is named by rule and field) or its
+// version is not above the one in force; otherwise it is written to the fraud-rules topic,
+// acknowledged by every in-sync replica, and each fraud instance switches to it.
+func Publish(ctx context.Context, kafka config.Kafka, data []byte) (*rules.Set, error) {
+	rs, err := rules.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	current, _, err := Latest(ctx, kafka)
+	if err != nil {
+		return nil, err
+	}
+	if current != nil && rs.Version <= current.Version {
+		return nil, fmt.Errorf("%w: version %d is not above version %d, in force: raise it", ErrNotNewer, rs.Version, current.Version)
+	}
+	cl, err := rulesClient(kafka)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	r := &kgo.Record{Topic: kafka.Topic(event.TopicFraudRules), Key: []byte(rulesKey), Value: data}
+	if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		return nil, fmt.Errorf("fraud rules: publish: %w", err)
+	}
+	return rs, nil
+}
+
+// Latest is the newest valid rule set in the fraud-rules topic (nil if it holds none), and
+// the offset after the last record read: where to follow newer ones from.
+func Latest(ctx context.Context, kafka config.Kafka) (*rules.Set, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cl, err := rulesClient(kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		kafka.Topic(event.TopicFraudRules): {0: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, kafka.Topic(event.TopicFraudRules))
+	if err != nil {
+		return nil, 0, fmt.Errorf("fraud rules: %w", err)
+	}
+	end, ok := ends.Lookup(kafka.Topic(event.TopicFraudRules), 0)
+	if !ok || end.Err != nil {
+		return nil, 0, fmt.Errorf("fraud rules: no end offset of %s (%v)", kafka.Topic(event.TopicFraudRules), end.Err)
+	}
+	var latest *rules.Set
+	for next := int64(0); next < end.Offset; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, 0, fmt.Errorf("fraud rules: %s not read to its end (%d): %w", kafka.Topic(event.TopicFraudRules), end.Offset, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			next = r.Offset + 1
+			if rs := parseRecord(r); rs != nil && (latest == nil || rs.Version > latest.Version) {
+				latest = rs
+			}
+		})
+	}
+	return latest, end.Offset, nil
+}
+
+// follow calls apply with every valid rule set written to fraud-rules after offset from,
+// until ctx ends.
+func follow(ctx context.Context, kafka config.Kafka, from int64, apply func(*rules.Set)) error {
+	cl, err := rulesClient(kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		kafka.Topic(event.TopicFraudRules): {0: kgo.NewOffset().At(from)}}))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if rs := parseRecord(r); rs != nil {
+				apply(rs)
+			}
+		})
+	}
+	return nil
+}
+
+// parseRecord reads one record of fraud-rules; an invalid set (written around Publish) is
+// refused with its problems, and the set in force stays.
+func parseRecord(r *kgo.Record) *rules.Set {
+	if string(r.Key) != rulesKey || r.Value == nil {
+		return nil
+	}
+	rs, err := rules.Parse(r.Value)
+	if err != nil {
+		slog.Error("a rule set in fraud-rules is invalid; the set in force stays", "offset", r.Offset, "err", err)
+		return nil
+	}
+	return rs
+}
+
+func rulesClient(kafka config.Kafka, extra ...kgo.Opt) (*kgo.Client, error) {
+	opts, err := bus.ClientOptions(kafka)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(opts, append([]kgo.Opt{kgo.FetchMaxWait(time.Second)}, extra...)...)...)
+	if err != nil {
+		return nil, fmt.Errorf("fraud rules client: %w", err)
+	}
+	return cl, nil
+}
