@@ -66,13 +66,15 @@ bench:
 	$(GO) test -run '^$$' -bench Apply -benchtime 2s -cpu 1 ./internal/stream/
 	$(GO) test -run '^$$' -bench ArchiveLocal -benchtime 1000000x -cpu 1 ./internal/archive/
 
-# On the real servers (about 10 minutes): stream throughput and end-to-end latency, the
-# archiver into HDFS and local disk, trends on 10M events on Spark and DuckDB.
+# On the real servers (about 15 minutes): stream throughput and end-to-end latency, the
+# archiver into HDFS and local disk, trends on 10M events on Spark and DuckDB, the API under
+# load, the shipped fraud rules' quality on two seeds.
 bench-cluster: cluster-up
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/stream/
 	$(GO) test -run '^$$' -bench Archive -benchtime 2000000x -cpu 1 ./test/archive/
 	$(GO) test -run '^$$' -bench Trends -benchtime 1x -timeout 60m ./test/batch/
 	$(GO) test -run '^$$' -bench ServeLoad -benchtime 1x -timeout 30m ./test/api/
+	$(GO) test -run '^$$' -bench FraudQuality -benchtime 1x -timeout 30m ./test/fraud/
 
 # An hour of embedded mode under load (BYTEBASKET_SOAK=10m for a shorter one): RSS, Go heap
 # and the disk of broker, store and lake over time.

@@ -32,6 +32,7 @@ Usage:
   bytebasket stream   [--brokers HOST:PORT] [--http ADDR] [--group G]  live metrics into the serving store
   bytebasket fraud    [--brokers HOST:PORT] [--http ADDR] [--group G] [--rules FILE]  decisions into fraud-alerts, exactly once
   bytebasket fraud    rules apply [--brokers HOST:PORT] FILE  publish a rule set; running instances switch to it
+  bytebasket fraud    evaluate [--brokers HOST:PORT] [--labels FILE] [--json]  precision, recall, AUPRC against the truth
   bytebasket archive  [--brokers HOST:PORT] [--http ADDR] [--lake local|hdfs] [--lake-root DIR]  raw events to Parquet
   bytebasket serve    [--http ADDR] [--grpc ADDR] [--store embedded|cassandra] [--data-dir DIR]  API, gRPC and dashboard
   bytebasket batch    trends [--since D | --from T --to T] [--engine duckdb|spark]  hourly and daily history
@@ -253,6 +254,9 @@ func fraudCmd(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "rules" {
 		return fraudRulesCmd(ctx, args[1:])
 	}
+	if len(args) > 0 && args[0] == "evaluate" {
+		return fraudEvaluateCmd(ctx, args[1:])
+	}
 	fs := flag.NewFlagSet("fraud", flag.ContinueOnError)
 	flags := newConsumerFlags(fs, "checkpoint store")
 	rulesFile := fs.String("rules", "", "rule set file (default: fraud.rules_file, else the shipped set)")
@@ -267,6 +271,26 @@ func fraudCmd(ctx context.Context, args []string) error {
 		return usageError{errors.New("fraud: no brokers: pass --brokers or --config")}
 	}
 	return app.Fraud(ctx, cfg, os.Stdout)
+}
+
+// fraudEvaluateCmd is `bytebasket fraud evaluate`.
+func fraudEvaluateCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("fraud evaluate", flag.ContinueOnError)
+	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
+	labels := fs.String("labels", "", "CSV of order_id[,scenario] of confirmed fraud (default: the sim-labels topic)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	cfg, err := parse(fs, args, func(c *config.Config) {
+		if *brokers != "" {
+			c.Kafka.Brokers = config.SplitList(*brokers)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.Embedded() {
+		return usageError{errors.New("fraud evaluate: no brokers: pass --brokers or --config (bytebasket run listens on 127.0.0.1:19092)")}
+	}
+	return app.FraudEvaluate(ctx, cfg, *labels, *asJSON, os.Stdout)
 }
 
 // fraudRulesCmd is `bytebasket fraud rules apply FILE`.

@@ -13,12 +13,13 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/bus/bustest"
+	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/fraud/rules"
 	"github.com/bytebasket/bytebasket/internal/model"
 	"github.com/bytebasket/bytebasket/internal/store/embedded"
-	"github.com/bytebasket/bytebasket/internal/testenv"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
@@ -170,13 +171,21 @@ func TestDecisionsExactlyOnceAcrossRestarts(t *testing.T) {
 // alerts reads every committed decision in fraud-alerts.
 func alerts(t *testing.T, addr string) []*pb.FraudDecision {
 	t.Helper()
+	k := config.Default().Kafka
+	k.Brokers = []string{addr}
 	var out []*pb.FraudDecision
-	for _, r := range testenv.ReadCommitted(t, addr, event.TopicFraudAlerts, 10*time.Second) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := bus.ReadAll(ctx, k, event.TopicFraudAlerts, func(r *kgo.Record) error {
 		var d pb.FraudDecision
 		if err := proto.Unmarshal(r.Value, &d); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		out = append(out, &d)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

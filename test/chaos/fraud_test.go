@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bytebasket/bytebasket/internal/bus"
+	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/testenv"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
@@ -125,13 +129,21 @@ func (s *scenario) topic(name string) string { return fmt.Sprintf("chaos%d-%s", 
 // committedDecisions reads every committed record of topic.
 func committedDecisions(t *testing.T, topic string) []*pb.FraudDecision {
 	t.Helper()
+	k := config.Default().Kafka
+	k.Brokers = []string{testenv.Addr(t, testenv.Kafka)}
 	var out []*pb.FraudDecision
-	for _, r := range testenv.ReadCommitted(t, testenv.Addr(t, testenv.Kafka), topic, time.Minute) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := bus.ReadAll(ctx, k, topic, func(r *kgo.Record) error {
 		var d pb.FraudDecision
 		if err := proto.Unmarshal(r.Value, &d); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		out = append(out, &d)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -1,0 +1,177 @@
+// Package evaluate measures fraud decisions against ground truth: which orders were fraud
+// (the simulator's sim-labels, or a shop's confirmed cases) against which ones the fraud
+// role reviewed or blocked.
+package evaluate
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
+)
+
+// Order is one order of the evaluated period and its truth: the fraud scenario it belongs
+// to, or "" for an honest order.
+type Order struct {
+	ID    string
+	Fraud string
+}
+
+// Report is the quality of the decisions over a set of orders. An order counts as flagged
+// when any decision on it (the order's own, or one of its payment attempts') reviews or
+// blocks it; its score is the highest of them (0 without any).
+type Report struct {
+	Orders         int     `json:"orders"`
+	FraudOrders    int     `json:"fraud_orders"`
+	Flagged        int     `json:"flagged"`
+	TruePositives  int     `json:"true_positives"`
+	FalsePositives int     `json:"false_positives"`
+	Precision      float64 `json:"precision"`
+	Recall         float64 `json:"recall"`
+	F1             float64 `json:"f1"`
+	// FalsePositiveRate: honest orders flagged, over all honest orders.
+	FalsePositiveRate float64 `json:"false_positive_rate"`
+	// AUPRC: area under the precision-recall curve of the scores (average precision).
+	AUPRC      float64                   `json:"auprc"`
+	ByScenario map[string]ScenarioRecall `json:"by_scenario"`
+	// Decision latency: decision time minus the scored event's arrival at the pipeline.
+	LatencyP50 time.Duration `json:"latency_p50_ns"`
+	LatencyP99 time.Duration `json:"latency_p99_ns"`
+	Decisions  int           `json:"decisions"`
+	// Unmatched: decisions on orders not in the period (their order was placed before it).
+	Unmatched int `json:"decisions_on_unknown_orders"`
+	// UnmatchedByKind: those by scored kind (payments of orders placed before the period).
+	UnmatchedByKind map[string]int `json:"decisions_on_unknown_orders_by_kind"`
+}
+
+// ScenarioRecall is how many of a scenario's orders were flagged.
+type ScenarioRecall struct {
+	Orders  int     `json:"orders"`
+	Flagged int     `json:"flagged"`
+	Recall  float64 `json:"recall"`
+}
+
+// Compute evaluates decisions against orders.
+func Compute(orders []Order, decisions []*pb.FraudDecision) Report {
+	score := map[string]int32{}
+	flagged := map[string]bool{}
+	var lat []time.Duration
+	known := make(map[string]bool, len(orders))
+	for _, o := range orders {
+		known[o.ID] = true
+	}
+	r := Report{ByScenario: map[string]ScenarioRecall{}, UnmatchedByKind: map[string]int{}, Decisions: len(decisions)}
+	for _, d := range decisions {
+		id := d.GetOrderId()
+		if !known[id] {
+			r.Unmatched++
+			r.UnmatchedByKind[d.GetKind()]++
+			continue
+		}
+		if d.GetAction() == pb.FraudAction_FRAUD_ACTION_REVIEW || d.GetAction() == pb.FraudAction_FRAUD_ACTION_BLOCK {
+			flagged[id] = true
+		}
+		score[id] = max(score[id], d.GetScore())
+		if d.GetReceivedAt() != nil && d.GetDecidedAt() != nil {
+			lat = append(lat, d.GetDecidedAt().AsTime().Sub(d.GetReceivedAt().AsTime()))
+		}
+	}
+	for _, o := range orders {
+		r.Orders++
+		f := flagged[o.ID]
+		if f {
+			r.Flagged++
+		}
+		if o.Fraud == "" {
+			if f {
+				r.FalsePositives++
+			}
+			continue
+		}
+		r.FraudOrders++
+		sc := r.ByScenario[o.Fraud]
+		sc.Orders++
+		if f {
+			r.TruePositives++
+			sc.Flagged++
+		}
+		sc.Recall = ratio(sc.Flagged, sc.Orders)
+		r.ByScenario[o.Fraud] = sc
+	}
+	r.Precision = ratio(r.TruePositives, r.Flagged)
+	r.Recall = ratio(r.TruePositives, r.FraudOrders)
+	if r.Precision+r.Recall > 0 {
+		r.F1 = 2 * r.Precision * r.Recall / (r.Precision + r.Recall)
+	}
+	r.FalsePositiveRate = ratio(r.FalsePositives, r.Orders-r.FraudOrders)
+	r.AUPRC = averagePrecision(orders, score)
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		r.LatencyP50, r.LatencyP99 = lat[len(lat)*50/100], lat[min(len(lat)*99/100, len(lat)-1)]
+	}
+	return r
+}
+
+// averagePrecision is the area under the precision-recall curve: orders ranked by score,
+// equal scores taken together, precision at each step weighted by the recall it adds.
+func averagePrecision(orders []Order, score map[string]int32) float64 {
+	positives := 0
+	byScore := map[int32][2]int{} // score -> (orders, fraud orders)
+	for _, o := range orders {
+		c := byScore[score[o.ID]]
+		c[0]++
+		if o.Fraud != "" {
+			c[1]++
+			positives++
+		}
+		byScore[score[o.ID]] = c
+	}
+	if positives == 0 {
+		return 0
+	}
+	scores := slices.Collect(maps.Keys(byScore))
+	sort.Slice(scores, func(i, j int) bool { return scores[i] > scores[j] })
+	var ap float64
+	taken, tp := 0, 0
+	for _, s := range scores {
+		c := byScore[s]
+		taken, tp = taken+c[0], tp+c[1]
+		ap += float64(c[1]) / float64(positives) * float64(tp) / float64(taken)
+	}
+	return ap
+}
+
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// Print writes r as a table.
+func (r Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "orders %d (fraud %d, honest %d); decisions %d", r.Orders, r.FraudOrders, r.Orders-r.FraudOrders, r.Decisions)
+	if r.Unmatched > 0 {
+		fmt.Fprintf(w, " (%d on orders outside the period)", r.Unmatched)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%-26s %8s\n", "measure", "value")
+	for _, m := range []struct {
+		name string
+		v    float64
+	}{{"precision", r.Precision}, {"recall", r.Recall}, {"F1", r.F1}, {"AUPRC", r.AUPRC},
+		{"honest orders flagged", r.FalsePositiveRate}} {
+		fmt.Fprintf(w, "%-26s %8.4f\n", m.name, m.v)
+	}
+	fmt.Fprintf(w, "%-26s %8s / %s\n", "decision latency p50/p99", r.LatencyP50.Round(time.Millisecond), r.LatencyP99.Round(time.Millisecond))
+	fmt.Fprintf(w, "\n%-26s %8s %8s %8s\n", "scenario", "orders", "flagged", "recall")
+	for _, name := range slices.Sorted(maps.Keys(r.ByScenario)) {
+		s := r.ByScenario[name]
+		fmt.Fprintf(w, "%-26s %8d %8d %8.4f\n", strings.ReplaceAll(name, "_", " "), s.Orders, s.Flagged, s.Recall)
+	}
+}
