@@ -74,7 +74,7 @@ bench-cluster: cluster-up
 	$(GO) test -run '^$$' -bench Archive -benchtime 2000000x -cpu 1 ./test/archive/
 	$(GO) test -run '^$$' -bench Trends -benchtime 1x -timeout 60m ./test/batch/
 	$(GO) test -run '^$$' -bench ServeLoad -benchtime 1x -timeout 30m ./test/api/
-	$(GO) test -run '^$$' -bench FraudQuality -benchtime 1x -timeout 30m ./test/fraud/
+	$(GO) test -run '^$$' -bench 'Fraud(Quality|Latency)' -benchtime 1x -timeout 30m ./test/fraud/
 
 # An hour of embedded mode under load (BYTEBASKET_SOAK=10m for a shorter one): RSS, Go heap
 # and the disk of broker, store and lake over time.

@@ -58,6 +58,9 @@ type Loop struct {
 	stallWait  time.Duration
 	stallUntil time.Time
 
+	// built is closed once New has set every field: the group is joined as the client is
+	// made, so an assignment can arrive before New returns.
+	built    chan struct{}
 	probe    atomic.Pointer[lsoProbe]
 	expired  *bus.ExpiredRecords // read and written by applyProbe, under mu
 	ready    atomic.Bool
@@ -78,7 +81,7 @@ func New(cfg Config, kafka config.Kafka, role Role, store Store, reg prometheus.
 	if cfg.Group == "" || len(cfg.Topics) == 0 || cfg.Partitions < 1 {
 		return nil, errors.New("stateful: a group, input topics and a partition count are required")
 	}
-	l := &Loop{cfg: cfg, role: role, store: store, prefix: kafka.TopicPrefix, parts: map[int32]*partition{}, unrestored: map[int32]bool{},
+	l := &Loop{cfg: cfg, role: role, store: store, prefix: kafka.TopicPrefix, parts: map[int32]*partition{}, unrestored: map[int32]bool{}, built: make(chan struct{}),
 		expired: bus.NewExpiredRecords(), m: newMetrics(role.Name(), reg), router: kgo.StickyKeyPartitioner(nil).ForTopic("")}
 	l.runCtx, l.stop = context.WithCancelCause(context.Background())
 	opts, err := bus.ClientOptions(kafka)
@@ -119,19 +122,23 @@ func New(cfg Config, kafka config.Kafka, role Role, store Store, reg prometheus.
 			return nil, fmt.Errorf("%s consumer: %w", role.Name(), err)
 		}
 		dlqClient = l.client
+		l.adm = kadm.NewClient(l.client)
 	} else {
 		if err := l.newTransactional(kafka, opts); err != nil {
 			return nil, err
 		}
+		l.adm = kadm.NewClient(l.client)
 		// Dead letters are not the role's output: an idempotent producer of their own,
 		// outside the transactions.
 		dopts, _ := bus.ClientOptions(kafka)
 		if dlqClient, err = kgo.NewClient(append(dopts, kgo.ProducerLinger(5*time.Millisecond))...); err != nil {
+			close(l.built) // (nothing owned yet: the callbacks have nothing to do)
+			l.client.Close()
 			return nil, fmt.Errorf("%s dead-letter producer: %w", role.Name(), err)
 		}
 	}
-	l.adm = kadm.NewClient(l.client)
 	l.dlq = &deadLetters{client: dlqClient, topic: kafka.Topic(event.TopicDeadLetters)}
+	close(l.built)
 	return l, nil
 }
 
@@ -801,6 +808,7 @@ func (l *Loop) finalCheckpoint(ctx context.Context, p *partition) error {
 // starts. A store that is down is retried until it answers or Run stops; an unreadable
 // checkpoint or a partition beyond the configured count stops Run.
 func (l *Loop) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	<-l.built
 	l.rebalanced()
 	ids := partitionsOf(assigned)
 	for _, id := range ids {

@@ -5,6 +5,7 @@ package fraudtest
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,14 +14,22 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bytebasket/bytebasket/internal/bus"
+	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/fraud/evaluate"
 	"github.com/bytebasket/bytebasket/internal/testenv"
+	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
 var binary string
@@ -29,18 +38,19 @@ func TestMain(m *testing.M) { testenv.MainWithBinary(m, &binary) }
 
 // env is one isolated deployment on the shared Kafka: its own topics and group.
 type env struct {
-	t    testing.TB
-	vars []string
-	dir  string
+	t      testing.TB
+	vars   []string
+	dir    string
+	prefix string // of the topics
 }
 
 func newEnv(t testing.TB) *env {
 	id := time.Now().UnixNano()
-	e := &env{t: t, dir: t.TempDir()}
+	e := &env{t: t, dir: t.TempDir(), prefix: fmt.Sprintf("fraud%d-", id)}
 	e.vars = append(os.Environ(),
 		"BYTEBASKET_CONFIG="+filepath.Join(testenv.RepoRoot(), "config"),
 		"BYTEBASKET_KAFKA_BROKERS="+testenv.Addr(t, testenv.Kafka),
-		fmt.Sprintf("BYTEBASKET_KAFKA_TOPIC_PREFIX=fraud%d-", id),
+		"BYTEBASKET_KAFKA_TOPIC_PREFIX="+e.prefix,
 		fmt.Sprintf("BYTEBASKET_FRAUD_GROUP=fraud-%d", id),
 		"BYTEBASKET_STORE_BACKEND=embedded", // checkpoints: this test is about Kafka
 		"BYTEBASKET_DATA_DIR="+e.dir,
@@ -70,8 +80,8 @@ func (e *env) produce(n int, seed uint64) {
 		"--start", time.Now().Add(-6*time.Hour).Truncate(time.Second).Format(time.RFC3339), "--create-topics=false")
 }
 
-// score runs one fraud instance until it has read everything, then stops it.
-func (e *env) score(extra ...string) {
+// start runs one fraud instance; it returns its base URL's host and a stop (SIGTERM, wait).
+func (e *env) start(extra ...string) (addr string, stop func()) {
 	e.t.Helper()
 	c := exec.Command(binary, append([]string{"fraud", "--http", "127.0.0.1:0"}, extra...)...)
 	c.Env = e.vars
@@ -80,17 +90,26 @@ func (e *env) score(extra ...string) {
 	if err := c.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	defer func() { _ = c.Process.Signal(syscall.SIGTERM); _, _ = c.Process.Wait() }()
+	stop = func() { _ = c.Process.Signal(syscall.SIGTERM); _, _ = c.Process.Wait() }
 	r := bufio.NewReader(out)
 	line, _ := r.ReadString('\n')
 	m := regexp.MustCompile(`http://(\S+)`).FindStringSubmatch(line)
 	if m == nil {
+		stop()
 		e.t.Fatalf("fraud did not start: %q", line)
 	}
 	go func() { _, _ = io.Copy(io.Discard, r) }()
+	return m[1], stop
+}
+
+// score runs one fraud instance until it has read everything, then stops it.
+func (e *env) score(extra ...string) {
+	e.t.Helper()
+	addr, stop := e.start(extra...)
+	defer stop()
 	lagRe := regexp.MustCompile(`(?m)^bytebasket_fraud_lag_records\{[^}]*\} (\S+)$`)
 	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		resp, err := http.Get("http://" + m[1] + "/metrics")
+		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			continue
 		}
@@ -118,14 +137,8 @@ func (e *env) evaluate() evaluate.Report {
 	return r
 }
 
-// A rule that flags every attempt makes every order flagged: the evaluation must then find
-// recall 1, precision equal to the share of fraud orders, and every honest order flagged;
-// that holds only if it read every order, every label and every decision.
-func TestEvaluateReadsOrdersLabelsAndDecisions(t *testing.T) {
-	e := newEnv(t)
-	e.produce(40_000, 11)
-	rules := filepath.Join(e.dir, "flag-all.yml")
-	if err := os.WriteFile(rules, []byte(`
+// flagAll is a rule set that reviews every order and payment attempt.
+const flagAll = `
 version: 1
 rules:
   - name: every-attempt
@@ -137,7 +150,16 @@ rules:
     limit: 1
     weight: 10
     action: review
-`), 0o644); err != nil {
+`
+
+// A rule that flags every attempt makes every order flagged: the evaluation must then find
+// recall 1, precision equal to the share of fraud orders, and every honest order flagged;
+// that holds only if it read every order, every label and every decision.
+func TestEvaluateReadsOrdersLabelsAndDecisions(t *testing.T) {
+	e := newEnv(t)
+	e.produce(40_000, 11)
+	rules := filepath.Join(e.dir, "flag-all.yml")
+	if err := os.WriteFile(rules, []byte(flagAll), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e.score("--rules", rules)
@@ -185,4 +207,80 @@ func BenchmarkFraudQuality(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Decision latency at a steady rate (`BYTEBASKET_BENCH_RATE`, default 5,000 events/s, for
+// 60 s): from the scored event's ingest (the producer's stamp) to the decision being readable
+// by a read_committed consumer of fraud-alerts, with a rule that decides on every attempt.
+//
+//	go test -run '^$' -bench FraudLatency -benchtime 1x -timeout 30m ./test/fraud/
+func BenchmarkFraudLatency(b *testing.B) {
+	rate := 5000.0
+	if v := os.Getenv("BYTEBASKET_BENCH_RATE"); v != "" {
+		var err error
+		if rate, err = strconv.ParseFloat(v, 64); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range b.N {
+		e := newEnv(b)
+		rules := filepath.Join(e.dir, "flag-all.yml")
+		if err := os.WriteFile(rules, []byte(flagAll), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		_, stop := e.start("--rules", rules)
+		k := config.Default().Kafka
+		k.Brokers = []string{testenv.Addr(b, testenv.Kafka)}
+		k.TopicPrefix = e.prefix
+		ctx, cancel := context.WithCancel(context.Background())
+		lat := make(chan []time.Duration, 1)
+		// Decisions on events of the first 5 s are left out: the group is still forming.
+		from := time.Now().Add(5 * time.Second)
+		go func() { lat <- follow(ctx, b, k, from) }()
+		e.run("produce", "--rate", fmt.Sprint(rate), "--flat", "--duration", "60s", "--users", "5000", "--create-topics=false")
+		time.Sleep(3 * time.Second) // the last decisions commit
+		cancel()
+		stop()
+		got := <-lat
+		if len(got) < 100 {
+			b.Fatalf("%d decisions seen", len(got))
+		}
+		slices.Sort(got)
+		q := func(p int) float64 { return float64(got[min(len(got)*p/100, len(got)-1)].Milliseconds()) }
+		b.ReportMetric(q(50), "p50-ms")
+		b.ReportMetric(q(99), "p99-ms")
+		b.ReportMetric(float64(got[len(got)-1].Milliseconds()), "max-ms")
+		b.ReportMetric(float64(len(got)), "decisions")
+	}
+}
+
+// follow reads fraud-alerts read_committed from its start until ctx ends and returns the
+// latency of each decision on an event ingested after from: when it became readable here,
+// minus its event's ingest time.
+func follow(ctx context.Context, t testing.TB, k config.Kafka, from time.Time) []time.Duration {
+	opts, err := bus.ClientOptions(k)
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(k.Topic(event.TopicFraudAlerts)),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(50*time.Millisecond))...)
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	defer cl.Close()
+	var out []time.Duration
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		now := time.Now()
+		fs.EachRecord(func(r *kgo.Record) {
+			var d pb.FraudDecision
+			if proto.Unmarshal(r.Value, &d) == nil && d.GetReceivedAt() != nil && d.GetReceivedAt().AsTime().After(from) {
+				out = append(out, now.Sub(d.GetReceivedAt().AsTime()))
+			}
+		})
+	}
+	return out
 }
