@@ -146,6 +146,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 			}
 		})
 		a.mu.Lock()
+		fetches.EachPartition(a.checkTrimmed)
 		var err error
 		fetches.EachRecord(func(r *kgo.Record) {
 			if err == nil {
@@ -234,6 +235,31 @@ func (a *Archiver) observeStart(key partKey, pl kadm.GroupMemberLag) {
 		a.m.expired.WithLabelValues(key.stream).Add(float64(n))
 		slog.Error("records removed by retention before they were archived; they are missing from the lake",
 			"topic", key.stream, "partition", key.id, "records", n, "log_start", pl.Start.Offset,
+			"fix", "raise retention (kafka.embedded_log_bytes in embedded mode) or add capacity")
+	}
+}
+
+// checkTrimmed counts the records a fetch skipped because retention removed them first: its
+// first record is past the next offset to read, and the log now starts there or later.
+func (a *Archiver) checkTrimmed(fp kgo.FetchTopicPartition) {
+	if len(fp.Records) == 0 {
+		return
+	}
+	key := partKey{strings.TrimPrefix(fp.Topic, a.prefix), fp.Partition}
+	next := int64(-1)
+	if p := a.parts[key]; p != nil && p.next >= 0 {
+		next = p.next
+	} else if c, ok := a.client.CommittedOffsets()[fp.Topic][fp.Partition]; ok {
+		next = c.Offset
+	}
+	first := fp.Records[0].Offset
+	if next < 0 || first <= next || fp.LogStartOffset < first {
+		return
+	}
+	if n := a.expired.Observe(key.stream, key.id, next, first); n > 0 {
+		a.m.expired.WithLabelValues(key.stream).Add(float64(n))
+		slog.Error("records removed by retention before they were archived; they are missing from the lake",
+			"topic", key.stream, "partition", key.id, "records", n, "log_start", fp.LogStartOffset,
 			"fix", "raise retention (kafka.embedded_log_bytes in embedded mode) or add capacity")
 	}
 }

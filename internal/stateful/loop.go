@@ -309,6 +309,17 @@ func (l *Loop) probeLoop() {
 	}
 }
 
+// countExpired counts and reports the records of topic's partition id from next up to
+// logStart that retention removed before they were read (each once).
+func (l *Loop) countExpired(topic string, id int32, next, logStart int64) {
+	if n := l.expired.Observe(topic, id, next, logStart); n > 0 {
+		l.m.expired.WithLabelValues(topic).Add(float64(n))
+		slog.Error("records removed by retention before they were read; they are lost to this role",
+			"role", l.role.Name(), "topic", topic, "partition", id, "records", n, "log_start", logStart,
+			"fix", "raise retention (kafka.embedded_log_bytes in embedded mode) or add capacity")
+	}
+}
+
 // byLogical indexes listed offsets by logical topic and partition.
 func (l *Loop) byLogical(listed kadm.ListedOffsets) map[string]map[int32]int64 {
 	out := map[string]map[int32]int64{}
@@ -334,6 +345,13 @@ func (l *Loop) apply(fetches kgo.Fetches) {
 			return
 		}
 		topic := l.logical(fp.Topic)
+		// A fetch that starts past the next offset because retention removed what was there
+		// (the log now starts at or after its first record) skipped those records.
+		if len(fp.Records) > 0 {
+			if pos, first := p.position(topic), fp.Records[0].Offset; first > pos && fp.LogStartOffset >= first {
+				l.countExpired(topic, p.id, pos, first)
+			}
+		}
 		for _, r := range fp.Records {
 			p.enqueue(topic, l.check(r, now))
 		}
@@ -574,12 +592,7 @@ func (l *Loop) applyProbe() {
 			if !ok {
 				continue
 			}
-			if n := l.expired.Observe(t, id, p.position(t), start); n > 0 {
-				l.m.expired.WithLabelValues(t).Add(float64(n))
-				slog.Error("records removed by retention before they were read; they are lost to this role",
-					"role", l.role.Name(), "topic", t, "partition", id, "records", n, "log_start", start,
-					"fix", "raise retention (kafka.embedded_log_bytes in embedded mode) or add capacity")
-			}
+			l.countExpired(t, id, p.position(t), start)
 		}
 	}
 }
