@@ -149,7 +149,7 @@ func runCmd(ctx context.Context, args []string) error {
 
 func produceCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
-	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
+	brokers := brokersFlag(fs)
 	count := fs.Int64("count", 0, "produce exactly N events, then exit")
 	duration := fs.Duration("duration", 0, "produce for D, then exit")
 	rate := fs.Float64("rate", 1000, "mean events/s; 0 = as fast as possible")
@@ -161,11 +161,7 @@ func produceCmd(ctx context.Context, args []string) error {
 	createTopics := fs.Bool("create-topics", true, "create missing topics first")
 	duplicates := fs.Float64("duplicates", 0, "share of events sent twice, as a retrying client would (0..1)")
 	partitioner := fs.String("partitioner", "kafka", "kafka (murmur2, the default) or librdkafka (crc32): what other producers do")
-	cfg, err := parse(fs, args, func(c *config.Config) {
-		if *brokers != "" {
-			c.Kafka.Brokers = config.SplitList(*brokers)
-		}
-	})
+	cfg, err := parse(fs, args, brokers)
 	if err != nil {
 		return err
 	}
@@ -185,8 +181,8 @@ func produceCmd(ctx context.Context, args []string) error {
 			return usageError{fmt.Errorf("produce: --start: %w", err)}
 		}
 	}
-	if cfg.Embedded() {
-		return usageError{errors.New("produce: no brokers: pass --brokers, set BYTEBASKET_KAFKA_BROKERS or kafka.brokers in --config")}
+	if err := needBrokers(cfg, "produce"); err != nil {
+		return err
 	}
 	if *createTopics {
 		if err := app.TopicsCreate(ctx, cfg, io.Discard); err != nil {
@@ -211,14 +207,34 @@ func produceCmd(ctx context.Context, args []string) error {
 	return closeErr
 }
 
+// brokersFlag adds --brokers to fs; the returned setter applies it to a config.
+func brokersFlag(fs *flag.FlagSet) func(*config.Config) {
+	b := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
+	return func(c *config.Config) {
+		if *b != "" {
+			c.Kafka.Brokers = config.SplitList(*b)
+		}
+	}
+}
+
+// needBrokers refuses a command that talks to a Kafka when none is configured.
+func needBrokers(cfg config.Config, cmd string) error {
+	if !cfg.Embedded() {
+		return nil
+	}
+	return usageError{fmt.Errorf("%s: no brokers: pass --brokers, set BYTEBASKET_KAFKA_BROKERS or kafka.brokers in --config "+
+		"(bytebasket run's broker listens on 127.0.0.1:19092)", cmd)}
+}
+
 // consumerFlags are the flags of the roles that consume Kafka into the serving store.
 type consumerFlags struct {
-	brokers, httpAddr, group, storeBackend, dataDir *string
+	brokers                                func(*config.Config)
+	httpAddr, group, storeBackend, dataDir *string
 }
 
 func newConsumerFlags(fs *flag.FlagSet, storeUse string) consumerFlags {
 	return consumerFlags{
-		brokers:      fs.String("brokers", "", "comma-separated Kafka bootstrap servers"),
+		brokers:      brokersFlag(fs),
 		httpAddr:     fs.String("http", "", "HTTP listen address for /healthz, /readyz, /metrics"),
 		group:        fs.String("group", "", "consumer group (instances of one group share partitions)"),
 		storeBackend: fs.String("store", "", storeUse+": embedded or cassandra"),
@@ -228,9 +244,7 @@ func newConsumerFlags(fs *flag.FlagSet, storeUse string) consumerFlags {
 
 // apply sets what was given; group is the role's group setting.
 func (f consumerFlags) apply(c *config.Config, group *string) {
-	if *f.brokers != "" {
-		c.Kafka.Brokers = config.SplitList(*f.brokers)
-	}
+	f.brokers(c)
 	setStr(&c.HTTPAddr, *f.httpAddr)
 	setStr(group, *f.group)
 	setStr(&c.Store.Backend, *f.storeBackend)
@@ -244,8 +258,8 @@ func streamCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Embedded() {
-		return usageError{errors.New("stream: no brokers: pass --brokers or --config")}
+	if err := needBrokers(cfg, "stream"); err != nil {
+		return err
 	}
 	return app.Stream(ctx, cfg, os.Stdout)
 }
@@ -267,8 +281,8 @@ func fraudCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Embedded() {
-		return usageError{errors.New("fraud: no brokers: pass --brokers or --config")}
+	if err := needBrokers(cfg, "fraud"); err != nil {
+		return err
 	}
 	return app.Fraud(ctx, cfg, os.Stdout)
 }
@@ -276,19 +290,15 @@ func fraudCmd(ctx context.Context, args []string) error {
 // fraudEvaluateCmd is `bytebasket fraud evaluate`.
 func fraudEvaluateCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("fraud evaluate", flag.ContinueOnError)
-	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
+	brokers := brokersFlag(fs)
 	labels := fs.String("labels", "", "CSV of order_id[,scenario] of confirmed fraud (default: the sim-labels topic)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	cfg, err := parse(fs, args, func(c *config.Config) {
-		if *brokers != "" {
-			c.Kafka.Brokers = config.SplitList(*brokers)
-		}
-	})
+	cfg, err := parse(fs, args, brokers)
 	if err != nil {
 		return err
 	}
-	if cfg.Embedded() {
-		return usageError{errors.New("fraud evaluate: no brokers: pass --brokers or --config (bytebasket run listens on 127.0.0.1:19092)")}
+	if err := needBrokers(cfg, "fraud evaluate"); err != nil {
+		return err
 	}
 	return app.FraudEvaluate(ctx, cfg, *labels, *asJSON, os.Stdout)
 }
@@ -299,20 +309,16 @@ func fraudRulesCmd(ctx context.Context, args []string) error {
 		return usageError{errors.New("fraud rules: the subcommand is apply: bytebasket fraud rules apply [--brokers HOST:PORT] FILE")}
 	}
 	fs := flag.NewFlagSet("fraud rules apply", flag.ContinueOnError)
-	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
-	cfg, err := parse(fs, args[1:], func(c *config.Config) {
-		if *brokers != "" {
-			c.Kafka.Brokers = config.SplitList(*brokers)
-		}
-	})
+	brokers := brokersFlag(fs)
+	cfg, err := parse(fs, args[1:], brokers)
 	if err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usageError{errors.New("fraud rules apply: name one rule set file")}
 	}
-	if cfg.Embedded() {
-		return usageError{errors.New("fraud rules apply: no brokers: pass --brokers or --config (bytebasket run listens on 127.0.0.1:19092)")}
+	if err := needBrokers(cfg, "fraud rules apply"); err != nil {
+		return err
 	}
 	return app.FraudRulesApply(ctx, cfg, fs.Arg(0), os.Stdout)
 }
@@ -337,16 +343,14 @@ func serveCmd(ctx context.Context, args []string) error {
 
 func archiveCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("archive", flag.ContinueOnError)
-	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
+	brokers := brokersFlag(fs)
 	httpAddr := fs.String("http", "", "HTTP listen address for /healthz, /readyz, /metrics")
 	group := fs.String("group", "", "consumer group (instances of one group share partitions)")
 	backend := fs.String("lake", "", "lake backend: local or hdfs")
 	root := fs.String("lake-root", "", "lake root: a local directory or a path inside HDFS")
 	dataDir := fs.String("data-dir", "", "data directory (a relative local lake root is inside it)")
 	cfg, err := parse(fs, args, func(c *config.Config) {
-		if *brokers != "" {
-			c.Kafka.Brokers = config.SplitList(*brokers)
-		}
+		brokers(c)
 		setStr(&c.HTTPAddr, *httpAddr)
 		setStr(&c.Archive.Group, *group)
 		setStr(&c.Lake.Backend, *backend)
@@ -356,8 +360,8 @@ func archiveCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Embedded() {
-		return usageError{errors.New("archive: no brokers: pass --brokers or --config")}
+	if err := needBrokers(cfg, "archive"); err != nil {
+		return err
 	}
 	return app.Archive(ctx, cfg, os.Stdout)
 }
@@ -421,17 +425,13 @@ func topicsCmd(ctx context.Context, args []string) error {
 		return usageError{errors.New("topics: want create or describe")}
 	}
 	fs := flag.NewFlagSet("topics "+args[0], flag.ContinueOnError)
-	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap servers")
-	cfg, err := parse(fs, args[1:], func(c *config.Config) {
-		if *brokers != "" {
-			c.Kafka.Brokers = config.SplitList(*brokers)
-		}
-	})
+	brokers := brokersFlag(fs)
+	cfg, err := parse(fs, args[1:], brokers)
 	if err != nil {
 		return err
 	}
-	if cfg.Embedded() {
-		return usageError{errors.New("topics: no brokers: pass --brokers or --config")}
+	if err := needBrokers(cfg, "topics"); err != nil {
+		return err
 	}
 	if args[0] == "create" {
 		return app.TopicsCreate(ctx, cfg, os.Stdout)

@@ -16,6 +16,7 @@ import (
 	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/fraud"
 	"github.com/bytebasket/bytebasket/internal/fraud/evaluate"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
@@ -61,15 +62,7 @@ func FraudEvaluate(ctx context.Context, cfg config.Config, labelsFile string, as
 	if err != nil {
 		return err
 	}
-	var decisions []*pb.FraudDecision
-	err = bus.ReadAll(ctx, cfg.Kafka, cfg.Kafka.Topic(event.TopicFraudAlerts), func(r *kgo.Record) error {
-		d := &pb.FraudDecision{}
-		if err := proto.Unmarshal(r.Value, d); err != nil {
-			return fmt.Errorf("fraud-alerts offset %d: %w", r.Offset, err)
-		}
-		decisions = append(decisions, d)
-		return nil
-	})
+	decisions, err := fraud.Decisions(ctx, cfg.Kafka)
 	if err != nil {
 		return err
 	}

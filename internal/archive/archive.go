@@ -67,7 +67,6 @@ type Archiver struct {
 	parts    map[partKey]*partition
 	fenced   map[partKey]bool // claimed by a newer archiver: skipped until assigned here again
 	owned    map[partKey]bool // assigned by the group, for the lag gauges
-	expired  *bus.ExpiredRecords
 	buffered int64
 	assigned atomic.Bool
 }
@@ -75,8 +74,7 @@ type Archiver struct {
 // New builds an archiver; with kafka nil it has no consumer (Handle, Roll and Flush drive
 // it directly, as benchmarks do). reg may be nil.
 func New(cfg Config, kafka *config.Kafka, lk Lake, reg prometheus.Registerer) (*Archiver, error) {
-	a := &Archiver{cfg: cfg, lake: lk, parts: map[partKey]*partition{}, fenced: map[partKey]bool{}, owned: map[partKey]bool{},
-		expired: bus.NewExpiredRecords(), m: newMetrics(reg)}
+	a := &Archiver{cfg: cfg, lake: lk, parts: map[partKey]*partition{}, fenced: map[partKey]bool{}, owned: map[partKey]bool{}, m: newMetrics(reg)}
 	switch cfg.Compression {
 	case "zstd":
 		a.codec = parquet.Compression(&parquet.Zstd)
@@ -202,14 +200,9 @@ func (a *Archiver) watchLag(ctx context.Context) {
 			for t, parts := range l.Lag {
 				for id, pl := range parts {
 					stream := strings.TrimPrefix(t, a.prefix)
-					key := partKey{stream, id}
-					if !a.owned[key] {
-						continue
-					}
-					if pl.Lag >= 0 {
+					if a.owned[partKey{stream, id}] && pl.Lag >= 0 {
 						a.m.lag.WithLabelValues(stream, strconv.Itoa(int(id))).Set(float64(pl.Lag))
 					}
-					a.observeStart(key, pl)
 				}
 			}
 		}
@@ -217,30 +210,8 @@ func (a *Archiver) watchLag(ctx context.Context) {
 	}
 }
 
-// observeStart counts and reports records that retention removed before the archiver read
-// them: what it buffered is in memory and not lost, so its position is the next offset
-// after what it handled, or the group's commit before that.
-func (a *Archiver) observeStart(key partKey, pl kadm.GroupMemberLag) {
-	if pl.Start.Err != nil {
-		return
-	}
-	next := int64(-1) // no commit (-1) or none known: the archiver starts at the log start
-	if pl.Err == nil {
-		next = pl.Commit.At
-	}
-	if p := a.parts[key]; p != nil && p.next >= 0 {
-		next = p.next
-	}
-	if n := a.expired.Observe(key.stream, key.id, next, pl.Start.Offset); n > 0 {
-		a.m.expired.WithLabelValues(key.stream).Add(float64(n))
-		slog.Error("records removed by retention before they were archived; they are missing from the lake",
-			"topic", key.stream, "partition", key.id, "records", n, "log_start", pl.Start.Offset,
-			"fix", "raise retention (kafka.embedded_log_bytes in embedded mode) or add capacity")
-	}
-}
-
-// checkTrimmed counts the records a fetch skipped because retention removed them first: its
-// first record is past the next offset to read, and the log now starts there or later.
+// checkTrimmed counts the records a fetch skipped because retention removed them before the
+// archiver read them (bus.Trimmed).
 func (a *Archiver) checkTrimmed(fp kgo.FetchTopicPartition) {
 	if len(fp.Records) == 0 {
 		return
@@ -252,11 +223,7 @@ func (a *Archiver) checkTrimmed(fp kgo.FetchTopicPartition) {
 	} else if c, ok := a.client.CommittedOffsets()[fp.Topic][fp.Partition]; ok {
 		next = c.Offset
 	}
-	first := fp.Records[0].Offset
-	if next < 0 || first <= next || fp.LogStartOffset < first {
-		return
-	}
-	if n := a.expired.Observe(key.stream, key.id, next, first); n > 0 {
+	if n := bus.Trimmed(next, fp.Records[0].Offset, fp.LogStartOffset); n > 0 {
 		a.m.expired.WithLabelValues(key.stream).Add(float64(n))
 		slog.Error("records removed by retention before they were archived; they are missing from the lake",
 			"topic", key.stream, "partition", key.id, "records", n, "log_start", fp.LogStartOffset,
@@ -478,7 +445,6 @@ func (a *Archiver) onRevoked(_ context.Context, _ *kgo.Client, revoked map[strin
 			k := partKey{strings.TrimPrefix(t, a.prefix), id}
 			a.drop(k)
 			delete(a.owned, k)
-			a.expired.Forget(k.stream, id)
 			a.m.lag.DeleteLabelValues(k.stream, strconv.Itoa(int(id)))
 		}
 	}

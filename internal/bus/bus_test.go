@@ -288,3 +288,21 @@ func TestEmbeddedPartitionBytes(t *testing.T) {
 		t.Fatalf("no bound gave %d bytes per partition", got)
 	}
 }
+
+// Only records below the log start are lost; a gap above it (aborted transactional records,
+// filtered under read_committed) is not.
+func TestTrimmed(t *testing.T) {
+	for _, c := range []struct {
+		next, first, logStart, want int64
+	}{
+		{next: 5, first: 45, logStart: 45, want: 40}, // all of [5, 45) removed
+		{next: 5, first: 60, logStart: 45, want: 40}, // removed up to 45; 45..59 aborted
+		{next: 5, first: 30, logStart: 0, want: 0},   // a gap, nothing removed
+		{next: 50, first: 50, logStart: 45, want: 0}, // retention behind the reader
+		{next: -1, first: 45, logStart: 45, want: 0}, // position unknown
+	} {
+		if got := Trimmed(c.next, c.first, c.logStart); got != c.want {
+			t.Errorf("Trimmed(%d, %d, %d) = %d, want %d", c.next, c.first, c.logStart, got, c.want)
+		}
+	}
+}

@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/bus/bustest"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
@@ -173,17 +171,9 @@ func alerts(t *testing.T, addr string) []*pb.FraudDecision {
 	t.Helper()
 	k := config.Default().Kafka
 	k.Brokers = []string{addr}
-	var out []*pb.FraudDecision
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := bus.ReadAll(ctx, k, event.TopicFraudAlerts, func(r *kgo.Record) error {
-		var d pb.FraudDecision
-		if err := proto.Unmarshal(r.Value, &d); err != nil {
-			return err
-		}
-		out = append(out, &d)
-		return nil
-	})
+	out, err := Decisions(ctx, k)
 	if err != nil {
 		t.Fatal(err)
 	}

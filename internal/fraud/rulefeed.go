@@ -7,13 +7,14 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/fraud/rules"
+	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
 // ErrNotNewer: a rule set's version is not above the one in force.
@@ -55,34 +56,19 @@ func Publish(ctx context.Context, kafka config.Kafka, data []byte) (*rules.Set, 
 func Latest(ctx context.Context, kafka config.Kafka) (*rules.Set, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cl, err := rulesClient(kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-		kafka.Topic(event.TopicFraudRules): {0: kgo.NewOffset().AtStart()}}))
-	if err != nil {
-		return nil, 0, err
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, kafka.Topic(event.TopicFraudRules))
+	var latest *rules.Set
+	var next int64
+	err := bus.ReadAll(ctx, kafka, kafka.Topic(event.TopicFraudRules), func(r *kgo.Record) error {
+		next = r.Offset + 1
+		if rs := parseRecord(r); rs != nil && (latest == nil || rs.Version > latest.Version) {
+			latest = rs
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("fraud rules: %w", err)
 	}
-	end, ok := ends.Lookup(kafka.Topic(event.TopicFraudRules), 0)
-	if !ok || end.Err != nil {
-		return nil, 0, fmt.Errorf("fraud rules: no end offset of %s (%v)", kafka.Topic(event.TopicFraudRules), end.Err)
-	}
-	var latest *rules.Set
-	for next := int64(0); next < end.Offset; {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, 0, fmt.Errorf("fraud rules: %s not read to its end (%d): %w", kafka.Topic(event.TopicFraudRules), end.Offset, err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			next = r.Offset + 1
-			if rs := parseRecord(r); rs != nil && (latest == nil || rs.Version > latest.Version) {
-				latest = rs
-			}
-		})
-	}
-	return latest, end.Offset, nil
+	return latest, next, nil
 }
 
 // follow calls apply with every valid rule set written to fraud-rules after offset from,
@@ -128,4 +114,18 @@ func rulesClient(kafka config.Kafka, extra ...kgo.Opt) (*kgo.Client, error) {
 		return nil, fmt.Errorf("fraud rules client: %w", err)
 	}
 	return cl, nil
+}
+
+// Decisions reads every committed decision in the fraud-alerts topic.
+func Decisions(ctx context.Context, kafka config.Kafka) ([]*pb.FraudDecision, error) {
+	var out []*pb.FraudDecision
+	err := bus.ReadAll(ctx, kafka, kafka.Topic(event.TopicFraudAlerts), func(r *kgo.Record) error {
+		d := &pb.FraudDecision{}
+		if err := proto.Unmarshal(r.Value, d); err != nil {
+			return fmt.Errorf("fraud-alerts offset %d: %w", r.Offset, err)
+		}
+		out = append(out, d)
+		return nil
+	})
+	return out, err
 }

@@ -62,18 +62,15 @@ type Loop struct {
 	// made, so an assignment can arrive before New returns.
 	built    chan struct{}
 	probe    atomic.Pointer[lsoProbe]
-	expired  *bus.ExpiredRecords // read and written by applyProbe, under mu
 	ready    atomic.Bool
 	ckptWG   sync.WaitGroup
 	lastPoll atomic.Int64 // unix ms, for /readyz of a loop that stopped polling
 }
 
-// lsoProbe is the last stable offsets of every input partition, listed at one time, and
-// their log start offsets (nil where that listing failed).
+// lsoProbe is the last stable offsets of every input partition, listed at one time.
 type lsoProbe struct {
-	at     time.Time
-	lsos   map[string]map[int32]int64 // logical topic -> partition -> offset
-	starts map[string]map[int32]int64
+	at   time.Time
+	lsos map[string]map[int32]int64 // logical topic -> partition -> offset
 }
 
 // New builds the loop and its consumer-group client. reg may be nil.
@@ -82,7 +79,7 @@ func New(cfg Config, kafka config.Kafka, role Role, store Store, reg prometheus.
 		return nil, errors.New("stateful: a group, input topics and a partition count are required")
 	}
 	l := &Loop{cfg: cfg, role: role, store: store, prefix: kafka.TopicPrefix, parts: map[int32]*partition{}, unrestored: map[int32]bool{}, built: make(chan struct{}),
-		expired: bus.NewExpiredRecords(), m: newMetrics(role.Name(), reg), router: kgo.StickyKeyPartitioner(nil).ForTopic("")}
+		m: newMetrics(role.Name(), reg), router: kgo.StickyKeyPartitioner(nil).ForTopic("")}
 	l.runCtx, l.stop = context.WithCancelCause(context.Background())
 	opts, err := bus.ClientOptions(kafka)
 	if err != nil {
@@ -184,7 +181,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			continue
 		}
 		pollCtx, cancel := context.WithDeadline(l.runCtx, lastFlush.Add(l.cfg.FlushInterval))
-		fetches := l.poll(pollCtx)
+		fetches := l.client.PollRecords(pollCtx, l.cfg.MaxPollRecords)
 		cancel()
 		l.lastPoll.Store(time.Now().UnixMilli())
 		if fetches.IsClientClosed() {
@@ -291,12 +288,16 @@ func (l *Loop) probeLoop() {
 		listed, err := l.adm.ListCommittedOffsets(ctx, l.physical()...)
 		cancel()
 		if err == nil {
-			p := &lsoProbe{at: at, lsos: l.byLogical(listed)}
-			ctx, cancel := context.WithTimeout(l.runCtx, 5*time.Second)
-			if starts, err := l.adm.ListStartOffsets(ctx, l.physical()...); err == nil {
-				p.starts = l.byLogical(starts)
-			}
-			cancel()
+			p := &lsoProbe{at: at, lsos: map[string]map[int32]int64{}}
+			listed.Each(func(o kadm.ListedOffset) {
+				if o.Err == nil {
+					t := l.logical(o.Topic)
+					if p.lsos[t] == nil {
+						p.lsos[t] = map[int32]int64{}
+					}
+					p.lsos[t][o.Partition] = o.Offset
+				}
+			})
 			l.probe.Store(p)
 		} else if l.runCtx.Err() == nil {
 			slog.Debug("list last stable offsets", "err", err)
@@ -309,32 +310,6 @@ func (l *Loop) probeLoop() {
 	}
 }
 
-// countExpired counts and reports the records of topic's partition id from next up to
-// logStart that retention removed before they were read (each once).
-func (l *Loop) countExpired(topic string, id int32, next, logStart int64) {
-	if n := l.expired.Observe(topic, id, next, logStart); n > 0 {
-		l.m.expired.WithLabelValues(topic).Add(float64(n))
-		slog.Error("records removed by retention before they were read; they are lost to this role",
-			"role", l.role.Name(), "topic", topic, "partition", id, "records", n, "log_start", logStart,
-			"fix", "raise retention (kafka.embedded_log_bytes in embedded mode) or add capacity")
-	}
-}
-
-// byLogical indexes listed offsets by logical topic and partition.
-func (l *Loop) byLogical(listed kadm.ListedOffsets) map[string]map[int32]int64 {
-	out := map[string]map[int32]int64{}
-	listed.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil {
-			t := l.logical(o.Topic)
-			if out[t] == nil {
-				out[t] = map[int32]int64{}
-			}
-			out[t][o.Partition] = o.Offset
-		}
-	})
-	return out
-}
-
 // apply queues every polled record in its partition and applies what is due.
 func (l *Loop) apply(fetches kgo.Fetches) {
 	now := time.Now()
@@ -345,11 +320,12 @@ func (l *Loop) apply(fetches kgo.Fetches) {
 			return
 		}
 		topic := l.logical(fp.Topic)
-		// A fetch that starts past the next offset because retention removed what was there
-		// (the log now starts at or after its first record) skipped those records.
 		if len(fp.Records) > 0 {
-			if pos, first := p.position(topic), fp.Records[0].Offset; first > pos && fp.LogStartOffset >= first {
-				l.countExpired(topic, p.id, pos, first)
+			if n := bus.Trimmed(p.position(topic), fp.Records[0].Offset, fp.LogStartOffset); n > 0 {
+				l.m.expired.WithLabelValues(topic).Add(float64(n))
+				slog.Error("records removed by retention before they were read; they are lost to this role",
+					"role", l.role.Name(), "topic", topic, "partition", p.id, "records", n, "log_start", fp.LogStartOffset,
+					"fix", "raise retention (kafka.embedded_log_bytes in embedded mode) or add capacity")
 			}
 		}
 		for _, r := range fp.Records {
@@ -587,13 +563,6 @@ func (l *Loop) applyProbe() {
 				p.observeLSO(t, lso, pr.at)
 			}
 		}
-		for t, parts := range pr.starts {
-			start, ok := parts[id]
-			if !ok {
-				continue
-			}
-			l.countExpired(t, id, p.position(t), start)
-		}
 	}
 }
 
@@ -759,9 +728,6 @@ func (l *Loop) forget(p *partition) {
 	p.cancel()
 	p.task.Close()
 	delete(l.parts, p.id)
-	for _, t := range l.cfg.Topics {
-		l.expired.Forget(t, p.id)
-	}
 	if l.txn != nil {
 		delete(l.txn.committed, p.id)
 	}
@@ -1034,14 +1000,6 @@ func (l *Loop) rebalanced() {
 	if l.txn != nil {
 		l.txn.rebalanced.Store(true)
 	}
-}
-
-// poll polls through the transact session when there is one (it tracks rebalances).
-func (l *Loop) poll(ctx context.Context) kgo.Fetches {
-	if l.txn != nil {
-		return l.txn.s.PollRecords(ctx, l.cfg.MaxPollRecords)
-	}
-	return l.client.PollRecords(ctx, l.cfg.MaxPollRecords)
 }
 
 // emitFor is p's Emit: nil unless transactional; silent while p replays committed output.

@@ -10,12 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/fraud"
 	"github.com/bytebasket/bytebasket/internal/testenv"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
@@ -89,7 +86,7 @@ func fraudExactlyOnce(t *testing.T) {
 			want[e.GetEventId()] = pb.FraudAction_FRAUD_ACTION_BLOCK
 		}
 	}
-	got := committedDecisions(t, s.topic(event.TopicFraudAlerts))
+	got := s.committedDecisions()
 	seen := map[string]int{}
 	var wrong, extra []string
 	for _, d := range got {
@@ -123,27 +120,16 @@ func fraudExactlyOnce(t *testing.T) {
 	t.Logf("%d decisions, each once; the restarted instance aborted %v transactions", len(got), aborted)
 }
 
-// topic is a logical topic's name in the scenario.
-func (s *scenario) topic(name string) string { return fmt.Sprintf("chaos%d-%s", s.seed, name) }
-
-// committedDecisions reads every committed record of topic.
-func committedDecisions(t *testing.T, topic string) []*pb.FraudDecision {
-	t.Helper()
+// committedDecisions reads every committed decision of the scenario's fraud-alerts.
+func (s *scenario) committedDecisions() []*pb.FraudDecision {
+	s.t.Helper()
 	k := config.Default().Kafka
-	k.Brokers = []string{testenv.Addr(t, testenv.Kafka)}
-	var out []*pb.FraudDecision
+	k.Brokers, k.TopicPrefix = []string{testenv.Addr(s.t, testenv.Kafka)}, fmt.Sprintf("chaos%d-", s.seed)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err := bus.ReadAll(ctx, k, topic, func(r *kgo.Record) error {
-		var d pb.FraudDecision
-		if err := proto.Unmarshal(r.Value, &d); err != nil {
-			return err
-		}
-		out = append(out, &d)
-		return nil
-	})
+	out, err := fraud.Decisions(ctx, k)
 	if err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
 	return out
 }
