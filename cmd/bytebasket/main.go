@@ -12,12 +12,15 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/app"
 	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/sim"
 )
 
 // version is set at link time (-ldflags "-X main.version=..."); otherwise build info.
@@ -28,11 +31,12 @@ const usage = `bytebasket: e-commerce events to real-time metrics, fraud alerts 
 Usage:
   bytebasket run      [--data-dir DIR] [--http ADDR] [--grpc ADDR] [--rate R] [--seed S]   embedded mode, all in one process
   bytebasket produce  [--brokers HOST:PORT] [--count N | --duration D] [--rate R] [--users U] [--seed S]
-                      [--duplicates F] [--partitioner kafka|librdkafka]
+                      [--duplicates F] [--partitioner kafka|librdkafka] [--sim-rate R]
+                      [--fraud-rate F] [--fraud-mix NAME=W,...] [--fraud-amount X]
   bytebasket stream   [--brokers HOST:PORT] [--http ADDR] [--group G]  live metrics into the serving store
   bytebasket fraud    [--brokers HOST:PORT] [--http ADDR] [--group G] [--rules FILE]  decisions into fraud-alerts, exactly once
   bytebasket fraud    rules apply [--brokers HOST:PORT] FILE  publish a rule set; running instances switch to it
-  bytebasket fraud    evaluate [--brokers HOST:PORT] [--labels FILE] [--json]  precision, recall, AUPRC against the truth
+  bytebasket fraud    evaluate [--brokers HOST:PORT] [--labels FILE] [--since TIME] [--json]  precision, recall, AUPRC against the truth
   bytebasket archive  [--brokers HOST:PORT] [--http ADDR] [--lake local|hdfs] [--lake-root DIR]  raw events to Parquet
   bytebasket serve    [--http ADDR] [--grpc ADDR] [--store embedded|cassandra] [--data-dir DIR]  API, gRPC and dashboard
   bytebasket batch    trends [--since D | --from T --to T] [--engine duckdb|spark]  hourly and daily history
@@ -147,6 +151,23 @@ func runCmd(ctx context.Context, args []string) error {
 	return app.Run(ctx, cfg, os.Stdout)
 }
 
+// parseWeights reads name=weight,name=weight; empty is nil.
+func parseWeights(s string) (map[string]float64, error) {
+	if s == "" {
+		return nil, nil
+	}
+	out := map[string]float64{}
+	for _, part := range strings.Split(s, ",") {
+		name, w, ok := strings.Cut(strings.TrimSpace(part), "=")
+		v, err := strconv.ParseFloat(w, 64)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("%q is not name=weight", part)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
 func produceCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
 	brokers := brokersFlag(fs)
@@ -161,6 +182,10 @@ func produceCmd(ctx context.Context, args []string) error {
 	createTopics := fs.Bool("create-topics", true, "create missing topics first")
 	duplicates := fs.Float64("duplicates", 0, "share of events sent twice, as a retrying client would (0..1)")
 	partitioner := fs.String("partitioner", "kafka", "kafka (murmur2, the default) or librdkafka (crc32): what other producers do")
+	simRate := fs.Float64("sim-rate", 0, "with --rate 0: simulated events per second of event time (default 1000); lower spreads a backfill over more days")
+	fraudRate := fs.Float64("fraud-rate", 0, "share of sessions that are fraud (default 0.01)")
+	fraudMix := fs.String("fraud-mix", "", "fraud scenarios' weights, e.g. card_testing=1,account_takeover=3 (default: equal; "+strings.Join(sim.Scenarios, ", ")+")")
+	fraudAmount := fs.Float64("fraud-amount", 0, "scale of what high-value fraud spends (default 1)")
 	cfg, err := parse(fs, args, brokers)
 	if err != nil {
 		return err
@@ -174,6 +199,10 @@ func produceCmd(ctx context.Context, args []string) error {
 	part, err := bus.Partitioner(*partitioner)
 	if err != nil {
 		return usageError{fmt.Errorf("produce: --partitioner: %w", err)}
+	}
+	mix, err := parseWeights(*fraudMix)
+	if err != nil {
+		return usageError{fmt.Errorf("produce: --fraud-mix: %w", err)}
 	}
 	var startAt time.Time
 	if *start != "" {
@@ -196,6 +225,7 @@ func produceCmd(ctx context.Context, args []string) error {
 	sum, err := app.Produce(ctx, prod, app.ProduceOptions{
 		Count: *count, Duration: *duration, Rate: *rate, Users: *users, Seed: *seed, Start: startAt,
 		Diurnal: !*flat, Labels: *labels, Progress: true, Duplicates: *duplicates,
+		SimRate: *simRate, FraudRate: *fraudRate, FraudMix: mix, FraudAmount: *fraudAmount,
 	}, nil)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -293,14 +323,21 @@ func fraudEvaluateCmd(ctx context.Context, args []string) error {
 	brokers := brokersFlag(fs)
 	labels := fs.String("labels", "", "CSV of order_id[,scenario] of confirmed fraud (default: the sim-labels topic)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	since := fs.String("since", "", "evaluate only orders placed at or after this time, RFC 3339 (what came before warms the profiles up)")
 	cfg, err := parse(fs, args, brokers)
 	if err != nil {
 		return err
 	}
+	var from time.Time
+	if *since != "" {
+		if from, err = time.Parse(time.RFC3339, *since); err != nil {
+			return usageError{fmt.Errorf("fraud evaluate: --since: %w", err)}
+		}
+	}
 	if err := needBrokers(cfg, "fraud evaluate"); err != nil {
 		return err
 	}
-	return app.FraudEvaluate(ctx, cfg, *labels, *asJSON, os.Stdout)
+	return app.FraudEvaluate(ctx, cfg, app.FraudEvaluateOptions{Labels: *labels, Since: from, JSON: *asJSON}, os.Stdout)
 }
 
 // fraudRulesCmd is `bytebasket fraud rules apply FILE`.

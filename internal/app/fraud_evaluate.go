@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -21,14 +22,23 @@ import (
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
-// FraudEvaluate is `bytebasket fraud evaluate`: every order in the transactions topic, its
-// truth (the sim-labels topic, or labelsFile: CSV of order_id[,scenario] for a shop's
-// confirmed fraud) and the committed decisions in fraud-alerts, measured as a table, or as
-// JSON with asJSON.
-func FraudEvaluate(ctx context.Context, cfg config.Config, labelsFile string, asJSON bool, out io.Writer) error {
+// FraudEvaluateOptions choose the truth and the period of `bytebasket fraud evaluate`.
+type FraudEvaluateOptions struct {
+	// Labels is a CSV of order_id[,scenario] of a shop's confirmed fraud; empty: the
+	// sim-labels topic.
+	Labels string
+	// Since: only orders placed at or after it count (zero: all).
+	Since time.Time
+	JSON  bool
+}
+
+// FraudEvaluate is `bytebasket fraud evaluate`: every order in the transactions topic (of
+// the period), its truth and the committed decisions in fraud-alerts, measured as a table,
+// or as JSON.
+func FraudEvaluate(ctx context.Context, cfg config.Config, opts FraudEvaluateOptions, out io.Writer) error {
 	truth := map[string]string{} // order id -> scenario
-	if labelsFile != "" {
-		if err := readLabelsFile(labelsFile, truth); err != nil {
+	if opts.Labels != "" {
+		if err := readLabelsFile(opts.Labels, truth); err != nil {
 			return err
 		}
 	} else {
@@ -53,6 +63,9 @@ func FraudEvaluate(ctx context.Context, cfg config.Config, labelsFile string, as
 		if err != nil || e.GetOrderPlaced() == nil { // bad records are the dead letters' business
 			return nil
 		}
+		if e.GetEventTime().AsTime().Before(opts.Since) {
+			return nil
+		}
 		if id := e.GetOrderPlaced().GetOrderId(); !seen[id] {
 			seen[id] = true
 			orders = append(orders, evaluate.Order{ID: id, Fraud: truth[id]})
@@ -70,7 +83,7 @@ func FraudEvaluate(ctx context.Context, cfg config.Config, labelsFile string, as
 		return errors.New("fraud evaluate: no orders in the transactions topic")
 	}
 	rep := evaluate.Compute(orders, decisions)
-	if asJSON {
+	if opts.JSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)

@@ -3,6 +3,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,7 +27,10 @@ type ProduceOptions struct {
 	// clock. 0 produces as fast as possible: the simulated clock then starts in the past
 	// (a backfill) and is paced only once it catches up with now, so no event is ever
 	// produced ahead of its event time.
-	Rate     float64
+	Rate float64
+	// SimRate is the simulated events per second of event time when producing as fast as
+	// possible (Rate 0; default 1000): lower it to spread a backfill over more time.
+	SimRate  float64
 	Users    int
 	Seed     uint64    // 0 picks one from the clock (logged)
 	Start    time.Time // simulated clock start; zero = now
@@ -36,6 +40,10 @@ type ProduceOptions struct {
 	// Duplicates is the share of events sent a second time right after the first, as a
 	// client retrying after a lost response would: same event id, time and content.
 	Duplicates float64
+	// Fraud: the simulator's fraud rate, scenario mix and amount scale (sim.Config).
+	FraudRate   float64
+	FraudMix    map[string]float64
+	FraudAmount float64
 }
 
 // ProduceSummary is what a produce run did. Sent and Labels count records the broker
@@ -66,7 +74,7 @@ const unpacedRate = 1000
 func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prometheus.Registerer) (ProduceSummary, error) {
 	rate := opts.Rate
 	if rate <= 0 {
-		rate = unpacedRate
+		rate = cmp.Or(opts.SimRate, unpacedRate)
 	}
 	start := opts.Start
 	if start.IsZero() {
@@ -79,7 +87,8 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 		opts.Seed = uint64(time.Now().UnixNano())
 		slog.Info("simulator seed picked; pass --seed to replay this run", "seed", opts.Seed)
 	}
-	s, err := sim.New(sim.Config{Seed: opts.Seed, Users: opts.Users, Rate: rate, Start: start, Diurnal: opts.Diurnal})
+	s, err := sim.New(sim.Config{Seed: opts.Seed, Users: opts.Users, Rate: rate, Start: start, Diurnal: opts.Diurnal,
+		FraudRate: opts.FraudRate, FraudMix: opts.FraudMix, FraudAmount: opts.FraudAmount})
 	if err != nil {
 		return ProduceSummary{}, err
 	}

@@ -5,10 +5,12 @@
 // events they were made on, and a restored partition replays what an earlier owner
 // committed without deciding again.
 //
-// A scored event is decided under every rule: each rule's aggregate over the events of its
-// `on` kinds within its window ending at the scored event's time (the scored event included
-// when its kind is one of them), compared with its limit. The fired rules' weights add up to
-// the 0-100 score; the decision is the strongest action they ask for (allow if none fires).
+// A scored event is decided under every rule: a rule fires when each of its conditions
+// holds, an aggregate over the events of its `on` kinds within its window ending at the
+// scored event's time (the scored event included when its kind is one of them), or a signal
+// of the event against the user's profile (profile.go), compared with its limit. The fired
+// rules' weights add up to the 0-100 score; the decision is the strongest action they ask
+// for (allow if none fires).
 //
 // The rule set in force is the newest in the compacted fraud-rules topic (Publish puts one
 // there; with none, the configured set is published first, so every instance agrees), and a
@@ -120,6 +122,8 @@ type compiled struct {
 	rules   []*rules.Rule // the rules evaluated (grouped by user)
 	skipped []string
 	horizon time.Duration // the longest window: how far back a user's events are kept
+	// retention: how long a user's profile outlives the user's last event.
+	retention time.Duration
 }
 
 // swap puts rs in force if it is newer than the set in force.
@@ -127,12 +131,16 @@ func (r *role) swap(rs *rules.Set) {
 	if cur := r.set.Load(); cur != nil && rs.Version <= cur.set.Version {
 		return
 	}
-	c := &compiled{set: rs}
+	c := &compiled{set: rs, retention: rs.Retention()}
 	for i := range rs.Rules {
 		rule := &rs.Rules[i]
 		if rule.GroupBy == rules.User {
 			c.rules = append(c.rules, rule)
-			c.horizon = max(c.horizon, rule.Window)
+			for _, cond := range rule.Conditions() {
+				if cond.Aggregate != "" {
+					c.horizon = max(c.horizon, cond.Window)
+				}
+			}
 		} else {
 			c.skipped = append(c.skipped, rule.Name)
 		}
@@ -159,6 +167,7 @@ type task struct {
 	partition int32
 	emit      stateful.Emit
 	st        *userState
+	expiredAt int64 // the watermark of the last expiry pass
 }
 
 func (t *task) Apply(_ string, e *pb.Envelope) bool {
@@ -168,7 +177,10 @@ func (t *task) Apply(_ string, e *pb.Envelope) bool {
 	if !slices.Contains(scored, kind) {
 		return false
 	}
-	d := t.role.decide(c, e, h)
+	d := t.role.decide(c, e, h, t.st.typical)
+	// An order joins the user's and the partition's baselines after it was decided on.
+	ordered(h.profile, e)
+	t.st.typical.add(e)
 	t.role.m.decisions.WithLabelValues(d.GetAction().String()).Inc()
 	if d.GetAction() == pb.FraudAction_FRAUD_ACTION_REVIEW || d.GetAction() == pb.FraudAction_FRAUD_ACTION_BLOCK {
 		b, err := proto.Marshal(d)
@@ -180,8 +192,8 @@ func (t *task) Apply(_ string, e *pb.Envelope) bool {
 	return false
 }
 
-// decide scores e, the newest event of history h, under c.
-func (r *role) decide(c *compiled, e *pb.Envelope, h *history) *pb.FraudDecision {
+// decide scores e, the newest event of history h, under c; typ is the partition's baseline.
+func (r *role) decide(c *compiled, e *pb.Envelope, h *history, typ *typical) *pb.FraudDecision {
 	at := e.GetEventTime().AsTime().UnixMilli()
 	d := &pb.FraudDecision{
 		EventId: e.GetEventId(), Kind: string(event.KindOf(e)), UserId: e.GetUserId(),
@@ -201,14 +213,14 @@ func (r *role) decide(c *compiled, e *pb.Envelope, h *history) *pb.FraudDecision
 	}
 	strongest := rules.Allow
 	for _, rule := range c.rules {
-		v := aggregate(rule, e.GetUserId(), h, at)
-		if !rule.Compare.Holds(v, rule.Limit) {
+		held := holds(rule, e, h, typ, at)
+		if held == nil {
 			continue
 		}
 		r.m.ruleHits.WithLabelValues(rule.Name).Inc()
 		d.Score += int32(rule.Weight)
-		d.Reasons = append(d.Reasons, &pb.FraudReason{Rule: rule.Name, Value: v, Limit: rule.Limit,
-			Weight: int32(rule.Weight), Action: actionOf(rule.Action)})
+		d.Reasons = append(d.Reasons, &pb.FraudReason{Rule: rule.Name, Value: held[0].GetValue(), Limit: rule.Limit,
+			Weight: int32(rule.Weight), Action: actionOf(rule.Action), Conditions: held})
 		if rule.Action.Stronger(strongest) {
 			strongest = rule.Action
 		}
@@ -216,6 +228,25 @@ func (r *role) decide(c *compiled, e *pb.Envelope, h *history) *pb.FraudDecision
 	d.Score = min(d.Score, 100)
 	d.Action = actionOf(strongest)
 	return d
+}
+
+// holds is what each condition of rule measured for e when all of them hold, nil when one
+// does not. Conditions are tested in order and the first that fails ends the test.
+func holds(rule *rules.Rule, e *pb.Envelope, h *history, typ *typical, at int64) []*pb.FraudCondition {
+	var held []*pb.FraudCondition
+	for _, c := range rule.Conditions() {
+		var v float64
+		if c.Signal != "" {
+			v = signal(&c, e, h.profile, typ)
+		} else {
+			v = aggregate(rule.On, &c, e.GetUserId(), h, at)
+		}
+		if !c.Compare.Holds(v, c.Limit) {
+			return nil
+		}
+		held = append(held, &pb.FraudCondition{Measure: c.Name(), Value: v, Compare: string(c.Compare), Limit: c.Limit})
+	}
+	return held
 }
 
 func actionOf(a rules.Action) pb.FraudAction {
@@ -228,10 +259,13 @@ func actionOf(a rules.Action) pb.FraudAction {
 	return pb.FraudAction_FRAUD_ACTION_ALLOW
 }
 
-// Flush drops users the rules no longer look back to; decisions went out with Apply.
+// Flush drops what the rules no longer look back to, once a minute of event time (a pass
+// visits every user); decisions went out with Apply.
 func (t *task) Flush(_ context.Context, _ model.Fence, wm int64, _ time.Time, _ stateful.Level) error {
-	if wm > 0 {
-		t.st.expire(wm, t.role.set.Load().horizon)
+	if wm > 0 && wm-t.expiredAt >= time.Minute.Milliseconds() {
+		c := t.role.set.Load()
+		t.st.expire(wm, c.horizon, c.retention)
+		t.expiredAt = wm
 	}
 	return nil
 }

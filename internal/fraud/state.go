@@ -14,33 +14,37 @@ import (
 // scored are the events a decision is made on.
 var scored = []event.Kind{event.KindOrderPlaced, event.KindPaymentAuthorized, event.KindPaymentFailed}
 
-// userState is one partition's per-user history: what the user-keyed rules aggregate over.
+// userState is one partition's per-user history and profiles, what the user-keyed rules
+// aggregate over and the signals read, and the partition's typical order amounts.
 type userState struct {
 	users   map[string]*history
 	deleted map[string]bool // dropped since the last checkpoint
+	typical *typical
 }
 
-// history is one user's events, oldest first.
+// history is one user's events within the longest window, oldest first, and profile.
 type history struct {
-	events []*pb.FraudEventState
-	dirty  bool // changed since the last checkpoint
+	events  []*pb.FraudEventState
+	profile *pb.FraudProfile
+	dirty   bool // changed since the last checkpoint
 }
 
 func newUserState() *userState {
-	return &userState{users: map[string]*history{}, deleted: map[string]bool{}}
+	return &userState{users: map[string]*history{}, deleted: map[string]bool{}, typical: newTypical()}
 }
 
-// add records e in its user's history (in event-time order) and drops what horizon (the
-// longest window in force) no longer reaches from the newest event.
+// add records e in its user's history (in event-time order) and profile, and drops what
+// horizon (the longest window in force) no longer reaches from the newest event.
 func (s *userState) add(e *pb.Envelope, horizon time.Duration) *history {
 	user := e.GetUserId()
 	h := s.users[user]
 	if h == nil {
-		h = &history{}
+		h = &history{profile: &pb.FraudProfile{}}
 		s.users[user] = h
 		delete(s.deleted, user)
 	}
 	rec := eventState(e)
+	see(h.profile, e, rec.GetTimeMs())
 	i, _ := slices.BinarySearchFunc(h.events, rec.GetTimeMs(), func(x *pb.FraudEventState, t int64) int {
 		if x.GetTimeMs() <= t { // equal times keep arrival order
 			return -1
@@ -57,12 +61,20 @@ func (s *userState) add(e *pb.Envelope, horizon time.Duration) *history {
 	return h
 }
 
-// expire drops the users whose newest event is older than horizon before wm (unix ms).
-func (s *userState) expire(wm int64, horizon time.Duration) {
+// expire drops the users last seen more than retention before wm (unix ms), the events
+// older than horizon and the profile values older than retention.
+func (s *userState) expire(wm int64, horizon, retention time.Duration) {
 	for user, h := range s.users {
-		if len(h.events) == 0 || h.events[len(h.events)-1].GetTimeMs() < wm-horizon.Milliseconds() {
+		if h.profile.GetLastSeenMs() < wm-retention.Milliseconds() {
 			delete(s.users, user)
 			s.deleted[user] = true
+			continue
+		}
+		if n := len(h.events); n > 0 && h.events[n-1].GetTimeMs() < wm-horizon.Milliseconds() {
+			h.events, h.dirty = nil, true
+		}
+		if forget(h.profile, wm-retention.Milliseconds()) {
+			h.dirty = true
 		}
 	}
 }
@@ -97,14 +109,14 @@ func attribute(user string, x *pb.FraudEventState, a rules.Attribute) string {
 	return ""
 }
 
-// aggregate is rule r's value over the user's events of r's kinds within r's window
+// aggregate is condition r's value over the user's events of the kinds on within r's window
 // ending at atMs (inclusive).
-func aggregate(r *rules.Rule, user string, h *history, atMs int64) float64 {
+func aggregate(on []event.Kind, r *rules.Condition, user string, h *history, atMs int64) float64 {
 	from := atMs - r.Window.Milliseconds()
 	var n, sum float64
 	distinct := map[string]struct{}{}
 	for _, x := range h.events {
-		if x.GetTimeMs() <= from || x.GetTimeMs() > atMs || !slices.Contains(r.On, event.Kind(x.GetKind())) {
+		if x.GetTimeMs() <= from || x.GetTimeMs() > atMs || !slices.Contains(on, event.Kind(x.GetKind())) {
 			continue
 		}
 		switch r.Aggregate {
@@ -145,14 +157,19 @@ func (s *userState) changes(full bool, emit func(*pb.StateEntry)) {
 	clear(s.deleted)
 	for user, h := range s.users {
 		if full || h.dirty {
-			emit(&pb.StateEntry{Entry: &pb.StateEntry_FraudUser{FraudUser: &pb.FraudUserState{UserId: user, Events: h.events}}})
+			emit(&pb.StateEntry{Entry: &pb.StateEntry_FraudUser{FraudUser: &pb.FraudUserState{UserId: user, Events: h.events, Profile: h.profile}}})
 		}
 		h.dirty = false
 	}
+	s.typical.changes(full, emit)
 }
 
 // restore applies one checkpoint entry.
 func (s *userState) restore(e *pb.StateEntry) error {
+	if a := e.GetFraudTypical(); a != nil {
+		s.typical.by[a.GetCurrency()] = a
+		return nil
+	}
 	u := e.GetFraudUser()
 	if u == nil {
 		return fmt.Errorf("fraud: checkpoint entry %T is not the fraud role's", e.GetEntry())
@@ -161,6 +178,16 @@ func (s *userState) restore(e *pb.StateEntry) error {
 		delete(s.users, u.GetUserId())
 		return nil
 	}
-	s.users[u.GetUserId()] = &history{events: u.GetEvents()}
+	p := u.GetProfile()
+	if p == nil { // written before profiles: what the events say
+		p = &pb.FraudProfile{}
+		for _, x := range u.GetEvents() {
+			if p.FirstSeenMs == 0 || x.GetTimeMs() < p.FirstSeenMs {
+				p.FirstSeenMs = x.GetTimeMs()
+			}
+			p.LastSeenMs = max(p.LastSeenMs, x.GetTimeMs())
+		}
+	}
+	s.users[u.GetUserId()] = &history{events: u.GetEvents(), profile: p}
 	return nil
 }

@@ -78,16 +78,48 @@ func b2i(b bool) int {
 
 // fraudArrivalProb returns the per-arrival fraud probability q such that a share f of
 // sessions is fraudulent: a shared-fingerprint arrival spawns 3..6 sessions (4.5 on
-// average), the other three scenarios one each.
-func fraudArrivalProb(f float64) float64 {
-	const sessionsPerFraudArrival = (3 + 4.5) / 4
+// average), the other three scenarios one each; cum is the mix (nil: equal shares).
+func fraudArrivalProb(f float64, cum []float64) float64 {
+	sessionsPerFraudArrival := (3 + 4.5) / 4
+	if cum != nil {
+		shared := cum[scSharedFingerprint] - cum[scSharedFingerprint-1]
+		sessionsPerFraudArrival = 1 + shared*(4.5-1)
+	}
 	return f / (sessionsPerFraudArrival*(1-f) + f)
+}
+
+// cumulativeMix turns scenario weights into cumulative shares indexed by scenario (index 0,
+// honest, is 0); nil for nil.
+func cumulativeMix(mix map[string]float64) []float64 {
+	if mix == nil {
+		return nil
+	}
+	total := 0.0
+	for _, w := range mix {
+		total += w
+	}
+	cum := make([]float64, numScenarios)
+	for sc := 1; sc < numScenarios; sc++ {
+		cum[sc] = cum[sc-1] + mix[scenarioNames[sc]]/total
+	}
+	return cum
 }
 
 func (s *Simulator) drawPlan(p *plan) {
 	*p = plan{}
 	if s.chance(s.pFraud) {
-		p.scenario = 1 + s.intn(numScenarios-1)
+		if s.mixCum == nil {
+			p.scenario = 1 + s.intn(numScenarios-1)
+		} else {
+			u := s.float()
+			p.scenario = numScenarios - 1 // u at the very top
+			for sc := 1; sc < numScenarios; sc++ {
+				if u < s.mixCum[sc] {
+					p.scenario = sc
+					break
+				}
+			}
+		}
 	}
 	switch p.scenario {
 	case scHonest:
@@ -528,13 +560,13 @@ func (s *Simulator) search(ss *session, t int64) *pb.Envelope {
 }
 
 // highValueTarget is the subtotal, in ss's currency, a scripted fraud cart must exceed:
-// over 1000 (takeover: 600) in both the local currency and USD.
-func highValueTarget(ss *session) int64 {
+// over 1000 (takeover: 600) in both the local currency and USD, times scale.
+func highValueTarget(ss *session, scale float64) int64 {
 	base := 100000.0
 	if ss.sc == scTakeover {
 		base = 60000
 	}
-	return int64(base*max(1, currencies[ss.cur].perUSD)) + 1
+	return int64(base*scale*max(1, currencies[ss.cur].perUSD)) + 1
 }
 
 func (ss *session) subtotal(c *catalog) int64 {
@@ -559,7 +591,7 @@ func (s *Simulator) cartAdd(ss *session, t int64) *pb.Envelope {
 		}
 	case scTakeover, scHighValueFirstOrder:
 		if ss.addsLeft == 1 { // the last add tops the cart up past the target
-			if short := highValueTarget(ss) - ss.subtotal(&s.cat); short > 0 {
+			if short := highValueTarget(ss, s.cfg.FraudAmount) - ss.subtotal(&s.cat); short > 0 {
 				qty = uint32(max(1, (short+unit-1)/unit))
 			}
 		}

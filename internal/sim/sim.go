@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
@@ -53,6 +55,12 @@ type Config struct {
 	Start      time.Time // simulated clock start (required)
 	Diurnal    bool      // day/night rate curve (low near 04:00 UTC, peak near 20:00) vs flat
 	FraudRate  float64   // share of sessions that are fraud scenarios (default 0.01)
+	// FraudMix weighs the scenarios (by name, Scenarios); nil draws them equally, a
+	// scenario left out of a mix never happens.
+	FraudMix map[string]float64
+	// FraudAmount scales what high-value fraud spends (takeovers, high-value first orders;
+	// default 1: over 600 and 1000 US dollars).
+	FraudAmount float64
 	// ColdStart begins with no sessions in flight, so every session is seen from its first
 	// event but the rate ramps up over the first minutes. The default warm start begins at
 	// the steady rate, mid-way through sessions that started before Start.
@@ -81,6 +89,24 @@ func (c Config) withDefaults() (Config, error) {
 	if c.FraudRate == 0 {
 		c.FraudRate = DefaultFraudRate
 	}
+	if c.FraudAmount == 0 {
+		c.FraudAmount = 1
+	}
+	if c.FraudMix != nil {
+		total := 0.0
+		for name, w := range c.FraudMix {
+			if !slices.Contains(Scenarios, name) {
+				return bad("FraudMix: %q is not a scenario (%s)", name, strings.Join(Scenarios, ", "))
+			}
+			if math.IsNaN(w) || w < 0 {
+				return bad("FraudMix[%s] = %v, want a weight >= 0", name, w)
+			}
+			total += w
+		}
+		if total == 0 {
+			return bad("FraudMix weighs every scenario 0: weigh one at least")
+		}
+	}
 	switch {
 	case c.Start.IsZero():
 		return bad("Start is required (the simulated clock start, e.g. time.Now())")
@@ -96,6 +122,8 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("Rate = %v events/s, want %v..%v (0 = %d)", c.Rate, MinRate, MaxRate, DefaultRate)
 	case math.IsNaN(c.FraudRate) || c.FraudRate < 0 || c.FraudRate > MaxFraudRate:
 		return bad("FraudRate = %v, want 0..%v (0 = %v)", c.FraudRate, MaxFraudRate, DefaultFraudRate)
+	case math.IsNaN(c.FraudAmount) || c.FraudAmount < 0.1 || c.FraudAmount > 100:
+		return bad("FraudAmount = %v, want 0.1..100 (0 = 1)", c.FraudAmount)
 	}
 	return c, nil
 }
@@ -114,6 +142,8 @@ type Simulator struct {
 	// pFraud is the per-arrival fraud probability that makes FraudRate of *sessions*
 	// fraudulent, given that a shared-fingerprint arrival spawns several sessions.
 	pFraud float64
+	// mixCum is FraudMix as cumulative shares by scenario (nil: equal shares).
+	mixCum []float64
 
 	h    sessionHeap
 	seq  uint64
@@ -143,7 +173,8 @@ func New(cfg Config) (*Simulator, error) {
 	}
 	s.pop = newPopulation(s, cfg.Users)
 	s.cat = newCatalog(s, cfg.Products, cfg.Categories)
-	s.pFraud = fraudArrivalProb(cfg.FraudRate)
+	s.mixCum = cumulativeMix(cfg.FraudMix)
+	s.pFraud = fraudArrivalProb(cfg.FraudRate, s.mixCum)
 	s.curveMax = 1
 	if cfg.Diurnal {
 		s.curveMax = diurnalMax

@@ -42,6 +42,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"negative fraud rate":   func(c *Config) { c.FraudRate = -0.1 },
 		"fraud rate above half": func(c *Config) { c.FraudRate = 0.9 },
 		"NaN fraud rate":        func(c *Config) { c.FraudRate = math.NaN() },
+		"unknown scenario":      func(c *Config) { c.FraudMix = map[string]float64{"phishing": 1} },
+		"negative weight":       func(c *Config) { c.FraudMix = map[string]float64{ScenarioCardTesting: -1} },
+		"all weights zero":      func(c *Config) { c.FraudMix = map[string]float64{ScenarioCardTesting: 0} },
+		"tiny fraud amount":     func(c *Config) { c.FraudAmount = 0.01 },
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -202,5 +206,46 @@ func TestRebase(t *testing.T) {
 		if d := eb.GetEventTime().AsTime().Sub(ea.GetEventTime().AsTime()); d != time.Hour || ea.GetEventId() != eb.GetEventId() {
 			t.Fatalf("rebased event differs by %s (ids %s, %s), want exactly one hour later", d, ea.GetEventId(), eb.GetEventId())
 		}
+	}
+}
+
+// A fraud mix changes which scenarios happen and how much high-value fraud spends, and the
+// share of fraudulent sessions stays what the default mix gives for the same fraud rate.
+func TestFraudMixAndAmount(t *testing.T) {
+	run := func(mix map[string]float64, amount float64) (by map[string]int, share float64, minTakeover int64) {
+		s := mustNew(t, Config{Start: testStart, Seed: 7, FraudRate: 0.05, FraudMix: mix, FraudAmount: amount})
+		sessions := map[string]string{} // session -> scenario ("" honest)
+		minTakeover = math.MaxInt64
+		for range 400_000 {
+			e, l := s.Next()
+			sc := l.GetScenario()
+			if _, ok := sessions[e.GetSessionId()]; !ok || sc != "" {
+				sessions[e.GetSessionId()] = sc
+			}
+			if o := e.GetOrderPlaced(); o != nil && sc == ScenarioAccountTakeover && o.GetSubtotal().GetCurrency() == "USD" {
+				minTakeover = min(minTakeover, o.GetSubtotal().GetAmountMinor())
+			}
+		}
+		by = map[string]int{}
+		for _, sc := range sessions {
+			by[sc]++
+		}
+		return by, 1 - float64(by[""])/float64(len(sessions)), minTakeover
+	}
+	_, want, _ := run(nil, 0)
+	by, share, minTakeover := run(map[string]float64{ScenarioAccountTakeover: 3, ScenarioSharedFingerprint: 1}, 2)
+	t.Logf("sessions by scenario %v; fraud share %.4f, default mix %.4f", by, share, want)
+	if by[ScenarioCardTesting] != 0 || by[ScenarioHighValueFirstOrder] != 0 {
+		t.Errorf("scenarios outside the mix happened: %v", by)
+	}
+	if share < 0.85*want || share > 1.15*want {
+		t.Errorf("fraud share of sessions %.4f, the default mix's %.4f: want within 15%%", share, want)
+	}
+	// Takeover arrivals are three times the rings'; a ring is 3..6 sessions.
+	if arrivals := float64(by[ScenarioSharedFingerprint]) / 4.5; by[ScenarioAccountTakeover] < int(2*arrivals) {
+		t.Errorf("takeover sessions %d against %.0f ring arrivals, want about 3x", by[ScenarioAccountTakeover], arrivals)
+	}
+	if minTakeover <= 120000 {
+		t.Errorf("smallest takeover subtotal %d US cents, want over 1200 USD (600 x FraudAmount 2)", minTakeover)
 	}
 }

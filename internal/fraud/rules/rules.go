@@ -1,8 +1,10 @@
 // Package rules is the fraud role's rule language. A rule set (config/fraud-rules.yml) is a
-// versioned list of rules; each keeps one windowed aggregate (count, sum, distinct, avg) of
-// the events it is fed, grouped by one attribute (user, card fingerprint, device, IP), and
-// compares it with a limit when an event it decides on arrives. A rule that fires adds its
-// weight to the score and asks for its action.
+// versioned list of rules; each tests one or more conditions when an event it decides on
+// arrives, and fires when all of them hold: it adds its weight to the score and asks for its
+// action. A condition is either a windowed aggregate (count, sum, distinct, avg) of the
+// events the rule is fed, grouped by one attribute (user, card fingerprint, device, IP), or a
+// signal of the decided event against the user's profile (a new device or country, the
+// account's age, its earlier orders, the amount against the usual one), compared with a limit.
 //
 // Parse checks a whole set: an invalid one is refused with every problem named by rule and
 // field, so whoever applies it can keep the set in force.
@@ -23,32 +25,106 @@ import (
 
 // Set is a versioned rule set; decisions record the version they were made under.
 type Set struct {
-	Version int64  `yaml:"version"`
-	Rules   []Rule `yaml:"rules"`
+	Version int64 `yaml:"version"`
+	// ProfileRetention is how long a user's profile (first sighting, devices, countries,
+	// cards, IPs, orders) outlives the user's last event: what the signals remember.
+	ProfileRetention time.Duration `yaml:"profile_retention"`
+	Rules            []Rule        `yaml:"rules"`
 }
 
-// Rule is one windowed aggregate compared with a limit.
+// DefaultProfileRetention is the profile retention of a set that names none.
+const DefaultProfileRetention = 30 * 24 * time.Hour
+
+// MaxProfileRetention bounds it: the role keeps a profile per user seen that long.
+const MaxProfileRetention = 90 * 24 * time.Hour
+
+// Retention is the set's profile retention.
+func (s *Set) Retention() time.Duration {
+	if s.ProfileRetention == 0 {
+		return DefaultProfileRetention
+	}
+	return s.ProfileRetention
+}
+
+// Rule is one or more conditions that must all hold.
 type Rule struct {
 	Name        string `yaml:"name"`
 	Description string `yaml:"description"`
 	// On are the event kinds the rule aggregates and decides on.
 	On []event.Kind `yaml:"on"`
-	// GroupBy is the attribute the aggregate is kept per.
+	// GroupBy is the attribute the aggregates are kept per; signals need user.
 	GroupBy Attribute `yaml:"group_by"`
-	// Aggregate over the window; Field is what sum and avg add up (amount) or what distinct
-	// counts (an attribute). Count needs no field.
+	// The first condition is written in the rule itself; And adds more.
+	Condition `yaml:",inline"`
+	And       []Condition `yaml:"and"`
+	// Weight is what the rule adds to the 0-100 score when it fires.
+	Weight int    `yaml:"weight"`
+	Action Action `yaml:"action"`
+}
+
+// Conditions are the rule's conditions, its own first.
+func (r *Rule) Conditions() []Condition {
+	return append([]Condition{r.Condition}, r.And...)
+}
+
+// Condition is an aggregate or a signal compared with a limit.
+type Condition struct {
+	// Aggregate over the window of the rule's `on` events; Field is what sum and avg add up
+	// (amount) or what distinct counts (an attribute). Count needs no field.
 	Aggregate Aggregate `yaml:"aggregate"`
-	Field     Attribute `yaml:"field"`
+	// Signal is a feature of the decided event against the user's profile (see Signal);
+	// a condition has an aggregate or a signal, not both.
+	Signal Signal    `yaml:"signal"`
+	Field  Attribute `yaml:"field"`
 	// Currency of the amounts a sum or avg of amount adds: money is never added across
 	// currencies, so events in another currency do not count toward the rule.
 	Currency string        `yaml:"currency"`
 	Window   time.Duration `yaml:"window"`
 	Compare  Op            `yaml:"compare"`
 	Limit    float64       `yaml:"limit"`
-	// Weight is what the rule adds to the 0-100 score when it fires.
-	Weight int    `yaml:"weight"`
-	Action Action `yaml:"action"`
 }
+
+// Name says what the condition measures, for reasons and logs.
+func (c *Condition) Name() string {
+	what := string(c.Aggregate)
+	if c.Signal != "" {
+		what = string(c.Signal)
+	}
+	if c.Field != "" {
+		what += " " + string(c.Field)
+	}
+	if c.Window > 0 {
+		what += " " + c.Window.String()
+	}
+	return what
+}
+
+// Signal is a feature of the decided event against its user's profile, which remembers
+// each user for the set's profile retention after the user's last event. Signals are kept
+// per user, so a rule with a signal groups by user.
+type Signal string
+
+// The signals.
+const (
+	// New: how many values of the field (device, country, card, ip) the user was first seen
+	// with within the window ending at the decided event, for a user first seen before that
+	// window; 0 for a user seen only within it (everything is new to a new account).
+	New Signal = "new"
+	// AccountAge: minutes since the user's first event in the profile.
+	AccountAge Signal = "account_age"
+	// PriorOrders: the user's orders before the decided one, in the profile.
+	PriorOrders Signal = "prior_orders"
+	// AmountVsTypical: the decided event's amount over the mean order total in its currency
+	// across the partition's users (0 until that currency has a baseline).
+	AmountVsTypical Signal = "amount_vs_typical"
+	// AmountVsOwn: the decided event's amount over the user's own mean order total in its
+	// currency (0 without earlier orders in it).
+	AmountVsOwn Signal = "amount_vs_own"
+	// AddressMismatch: 1 for an order whose billing and shipping countries differ, else 0.
+	AddressMismatch Signal = "address_mismatch"
+)
+
+var signals = []Signal{New, AccountAge, PriorOrders, AmountVsTypical, AmountVsOwn, AddressMismatch}
 
 // Attribute is what an event is grouped by or what is aggregated of it.
 type Attribute string
@@ -155,6 +231,9 @@ func (s *Set) Validate() error {
 	if s.Version <= 0 {
 		errs = append(errs, errors.New(`field "version": must be a positive number, raised by every change`))
 	}
+	if p := s.ProfileRetention; p < 0 || p > MaxProfileRetention || p%time.Hour != 0 {
+		errs = append(errs, fmt.Errorf(`field "profile_retention": %s must be whole hours, up to %s`, p, MaxProfileRetention))
+	}
 	if len(s.Rules) == 0 {
 		errs = append(errs, errors.New(`field "rules": the set has no rules`))
 	}
@@ -180,38 +259,14 @@ func (s *Set) Validate() error {
 		if !slices.Contains(keys, r.GroupBy) {
 			bad(name, "group_by", "%q is not one of %s", r.GroupBy, list(keys))
 		}
-		switch r.Aggregate {
-		case Count:
-			if r.Field != "" {
-				bad(name, "field", "count takes no field")
+		for j, c := range r.Conditions() {
+			at := func(field string) string { // the first condition's fields are the rule's own
+				if j == 0 {
+					return field
+				}
+				return fmt.Sprintf("and[%d].%s", j-1, field)
 			}
-		case Sum, Avg:
-			if r.Field != Amount {
-				bad(name, "field", "%s adds up amounts: the field must be %q", r.Aggregate, Amount)
-			}
-			if len(r.Currency) != 3 || strings.ToUpper(r.Currency) != r.Currency {
-				bad(name, "currency", "%q is not an ISO 4217 code (amounts are added in one currency)", r.Currency)
-			}
-		case Distinct:
-			if !slices.Contains(keys, r.Field) {
-				bad(name, "field", "distinct counts one of %s, not %q", list(keys), r.Field)
-			} else if r.Field == r.GroupBy {
-				bad(name, "field", "distinct %s grouped by %s is always 1", r.Field, r.GroupBy)
-			}
-		default:
-			bad(name, "aggregate", "%q is not one of %s", r.Aggregate, list(aggregates))
-		}
-		if r.Currency != "" && r.Aggregate != Sum && r.Aggregate != Avg {
-			bad(name, "currency", "only a sum or avg of amounts has a currency")
-		}
-		if r.Window <= 0 || r.Window > MaxWindow || r.Window%time.Minute != 0 {
-			bad(name, "window", "%s must be whole minutes, from 1m to %s", r.Window, MaxWindow)
-		}
-		if !slices.Contains(ops, r.Compare) {
-			bad(name, "compare", "%q is not one of %s", r.Compare, list(ops))
-		}
-		if r.Limit < 0 {
-			bad(name, "limit", "%v is negative", r.Limit)
+			c.validate(r.GroupBy, func(field, format string, a ...any) { bad(name, at(field), format, a...) })
 		}
 		if r.Weight < 0 || r.Weight > 100 {
 			bad(name, "weight", "%d is outside 0..100", r.Weight)
@@ -224,6 +279,84 @@ func (s *Set) Validate() error {
 		return fmt.Errorf("fraud rules: invalid rule set, nothing applied:\n%w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// validate reports the condition's problems through bad(field, ...).
+func (c *Condition) validate(groupBy Attribute, bad func(field, format string, a ...any)) {
+	if c.Signal != "" {
+		if c.Aggregate != "" {
+			bad("signal", "a condition has an aggregate or a signal, not both")
+		}
+		c.validateSignal(groupBy, bad)
+	} else {
+		c.validateAggregate(groupBy, bad)
+	}
+	if !slices.Contains(ops, c.Compare) {
+		bad("compare", "%q is not one of %s", c.Compare, list(ops))
+	}
+	if c.Limit < 0 {
+		bad("limit", "%v is negative", c.Limit)
+	}
+}
+
+func (c *Condition) validateAggregate(groupBy Attribute, bad func(field, format string, a ...any)) {
+	switch c.Aggregate {
+	case Count:
+		if c.Field != "" {
+			bad("field", "count takes no field")
+		}
+	case Sum, Avg:
+		if c.Field != Amount {
+			bad("field", "%s adds up amounts: the field must be %q", c.Aggregate, Amount)
+		}
+		if len(c.Currency) != 3 || strings.ToUpper(c.Currency) != c.Currency {
+			bad("currency", "%q is not an ISO 4217 code (amounts are added in one currency)", c.Currency)
+		}
+	case Distinct:
+		if !slices.Contains(keys, c.Field) {
+			bad("field", "distinct counts one of %s, not %q", list(keys), c.Field)
+		} else if c.Field == groupBy {
+			bad("field", "distinct %s grouped by %s is always 1", c.Field, groupBy)
+		}
+	case "":
+		bad("aggregate", "names neither an aggregate (%s) nor a signal (%s)", list(aggregates), list(signals))
+	default:
+		bad("aggregate", "%q is not one of %s", c.Aggregate, list(aggregates))
+	}
+	if c.Currency != "" && c.Aggregate != Sum && c.Aggregate != Avg {
+		bad("currency", "only a sum or avg of amounts has a currency")
+	}
+	if c.Window <= 0 || c.Window > MaxWindow || c.Window%time.Minute != 0 {
+		bad("window", "%s must be whole minutes, from 1m to %s", c.Window, MaxWindow)
+	}
+}
+
+func (c *Condition) validateSignal(groupBy Attribute, bad func(field, format string, a ...any)) {
+	if !slices.Contains(signals, c.Signal) {
+		bad("signal", "%q is not one of %s", c.Signal, list(signals))
+		return
+	}
+	if groupBy != User {
+		bad("group_by", "signal %s is kept per user: the rule must group by user", c.Signal)
+	}
+	if c.Currency != "" {
+		bad("currency", "signal %s takes no currency (amounts are compared in their own)", c.Signal)
+	}
+	if c.Signal == New {
+		if !slices.Contains([]Attribute{Device, Country, Card, IP}, c.Field) {
+			bad("field", "new counts one of device, country, card, ip, not %q", c.Field)
+		}
+		if c.Window <= 0 || c.Window > MaxWindow || c.Window%time.Minute != 0 {
+			bad("window", "%s must be whole minutes, from 1m to %s", c.Window, MaxWindow)
+		}
+		return
+	}
+	if c.Field != "" {
+		bad("field", "signal %s takes no field", c.Signal)
+	}
+	if c.Window != 0 {
+		bad("window", "signal %s takes no window", c.Signal)
+	}
 }
 
 func list[T ~string](vs []T) string {

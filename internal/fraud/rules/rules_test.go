@@ -35,6 +35,20 @@ func TestShippedRulesParse(t *testing.T) {
 			t.Errorf("no shipped rule groups by %s", a)
 		}
 	}
+	signals := map[Signal]bool{}
+	for _, r := range s.Rules {
+		for _, c := range r.Conditions() {
+			signals[c.Signal] = true
+		}
+	}
+	for _, sg := range []Signal{New, AccountAge, PriorOrders, AmountVsTypical, AddressMismatch} {
+		if !signals[sg] {
+			t.Errorf("no shipped rule uses the signal %s", sg)
+		}
+	}
+	if s.Retention() != DefaultProfileRetention {
+		t.Errorf("profile retention %s, want the default %s", s.Retention(), DefaultProfileRetention)
+	}
 	i := slices.IndexFunc(s.Rules, func(r Rule) bool { return r.Name == "card-velocity-1h" })
 	if i < 0 {
 		t.Fatal("no rule card-velocity-1h")
@@ -90,6 +104,19 @@ func TestInvalidSetsNameRuleAndField(t *testing.T) {
 		{"duplicate name, no version", strings.Replace(valid+valid[strings.Index(valid, "  - name"):], "version: 4", "", 1),
 			[]string{`rule "ok": field "name": is used by an earlier rule`, `field "version": must be a positive number`}},
 		{"empty", "version: 1\n", []string{`field "rules": the set has no rules`}},
+		{"signal grouped by card", strings.Replace(valid, "aggregate: count\n    window: 1h", "signal: account_age", 1),
+			[]string{`rule "ok": field "group_by": signal account_age is kept per user`}},
+		{"unknown signal", strings.NewReplacer("card", "user", "aggregate: count\n    window: 1h", "signal: velocity").Replace(valid),
+			[]string{`rule "ok": field "signal": "velocity" is not one of new, account_age, prior_orders`}},
+		{"aggregate and signal", strings.NewReplacer("card", "user", "aggregate: count", "aggregate: count\n    signal: prior_orders").Replace(valid),
+			[]string{`rule "ok": field "signal": a condition has an aggregate or a signal, not both`}},
+		{"new without a key", strings.NewReplacer("card", "user", "aggregate: count", "signal: new").Replace(valid),
+			[]string{`rule "ok": field "field": new counts one of device, country, card, ip, not ""`}},
+		{"signal with a window", strings.NewReplacer("card", "user", "aggregate: count", "signal: amount_vs_typical").Replace(valid),
+			[]string{`rule "ok": field "window": signal amount_vs_typical takes no window`}},
+		{"bad second condition", strings.Replace(valid, "    weight: 50", "    and:\n      - {aggregate: sum, window: 1h, compare: \">\", limit: 1}\n      - {compare: \">\", limit: 1}\n    weight: 50", 1),
+			[]string{`rule "ok": field "and[0].field": sum adds up amounts`, `rule "ok": field "and[1].aggregate": names neither an aggregate`}},
+		{"profile retention", "profile_retention: 3000h\n" + valid, []string{`field "profile_retention": 3000h0m0s must be whole hours, up to 2160h0m0s`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Parse([]byte(c.yaml))

@@ -233,12 +233,15 @@ func (x *FraudDecision) GetCurrency() string {
 
 // FraudReason is one rule that fired: its aggregate's value against its limit.
 type FraudReason struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rule          string                 `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
-	Value         float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
-	Limit         float64                `protobuf:"fixed64,3,opt,name=limit,proto3" json:"limit,omitempty"`
-	Weight        int32                  `protobuf:"varint,4,opt,name=weight,proto3" json:"weight,omitempty"`
-	Action        FraudAction            `protobuf:"varint,5,opt,name=action,proto3,enum=bytebasket.v1.FraudAction" json:"action,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Rule  string                 `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	// The value and limit of the rule's first condition.
+	Value  float64     `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	Limit  float64     `protobuf:"fixed64,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Weight int32       `protobuf:"varint,4,opt,name=weight,proto3" json:"weight,omitempty"`
+	Action FraudAction `protobuf:"varint,5,opt,name=action,proto3,enum=bytebasket.v1.FraudAction" json:"action,omitempty"`
+	// Every condition of the rule as it held, the first one included.
+	Conditions    []*FraudCondition `protobuf:"bytes,6,rep,name=conditions,proto3" json:"conditions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -308,6 +311,83 @@ func (x *FraudReason) GetAction() FraudAction {
 	return FraudAction_FRAUD_ACTION_UNSPECIFIED
 }
 
+func (x *FraudReason) GetConditions() []*FraudCondition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
+// FraudCondition: what one condition measured ("count 10m", "new device 1h",
+// "amount_vs_typical"), the value it found and the comparison that held.
+type FraudCondition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Measure       string                 `protobuf:"bytes,1,opt,name=measure,proto3" json:"measure,omitempty"`
+	Value         float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	Compare       string                 `protobuf:"bytes,3,opt,name=compare,proto3" json:"compare,omitempty"`
+	Limit         float64                `protobuf:"fixed64,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudCondition) Reset() {
+	*x = FraudCondition{}
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudCondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudCondition) ProtoMessage() {}
+
+func (x *FraudCondition) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudCondition.ProtoReflect.Descriptor instead.
+func (*FraudCondition) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_fraud_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FraudCondition) GetMeasure() string {
+	if x != nil {
+		return x.Measure
+	}
+	return ""
+}
+
+func (x *FraudCondition) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *FraudCondition) GetCompare() string {
+	if x != nil {
+		return x.Compare
+	}
+	return ""
+}
+
+func (x *FraudCondition) GetLimit() float64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 var File_bytebasket_v1_fraud_proto protoreflect.FileDescriptor
 
 const file_bytebasket_v1_fraud_proto_rawDesc = "" +
@@ -332,13 +412,21 @@ const file_bytebasket_v1_fraud_proto_rawDesc = "" +
 	"\vreceived_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12!\n" +
 	"\famount_minor\x18\r \x01(\x03R\vamountMinor\x12\x1a\n" +
-	"\bcurrency\x18\x0e \x01(\tR\bcurrency\"\x99\x01\n" +
+	"\bcurrency\x18\x0e \x01(\tR\bcurrency\"\xd8\x01\n" +
 	"\vFraudReason\x12\x12\n" +
 	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x01R\x05limit\x12\x16\n" +
 	"\x06weight\x18\x04 \x01(\x05R\x06weight\x122\n" +
-	"\x06action\x18\x05 \x01(\x0e2\x1a.bytebasket.v1.FraudActionR\x06action*t\n" +
+	"\x06action\x18\x05 \x01(\x0e2\x1a.bytebasket.v1.FraudActionR\x06action\x12=\n" +
+	"\n" +
+	"conditions\x18\x06 \x03(\v2\x1d.bytebasket.v1.FraudConditionR\n" +
+	"conditions\"p\n" +
+	"\x0eFraudCondition\x12\x18\n" +
+	"\ameasure\x18\x01 \x01(\tR\ameasure\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x18\n" +
+	"\acompare\x18\x03 \x01(\tR\acompare\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x01R\x05limit*t\n" +
 	"\vFraudAction\x12\x1c\n" +
 	"\x18FRAUD_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FRAUD_ACTION_ALLOW\x10\x01\x12\x17\n" +
@@ -358,25 +446,27 @@ func file_bytebasket_v1_fraud_proto_rawDescGZIP() []byte {
 }
 
 var file_bytebasket_v1_fraud_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_bytebasket_v1_fraud_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_bytebasket_v1_fraud_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_bytebasket_v1_fraud_proto_goTypes = []any{
 	(FraudAction)(0),              // 0: bytebasket.v1.FraudAction
 	(*FraudDecision)(nil),         // 1: bytebasket.v1.FraudDecision
 	(*FraudReason)(nil),           // 2: bytebasket.v1.FraudReason
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*FraudCondition)(nil),        // 3: bytebasket.v1.FraudCondition
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
 }
 var file_bytebasket_v1_fraud_proto_depIdxs = []int32{
 	0, // 0: bytebasket.v1.FraudDecision.action:type_name -> bytebasket.v1.FraudAction
 	2, // 1: bytebasket.v1.FraudDecision.reasons:type_name -> bytebasket.v1.FraudReason
-	3, // 2: bytebasket.v1.FraudDecision.event_time:type_name -> google.protobuf.Timestamp
-	3, // 3: bytebasket.v1.FraudDecision.decided_at:type_name -> google.protobuf.Timestamp
-	3, // 4: bytebasket.v1.FraudDecision.received_at:type_name -> google.protobuf.Timestamp
+	4, // 2: bytebasket.v1.FraudDecision.event_time:type_name -> google.protobuf.Timestamp
+	4, // 3: bytebasket.v1.FraudDecision.decided_at:type_name -> google.protobuf.Timestamp
+	4, // 4: bytebasket.v1.FraudDecision.received_at:type_name -> google.protobuf.Timestamp
 	0, // 5: bytebasket.v1.FraudReason.action:type_name -> bytebasket.v1.FraudAction
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3, // 6: bytebasket.v1.FraudReason.conditions:type_name -> bytebasket.v1.FraudCondition
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_fraud_proto_init() }
@@ -390,7 +480,7 @@ func file_bytebasket_v1_fraud_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_fraud_proto_rawDesc), len(file_bytebasket_v1_fraud_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -243,6 +243,7 @@ type StateEntry struct {
 	//	*StateEntry_Feed
 	//	*StateEntry_UserSessions
 	//	*StateEntry_FraudUser
+	//	*StateEntry_FraudTypical
 	Entry         isStateEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -357,6 +358,15 @@ func (x *StateEntry) GetFraudUser() *FraudUserState {
 	return nil
 }
 
+func (x *StateEntry) GetFraudTypical() *FraudTypicalAmount {
+	if x != nil {
+		if x, ok := x.Entry.(*StateEntry_FraudTypical); ok {
+			return x.FraudTypical
+		}
+	}
+	return nil
+}
+
 type isStateEntry_Entry interface {
 	isStateEntry_Entry()
 }
@@ -393,6 +403,10 @@ type StateEntry_FraudUser struct {
 	FraudUser *FraudUserState `protobuf:"bytes,20,opt,name=fraud_user,json=fraudUser,proto3,oneof"`
 }
 
+type StateEntry_FraudTypical struct {
+	FraudTypical *FraudTypicalAmount `protobuf:"bytes,21,opt,name=fraud_typical,json=fraudTypical,proto3,oneof"`
+}
+
 func (*StateEntry_Dedup) isStateEntry_Entry() {}
 
 func (*StateEntry_StreamScalars) isStateEntry_Entry() {}
@@ -408,6 +422,8 @@ func (*StateEntry_Feed) isStateEntry_Entry() {}
 func (*StateEntry_UserSessions) isStateEntry_Entry() {}
 
 func (*StateEntry_FraudUser) isStateEntry_Entry() {}
+
+func (*StateEntry_FraudTypical) isStateEntry_Entry() {}
 
 // DedupBucket: fingerprints (64-bit hashes) of the event ids seen with event time in the
 // minute starting at bucket_ms. Added fingerprints extend the bucket; deleted drops it.
@@ -1340,10 +1356,12 @@ func (x *TxEventState) GetReason() string {
 // FraudUserState: the events of one user the fraud rules aggregate over, oldest first,
 // within the longest window of the rule set in force. Replaced whole; deleted drops the user.
 type FraudUserState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Deleted       bool                   `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	Events        []*FraudEventState     `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	UserId  string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Deleted bool                   `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Events  []*FraudEventState     `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	// What the signals remember of the user, for the rule set's profile retention.
+	Profile       *FraudProfile `protobuf:"bytes,4,opt,name=profile,proto3" json:"profile,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1399,6 +1417,273 @@ func (x *FraudUserState) GetEvents() []*FraudEventState {
 	return nil
 }
 
+func (x *FraudUserState) GetProfile() *FraudProfile {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+// FraudProfile: one user's first and last sighting, the attribute values seen (device,
+// country, card, ip) with their first and last sighting, and order totals per currency.
+type FraudProfile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FirstSeenMs   int64                  `protobuf:"varint,1,opt,name=first_seen_ms,json=firstSeenMs,proto3" json:"first_seen_ms,omitempty"`
+	LastSeenMs    int64                  `protobuf:"varint,2,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	Seen          []*FraudSeenValue      `protobuf:"bytes,3,rep,name=seen,proto3" json:"seen,omitempty"`
+	Orders        []*FraudOrderTotals    `protobuf:"bytes,4,rep,name=orders,proto3" json:"orders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudProfile) Reset() {
+	*x = FraudProfile{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudProfile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudProfile) ProtoMessage() {}
+
+func (x *FraudProfile) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudProfile.ProtoReflect.Descriptor instead.
+func (*FraudProfile) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FraudProfile) GetFirstSeenMs() int64 {
+	if x != nil {
+		return x.FirstSeenMs
+	}
+	return 0
+}
+
+func (x *FraudProfile) GetLastSeenMs() int64 {
+	if x != nil {
+		return x.LastSeenMs
+	}
+	return 0
+}
+
+func (x *FraudProfile) GetSeen() []*FraudSeenValue {
+	if x != nil {
+		return x.Seen
+	}
+	return nil
+}
+
+func (x *FraudProfile) GetOrders() []*FraudOrderTotals {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+type FraudSeenValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attribute     string                 `protobuf:"bytes,1,opt,name=attribute,proto3" json:"attribute,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	FirstMs       int64                  `protobuf:"varint,3,opt,name=first_ms,json=firstMs,proto3" json:"first_ms,omitempty"`
+	LastMs        int64                  `protobuf:"varint,4,opt,name=last_ms,json=lastMs,proto3" json:"last_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudSeenValue) Reset() {
+	*x = FraudSeenValue{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudSeenValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudSeenValue) ProtoMessage() {}
+
+func (x *FraudSeenValue) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudSeenValue.ProtoReflect.Descriptor instead.
+func (*FraudSeenValue) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FraudSeenValue) GetAttribute() string {
+	if x != nil {
+		return x.Attribute
+	}
+	return ""
+}
+
+func (x *FraudSeenValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *FraudSeenValue) GetFirstMs() int64 {
+	if x != nil {
+		return x.FirstMs
+	}
+	return 0
+}
+
+func (x *FraudSeenValue) GetLastMs() int64 {
+	if x != nil {
+		return x.LastMs
+	}
+	return 0
+}
+
+type FraudOrderTotals struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Currency      string                 `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
+	Orders        int64                  `protobuf:"varint,2,opt,name=orders,proto3" json:"orders,omitempty"`
+	AmountMinor   int64                  `protobuf:"varint,3,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudOrderTotals) Reset() {
+	*x = FraudOrderTotals{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudOrderTotals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudOrderTotals) ProtoMessage() {}
+
+func (x *FraudOrderTotals) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudOrderTotals.ProtoReflect.Descriptor instead.
+func (*FraudOrderTotals) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *FraudOrderTotals) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *FraudOrderTotals) GetOrders() int64 {
+	if x != nil {
+		return x.Orders
+	}
+	return 0
+}
+
+func (x *FraudOrderTotals) GetAmountMinor() int64 {
+	if x != nil {
+		return x.AmountMinor
+	}
+	return 0
+}
+
+// FraudTypicalAmount: a partition's mean order total in one currency (decaying: see the
+// fraud package), the baseline of amount_vs_typical. Replaced whole.
+type FraudTypicalAmount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Currency      string                 `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
+	Orders        int64                  `protobuf:"varint,2,opt,name=orders,proto3" json:"orders,omitempty"`
+	MeanMinor     float64                `protobuf:"fixed64,3,opt,name=mean_minor,json=meanMinor,proto3" json:"mean_minor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudTypicalAmount) Reset() {
+	*x = FraudTypicalAmount{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudTypicalAmount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudTypicalAmount) ProtoMessage() {}
+
+func (x *FraudTypicalAmount) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudTypicalAmount.ProtoReflect.Descriptor instead.
+func (*FraudTypicalAmount) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *FraudTypicalAmount) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *FraudTypicalAmount) GetOrders() int64 {
+	if x != nil {
+		return x.Orders
+	}
+	return 0
+}
+
+func (x *FraudTypicalAmount) GetMeanMinor() float64 {
+	if x != nil {
+		return x.MeanMinor
+	}
+	return 0
+}
+
 // FraudEventState is what a rule needs of one event.
 type FraudEventState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1416,7 +1701,7 @@ type FraudEventState struct {
 
 func (x *FraudEventState) Reset() {
 	*x = FraudEventState{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[14]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1713,7 @@ func (x *FraudEventState) String() string {
 func (*FraudEventState) ProtoMessage() {}
 
 func (x *FraudEventState) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[14]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1726,7 @@ func (x *FraudEventState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudEventState.ProtoReflect.Descriptor instead.
 func (*FraudEventState) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FraudEventState) GetTimeMs() int64 {
@@ -1535,7 +1820,7 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"LogSegment\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x03R\bfirstSeq\x12\x19\n" +
-	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\xfe\x03\n" +
+	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\xc8\x04\n" +
 	"\n" +
 	"StateEntry\x122\n" +
 	"\x05dedup\x18\x01 \x01(\v2\x1a.bytebasket.v1.DedupBucketH\x00R\x05dedup\x12E\n" +
@@ -1547,7 +1832,8 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\x04feed\x18\x0f \x01(\v2\x18.bytebasket.v1.FeedStateH\x00R\x04feed\x12G\n" +
 	"\ruser_sessions\x18\x10 \x01(\v2 .bytebasket.v1.UserSessionsStateH\x00R\fuserSessions\x12>\n" +
 	"\n" +
-	"fraud_user\x18\x14 \x01(\v2\x1d.bytebasket.v1.FraudUserStateH\x00R\tfraudUserB\a\n" +
+	"fraud_user\x18\x14 \x01(\v2\x1d.bytebasket.v1.FraudUserStateH\x00R\tfraudUser\x12H\n" +
+	"\rfraud_typical\x18\x15 \x01(\v2!.bytebasket.v1.FraudTypicalAmountH\x00R\ffraudTypicalB\a\n" +
 	"\x05entryJ\x04\b\r\x10\x0e\"Z\n" +
 	"\vDedupBucket\x12\x1b\n" +
 	"\tbucket_ms\x18\x01 \x01(\x03R\bbucketMs\x12\x18\n" +
@@ -1646,11 +1932,32 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\famount_minor\x18\x04 \x01(\x03R\vamountMinor\x12\x1a\n" +
 	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x12\x1a\n" +
 	"\bplatform\x18\x06 \x01(\tR\bplatform\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\"{\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\xb2\x01\n" +
 	"\x0eFraudUserState\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
 	"\adeleted\x18\x02 \x01(\bR\adeleted\x126\n" +
-	"\x06events\x18\x03 \x03(\v2\x1e.bytebasket.v1.FraudEventStateR\x06events\"\xd3\x01\n" +
+	"\x06events\x18\x03 \x03(\v2\x1e.bytebasket.v1.FraudEventStateR\x06events\x125\n" +
+	"\aprofile\x18\x04 \x01(\v2\x1b.bytebasket.v1.FraudProfileR\aprofile\"\xc0\x01\n" +
+	"\fFraudProfile\x12\"\n" +
+	"\rfirst_seen_ms\x18\x01 \x01(\x03R\vfirstSeenMs\x12 \n" +
+	"\flast_seen_ms\x18\x02 \x01(\x03R\n" +
+	"lastSeenMs\x121\n" +
+	"\x04seen\x18\x03 \x03(\v2\x1d.bytebasket.v1.FraudSeenValueR\x04seen\x127\n" +
+	"\x06orders\x18\x04 \x03(\v2\x1f.bytebasket.v1.FraudOrderTotalsR\x06orders\"x\n" +
+	"\x0eFraudSeenValue\x12\x1c\n" +
+	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x19\n" +
+	"\bfirst_ms\x18\x03 \x01(\x03R\afirstMs\x12\x17\n" +
+	"\alast_ms\x18\x04 \x01(\x03R\x06lastMs\"i\n" +
+	"\x10FraudOrderTotals\x12\x1a\n" +
+	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x16\n" +
+	"\x06orders\x18\x02 \x01(\x03R\x06orders\x12!\n" +
+	"\famount_minor\x18\x03 \x01(\x03R\vamountMinor\"g\n" +
+	"\x12FraudTypicalAmount\x12\x1a\n" +
+	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x16\n" +
+	"\x06orders\x18\x02 \x01(\x03R\x06orders\x12\x1d\n" +
+	"\n" +
+	"mean_minor\x18\x03 \x01(\x01R\tmeanMinor\"\xd3\x01\n" +
 	"\x0fFraudEventState\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n" +
@@ -1673,7 +1980,7 @@ func file_bytebasket_v1_state_proto_rawDescGZIP() []byte {
 	return file_bytebasket_v1_state_proto_rawDescData
 }
 
-var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*CheckpointHead)(nil),        // 0: bytebasket.v1.CheckpointHead
 	(*LogSegment)(nil),            // 1: bytebasket.v1.LogSegment
@@ -1689,20 +1996,24 @@ var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*FeedState)(nil),             // 11: bytebasket.v1.FeedState
 	(*TxEventState)(nil),          // 12: bytebasket.v1.TxEventState
 	(*FraudUserState)(nil),        // 13: bytebasket.v1.FraudUserState
-	(*FraudEventState)(nil),       // 14: bytebasket.v1.FraudEventState
-	nil,                           // 15: bytebasket.v1.CheckpointHead.OffsetsEntry
-	nil,                           // 16: bytebasket.v1.CheckpointHead.MaxEventMsEntry
-	nil,                           // 17: bytebasket.v1.WindowState.RevenueEntry
-	nil,                           // 18: bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	nil,                           // 19: bytebasket.v1.TopState.CountsEntry
-	nil,                           // 20: bytebasket.v1.SessionState.RevenueEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*FraudProfile)(nil),          // 14: bytebasket.v1.FraudProfile
+	(*FraudSeenValue)(nil),        // 15: bytebasket.v1.FraudSeenValue
+	(*FraudOrderTotals)(nil),      // 16: bytebasket.v1.FraudOrderTotals
+	(*FraudTypicalAmount)(nil),    // 17: bytebasket.v1.FraudTypicalAmount
+	(*FraudEventState)(nil),       // 18: bytebasket.v1.FraudEventState
+	nil,                           // 19: bytebasket.v1.CheckpointHead.OffsetsEntry
+	nil,                           // 20: bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	nil,                           // 21: bytebasket.v1.WindowState.RevenueEntry
+	nil,                           // 22: bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	nil,                           // 23: bytebasket.v1.TopState.CountsEntry
+	nil,                           // 24: bytebasket.v1.SessionState.RevenueEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_bytebasket_v1_state_proto_depIdxs = []int32{
-	15, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
-	16, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	19, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
+	20, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
 	1,  // 2: bytebasket.v1.CheckpointHead.segments:type_name -> bytebasket.v1.LogSegment
-	21, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 4: bytebasket.v1.StateEntry.dedup:type_name -> bytebasket.v1.DedupBucket
 	4,  // 5: bytebasket.v1.StateEntry.stream_scalars:type_name -> bytebasket.v1.StreamScalars
 	5,  // 6: bytebasket.v1.StateEntry.window:type_name -> bytebasket.v1.WindowState
@@ -1711,19 +2022,23 @@ var file_bytebasket_v1_state_proto_depIdxs = []int32{
 	11, // 9: bytebasket.v1.StateEntry.feed:type_name -> bytebasket.v1.FeedState
 	7,  // 10: bytebasket.v1.StateEntry.user_sessions:type_name -> bytebasket.v1.UserSessionsState
 	13, // 11: bytebasket.v1.StateEntry.fraud_user:type_name -> bytebasket.v1.FraudUserState
-	17, // 12: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
-	18, // 13: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	19, // 14: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
-	8,  // 15: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
-	20, // 16: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
-	9,  // 17: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
-	12, // 18: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
-	14, // 19: bytebasket.v1.FraudUserState.events:type_name -> bytebasket.v1.FraudEventState
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	17, // 12: bytebasket.v1.StateEntry.fraud_typical:type_name -> bytebasket.v1.FraudTypicalAmount
+	21, // 13: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
+	22, // 14: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	23, // 15: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
+	8,  // 16: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
+	24, // 17: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
+	9,  // 18: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
+	12, // 19: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
+	18, // 20: bytebasket.v1.FraudUserState.events:type_name -> bytebasket.v1.FraudEventState
+	14, // 21: bytebasket.v1.FraudUserState.profile:type_name -> bytebasket.v1.FraudProfile
+	15, // 22: bytebasket.v1.FraudProfile.seen:type_name -> bytebasket.v1.FraudSeenValue
+	16, // 23: bytebasket.v1.FraudProfile.orders:type_name -> bytebasket.v1.FraudOrderTotals
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_state_proto_init() }
@@ -1740,6 +2055,7 @@ func file_bytebasket_v1_state_proto_init() {
 		(*StateEntry_Feed)(nil),
 		(*StateEntry_UserSessions)(nil),
 		(*StateEntry_FraudUser)(nil),
+		(*StateEntry_FraudTypical)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1747,7 +2063,7 @@ func file_bytebasket_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_state_proto_rawDesc), len(file_bytebasket_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
