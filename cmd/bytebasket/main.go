@@ -31,7 +31,7 @@ const usage = `bytebasket: e-commerce events to real-time metrics, fraud alerts 
 Usage:
   bytebasket run      [--data-dir DIR] [--http ADDR] [--grpc ADDR] [--rate R] [--seed S]   embedded mode, all in one process
   bytebasket produce  [--brokers HOST:PORT] [--count N | --duration D] [--rate R] [--users U] [--seed S]
-                      [--duplicates F] [--partitioner kafka|librdkafka] [--sim-rate R]
+                      [--duplicates F] [--partitioner kafka|librdkafka] [--sim-rate R] [--throttle R]
                       [--fraud-rate F] [--fraud-mix NAME=W,...] [--fraud-amount X]
   bytebasket stream   [--brokers HOST:PORT] [--http ADDR] [--group G]  live metrics into the serving store
   bytebasket fraud    [--brokers HOST:PORT] [--http ADDR] [--group G] [--rules FILE]  decisions into fraud-alerts, exactly once
@@ -182,6 +182,7 @@ func produceCmd(ctx context.Context, args []string) error {
 	createTopics := fs.Bool("create-topics", true, "create missing topics first")
 	duplicates := fs.Float64("duplicates", 0, "share of events sent twice, as a retrying client would (0..1)")
 	partitioner := fs.String("partitioner", "kafka", "kafka (murmur2, the default) or librdkafka (crc32): what other producers do")
+	throttle := fs.Float64("throttle", 0, "with --rate 0: at most this many events/s of wall time (0 = no bound), so consumers follow a backfill as live traffic")
 	simRate := fs.Float64("sim-rate", 0, "with --rate 0: simulated events per second of event time (default 1000); lower spreads a backfill over more days")
 	fraudRate := fs.Float64("fraud-rate", 0, "share of sessions that are fraud (default 0.01)")
 	fraudMix := fs.String("fraud-mix", "", "fraud scenarios' weights, e.g. card_testing=1,account_takeover=3 (default: equal; "+strings.Join(sim.Scenarios, ", ")+")")
@@ -193,8 +194,8 @@ func produceCmd(ctx context.Context, args []string) error {
 	if *count > 0 && *duration > 0 {
 		return usageError{errors.New("produce: give --count or --duration, not both")}
 	}
-	if *count < 0 || *duration < 0 || *rate < 0 || *users < 1 || *duplicates < 0 || *duplicates > 1 {
-		return usageError{errors.New("produce: --count, --duration and --rate must not be negative, --users at least 1, --duplicates in 0..1")}
+	if *count < 0 || *duration < 0 || *rate < 0 || *users < 1 || *duplicates < 0 || *duplicates > 1 || *throttle < 0 || *simRate < 0 {
+		return usageError{errors.New("produce: --count, --duration, --rate, --sim-rate and --throttle must not be negative, --users at least 1, --duplicates in 0..1")}
 	}
 	part, err := bus.Partitioner(*partitioner)
 	if err != nil {
@@ -225,7 +226,7 @@ func produceCmd(ctx context.Context, args []string) error {
 	sum, err := app.Produce(ctx, prod, app.ProduceOptions{
 		Count: *count, Duration: *duration, Rate: *rate, Users: *users, Seed: *seed, Start: startAt,
 		Diurnal: !*flat, Labels: *labels, Progress: true, Duplicates: *duplicates,
-		SimRate: *simRate, FraudRate: *fraudRate, FraudMix: mix, FraudAmount: *fraudAmount,
+		SimRate: *simRate, Throttle: *throttle, FraudRate: *fraudRate, FraudMix: mix, FraudAmount: *fraudAmount,
 	}, nil)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

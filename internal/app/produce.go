@@ -17,6 +17,7 @@ import (
 	"github.com/bytebasket/bytebasket/internal/progress"
 	"github.com/bytebasket/bytebasket/internal/sim"
 	"github.com/prometheus/client_golang/prometheus"
+	xrate "golang.org/x/time/rate"
 )
 
 // ProduceOptions bound a produce run. Count and Duration are limits; zero means none.
@@ -30,7 +31,10 @@ type ProduceOptions struct {
 	Rate float64
 	// SimRate is the simulated events per second of event time when producing as fast as
 	// possible (Rate 0; default 1000): lower it to spread a backfill over more time.
-	SimRate  float64
+	SimRate float64
+	// Throttle bounds an unpaced run to this many events per second of wall time (0: as fast
+	// as the broker takes them): a backfill that consumers follow as they would live traffic.
+	Throttle float64
 	Users    int
 	Seed     uint64    // 0 picks one from the clock (logged)
 	Start    time.Time // simulated clock start; zero = now
@@ -123,6 +127,10 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 	}
 
 	dupRand := rand.New(rand.NewPCG(opts.Seed, 0xd0b1e)) // its own stream: the events stay the same
+	throttle := xrate.NewLimiter(xrate.Inf, 0)
+	if opts.Throttle > 0 {
+		throttle = xrate.NewLimiter(xrate.Limit(opts.Throttle), max(1, int(opts.Throttle/100)))
+	}
 	var dups int64
 	var loopErr error
 	for opts.Count == 0 || events < opts.Count {
@@ -131,6 +139,9 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 		}
 		e, label := s.Next()
 		if err := sleepUntil(runCtx, e.GetEventTime().AsTime()); err != nil {
+			break
+		}
+		if err := throttle.Wait(runCtx); err != nil {
 			break
 		}
 		// Send with the parent context: a deadline or SIGTERM stops generation, never an

@@ -67,6 +67,26 @@ func TestProduceExactCount(t *testing.T) {
 	}
 }
 
+// A throttled backfill cannot be faster than its bound (a lower bound on elapsed time: a
+// slow machine only makes it longer).
+func TestProduceThrottle(t *testing.T) {
+	cfg := embeddedKafka(t)
+	p, err := bus.NewProducer(cfg.Kafka, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	start := time.Now()
+	sum, err := Produce(context.Background(), p, ProduceOptions{Count: 3000, Users: 500, Seed: 7, Throttle: 2000}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3000 events at 2000/s with a burst of 20: at least 1.49 s.
+	if took := time.Since(start); sum.Sent != 3000 || took < 1490*time.Millisecond {
+		t.Fatalf("sent %d in %s, want 3000 in at least 1.49 s", sum.Sent, took)
+	}
+}
+
 // Cancelling (what SIGTERM does) stops generation but every event handed to the producer
 // is flushed: the broker holds exactly what the summary reports as sent.
 func TestProduceFlushesOnCancel(t *testing.T) {

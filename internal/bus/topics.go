@@ -32,7 +32,8 @@ func TopicSpecs(cfg config.Config) []TopicSpec {
 			"cleanup.policy":      "delete",
 		}
 	}
-	names := append(append([]string{}, event.Topics...), event.TopicSimLabels, event.TopicDeadLetters, event.TopicFraudAlerts)
+	names := append(append([]string{}, event.Topics...), event.TopicSimLabels, event.TopicDeadLetters, event.TopicFraudAlerts,
+		event.TopicFraudRepartition)
 	specs := make([]TopicSpec, 0, len(names)+1)
 	for _, n := range names {
 		specs = append(specs, TopicSpec{Name: cfg.Kafka.Topic(n), Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor, Configs: common()})

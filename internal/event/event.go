@@ -30,6 +30,9 @@ const (
 	// TopicFraudRules holds the fraud rule sets in force (compacted, one partition): every
 	// fraud instance follows it and switches to a newer version without a restart.
 	TopicFraudRules = "fraud-rules"
+	// TopicFraudRepartition is internal to the fraud role: events re-keyed by card
+	// fingerprint, device or IP for the rules grouped by them, with the decision so far.
+	TopicFraudRepartition = "fraud-repartition"
 )
 
 // Topics are the topics every event lands in.

@@ -17,13 +17,16 @@
 // newer one takes over without a restart: each decision records the version it was made
 // under.
 //
-// This package keeps state per user (the input partitions are by user). Rules grouped by
-// card, device or IP need those keys' events across users, so a repartition by that key
-// first; until that stage exists they are not evaluated, and the role says so.
+// The first stage keeps state per user (the input partitions are by user). Rules grouped by
+// card, device, IP or country need those keys' events across users: the repartition stage
+// (repartition.go) keeps them, fed through an internal topic inside the same exactly-once
+// transactions.
 package fraud
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -51,6 +54,10 @@ type Config struct {
 	Loop   stateful.Config
 	Rules  *rules.Set // the set in force at the start (see InForce)
 	Alerts string     // the physical fraud-alerts topic
+	// Repartition is the physical fraud-repartition topic; Keys is the repartition stage's
+	// loop (KeyLoopConfig of Loop).
+	Repartition string
+	Keys        stateful.Config
 	// RulesFrom is the fraud-rules offset newer sets are followed from; negative: the
 	// topic is not followed (tests that give the set directly).
 	RulesFrom int64
@@ -67,44 +74,70 @@ func FromConfig(cfg config.Config, rs *rules.Set, instance string) Config {
 	loop.DedupHorizon = 24 * time.Hour // a client retry is not scored twice
 	loop.ShutdownTimeout = cfg.Stream.ShutdownTimeout
 	loop.TransactionalID = f.Group + "-" + instance
-	return Config{Loop: loop, Rules: rs, Alerts: cfg.Kafka.Topic(event.TopicFraudAlerts), RulesFrom: -1}
+	return Config{Loop: loop, Keys: keyLoopConfig(loop, event.TopicFraudRepartition), Rules: rs,
+		Alerts: cfg.Kafka.Topic(event.TopicFraudAlerts), Repartition: cfg.Kafka.Topic(event.TopicFraudRepartition), RulesFrom: -1}
 }
 
-// Processor is the fraud role. Create with New, then Run.
+// Processor is the fraud role: the first stage's loop (by user) and the repartition
+// stage's (by card, device, IP, country). Create with New, then Run.
 type Processor struct {
-	*stateful.Loop
-	role  *role
-	kafka config.Kafka
-	from  int64
+	users, keys *stateful.Loop
+	role        *role
+	kafka       config.Kafka
+	from        int64
 }
 
-// New connects the consumer group; store keeps the checkpoints. reg may be nil.
+// New connects the two consumer groups; store keeps the checkpoints. reg may be nil.
 func New(cfg Config, kafka config.Kafka, store stateful.Store, reg prometheus.Registerer) (*Processor, error) {
 	if cfg.Rules == nil {
 		return nil, fmt.Errorf("fraud: no rule set")
 	}
 	r := &role{cfg: cfg, m: newMetrics(reg)}
 	r.swap(cfg.Rules)
-	loop, err := stateful.New(cfg.Loop, kafka, r, store, reg)
+	users, err := stateful.New(cfg.Loop, kafka, r, store, reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Processor{Loop: loop, role: r, kafka: kafka, from: cfg.RulesFrom}, nil
+	keys, err := stateful.New(cfg.Keys, kafka, keyRole{r}, store, reg)
+	if err != nil {
+		users.Close()
+		return nil, err
+	}
+	return &Processor{users: users, keys: keys, role: r, kafka: kafka, from: cfg.RulesFrom}, nil
 }
 
-// Run scores until ctx ends, switching to every newer rule set published meanwhile.
+// Run scores until ctx ends, switching to every newer rule set published meanwhile. Either
+// stage failing stops both.
 func (p *Processor) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if p.from >= 0 {
-		fctx, cancel := context.WithCancel(ctx)
-		defer cancel()
 		go func() {
-			if err := follow(fctx, p.kafka, p.from, p.role.swap); err != nil {
+			if err := follow(ctx, p.kafka, p.from, p.role.swap); err != nil {
 				slog.Error("fraud rules not followed; the set in force stays", "err", err)
 			}
 		}()
 	}
-	return p.Loop.Run(ctx)
+	keysDone := make(chan error, 1)
+	go func() {
+		err := p.keys.Run(ctx)
+		cancel()
+		keysDone <- err
+	}()
+	err := p.users.Run(ctx)
+	cancel()
+	return cmp.Or(ignoreCanceled(err), ignoreCanceled(<-keysDone), err)
 }
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Ready reports whether both stages are.
+func (p *Processor) Ready() bool { return p.users.Ready() && p.keys.Ready() }
 
 // RulesVersion is the version of the rule set in force.
 func (p *Processor) RulesVersion() int64 { return p.role.set.Load().set.Version }
@@ -118,10 +151,13 @@ type role struct {
 
 // compiled is a rule set as the role evaluates it.
 type compiled struct {
-	set     *rules.Set
-	rules   []*rules.Rule // the rules evaluated (grouped by user)
-	skipped []string
-	horizon time.Duration // the longest window: how far back a user's events are kept
+	set   *rules.Set
+	rules []*rules.Rule // grouped by user: the first stage's
+	// byKey: grouped by another attribute, the repartition stage's; keyHorizon is each
+	// attribute's longest window.
+	byKey      map[rules.Attribute][]*rules.Rule
+	keyHorizon map[rules.Attribute]time.Duration
+	horizon    time.Duration // the longest window of the user rules: how far back a user's events are kept
 	// retention: how long a user's profile outlives the user's last event.
 	retention time.Duration
 }
@@ -131,28 +167,26 @@ func (r *role) swap(rs *rules.Set) {
 	if cur := r.set.Load(); cur != nil && rs.Version <= cur.set.Version {
 		return
 	}
-	c := &compiled{set: rs, retention: rs.Retention()}
+	c := &compiled{set: rs, retention: rs.Retention(), byKey: map[rules.Attribute][]*rules.Rule{}, keyHorizon: map[rules.Attribute]time.Duration{}}
 	for i := range rs.Rules {
 		rule := &rs.Rules[i]
+		var window time.Duration
+		for _, cond := range rule.Conditions() {
+			if cond.Aggregate != "" {
+				window = max(window, cond.Window)
+			}
+		}
 		if rule.GroupBy == rules.User {
 			c.rules = append(c.rules, rule)
-			for _, cond := range rule.Conditions() {
-				if cond.Aggregate != "" {
-					c.horizon = max(c.horizon, cond.Window)
-				}
-			}
+			c.horizon = max(c.horizon, window)
 		} else {
-			c.skipped = append(c.skipped, rule.Name)
+			c.byKey[rule.GroupBy] = append(c.byKey[rule.GroupBy], rule)
+			c.keyHorizon[rule.GroupBy] = max(c.keyHorizon[rule.GroupBy], window)
 		}
 	}
 	r.set.Store(c)
 	r.m.rulesVersion.Set(float64(rs.Version))
-	r.m.skippedRules.Set(float64(len(c.skipped)))
 	slog.Info("fraud rule set in force", "version", rs.Version, "rules", len(rs.Rules))
-	if len(c.skipped) > 0 {
-		slog.Warn("fraud rules grouped by card, device or IP are not evaluated: they need the repartition stage, not built yet",
-			"rules", c.skipped, "version", rs.Version)
-	}
 }
 
 func (r *role) Name() string         { return "fraud" }
@@ -163,6 +197,7 @@ func (r *role) NewTask(partition int32, emit stateful.Emit) stateful.Task {
 
 // task is one partition's fraud state.
 type task struct {
+	emitsOnly
 	role      *role
 	partition int32
 	emit      stateful.Emit
@@ -170,35 +205,66 @@ type task struct {
 	expiredAt int64 // the watermark of the last expiry pass
 }
 
+// Apply adds e to its user's history; an order or payment attempt is decided under the user
+// rules and, when rules grouped by its card, device, IP or country are fed it, passed on to
+// the repartition stage with its decision so far; other events those rules are fed go there
+// too, to each key once.
 func (t *task) Apply(_ string, e *pb.Envelope) bool {
 	c := t.role.set.Load()
 	h := t.st.add(e, c.horizon)
-	kind := event.KindOf(e)
-	if !slices.Contains(scored, kind) {
+	routes := c.routes(e)
+	if !slices.Contains(scored, event.KindOf(e)) {
+		for _, a := range routes {
+			t.emit(t.role.rekeyed(e, a, nil, nil))
+		}
 		return false
 	}
 	d := t.role.decide(c, e, h, t.st.typical)
 	// An order joins the user's and the partition's baselines after it was decided on.
 	ordered(h.profile, e)
 	t.st.typical.add(e)
-	t.role.m.decisions.WithLabelValues(d.GetAction().String()).Inc()
+	if len(routes) > 0 {
+		t.emit(t.role.rekeyed(e, routes[0], d, routes[1:]))
+		return false
+	}
+	t.role.settle(d, t.emit)
+	return false
+}
+
+// settle scores d from its reasons (their weights, capped at 100; the strongest action they
+// ask for) and produces it to fraud-alerts if it reviews or blocks.
+func (r *role) settle(d *pb.FraudDecision, emit stateful.Emit) {
+	var score int32
+	strongest := pb.FraudAction_FRAUD_ACTION_ALLOW
+	for _, reason := range d.GetReasons() {
+		score += reason.GetWeight()
+		strongest = max(strongest, reason.GetAction()) // the enum orders allow < review < block
+	}
+	d.Score, d.Action, d.DecidedAt = min(score, 100), strongest, timestamppb.Now()
+	r.m.decisions.WithLabelValues(d.GetAction().String()).Inc()
 	if d.GetAction() == pb.FraudAction_FRAUD_ACTION_REVIEW || d.GetAction() == pb.FraudAction_FRAUD_ACTION_BLOCK {
 		b, err := proto.Marshal(d)
 		if err != nil { // a message of our own: cannot fail
 			panic(err)
 		}
-		t.emit(&kgo.Record{Topic: t.role.cfg.Alerts, Key: []byte(e.GetUserId()), Value: b})
+		emit(&kgo.Record{Topic: r.cfg.Alerts, Key: []byte(d.GetUserId()), Value: b})
 	}
-	return false
 }
 
-// decide scores e, the newest event of history h, under c; typ is the partition's baseline.
+// fired adds rule's reason to d: what each of its conditions measured.
+func (r *role) fired(d *pb.FraudDecision, rule *rules.Rule, held []*pb.FraudCondition) {
+	r.m.ruleHits.WithLabelValues(rule.Name).Inc()
+	d.Reasons = append(d.Reasons, &pb.FraudReason{Rule: rule.Name, Value: held[0].GetValue(), Limit: rule.Limit,
+		Weight: int32(rule.Weight), Action: actionOf(rule.Action), Conditions: held})
+}
+
+// decide is the first stage's decision on e, the newest event of history h, under c: the
+// reasons of the user rules; typ is the partition's baseline.
 func (r *role) decide(c *compiled, e *pb.Envelope, h *history, typ *typical) *pb.FraudDecision {
 	at := e.GetEventTime().AsTime().UnixMilli()
 	d := &pb.FraudDecision{
 		EventId: e.GetEventId(), Kind: string(event.KindOf(e)), UserId: e.GetUserId(),
-		RulesVersion: c.set.Version, EventTime: e.GetEventTime(), DecidedAt: timestamppb.Now(),
-		ReceivedAt: e.GetIngestTime(), Action: pb.FraudAction_FRAUD_ACTION_ALLOW,
+		RulesVersion: c.set.Version, EventTime: e.GetEventTime(), ReceivedAt: e.GetIngestTime(),
 	}
 	switch p := e.GetPayload().(type) {
 	case *pb.Envelope_OrderPlaced:
@@ -211,22 +277,11 @@ func (r *role) decide(c *compiled, e *pb.Envelope, h *history, typ *typical) *pb
 	if m, ok := rules.AmountOf(e); ok {
 		d.AmountMinor, d.Currency = m.GetAmountMinor(), m.GetCurrency()
 	}
-	strongest := rules.Allow
 	for _, rule := range c.rules {
-		held := holds(rule, e, h, typ, at)
-		if held == nil {
-			continue
-		}
-		r.m.ruleHits.WithLabelValues(rule.Name).Inc()
-		d.Score += int32(rule.Weight)
-		d.Reasons = append(d.Reasons, &pb.FraudReason{Rule: rule.Name, Value: held[0].GetValue(), Limit: rule.Limit,
-			Weight: int32(rule.Weight), Action: actionOf(rule.Action), Conditions: held})
-		if rule.Action.Stronger(strongest) {
-			strongest = rule.Action
+		if held := holds(rule, e, h, typ, at); held != nil {
+			r.fired(d, rule, held)
 		}
 	}
-	d.Score = min(d.Score, 100)
-	d.Action = actionOf(strongest)
 	return d
 }
 
@@ -270,11 +325,16 @@ func (t *task) Flush(_ context.Context, _ model.Fence, wm int64, _ time.Time, _ 
 	return nil
 }
 
-func (t *task) Writing() bool { return false }
-func (t *task) Durable() func(context.Context) error {
+// emitsOnly is the part of stateful.Task a fraud stage has nothing to do for: its output is
+// the transaction's records, no rows, and it drops no event as late.
+type emitsOnly struct{}
+
+func (emitsOnly) Writing() bool { return false }
+func (emitsOnly) Durable() func(context.Context) error {
 	return func(context.Context) error { return nil }
 }
-func (t *task) Close()                                       {}
-func (t *task) Late() int64                                  { return 0 }
+func (emitsOnly) Close()      {}
+func (emitsOnly) Late() int64 { return 0 }
+
 func (t *task) Changes(full bool, emit func(*pb.StateEntry)) { t.st.changes(full, emit) }
 func (t *task) Restore(e *pb.StateEntry) error               { return t.st.restore(e) }

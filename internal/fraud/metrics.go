@@ -2,11 +2,12 @@ package fraud
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// metrics count the role's decisions; the loop's own series are bytebasket_fraud_* too.
+// metrics count the role's decisions; the loops' own series are bytebasket_fraud_* (first
+// stage) and bytebasket_fraud_keys_* (repartition stage).
 type metrics struct {
 	decisions    *prometheus.CounterVec
 	ruleHits     *prometheus.CounterVec
-	skippedRules prometheus.Gauge
+	badRekeyed   prometheus.Counter
 	rulesVersion prometheus.Gauge
 }
 
@@ -19,15 +20,15 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		ruleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bytebasket_fraud_rule_hits_total", Help: "Times a rule fired, by rule (replays included).",
 		}, []string{"rule"}),
-		skippedRules: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "bytebasket_fraud_rules_not_evaluated", Help: "Rules of the set in force that this version does not evaluate (grouped by card, device or IP).",
+		badRekeyed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bytebasket_fraud_repartition_unreadable_total", Help: "fraud-repartition records without a known route or with an unreadable decision, skipped (none but ours should exist).",
 		}),
 		rulesVersion: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bytebasket_fraud_rules_version", Help: "Version of the rule set in force.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.ruleHits, m.skippedRules, m.rulesVersion)
+		reg.MustRegister(m.decisions, m.ruleHits, m.badRekeyed, m.rulesVersion)
 	}
 	return m
 }

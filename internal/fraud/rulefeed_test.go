@@ -62,7 +62,7 @@ func TestRulesSwitchWithoutRestart(t *testing.T) {
 	now := time.Now().Add(-10 * time.Minute)
 	orders := func(user string, from, n int) {
 		for i := from; i < from+n; i++ {
-			e := order(fmt.Sprintf("%s-%d", user, i), user, now.Add(time.Duration(i)*time.Second), 1000)
+			e := order(fmt.Sprintf("%s-%d", user, i), user, "card-"+user, now.Add(time.Duration(i)*time.Second), 1000)
 			b, err := event.AppendEncode(nil, e)
 			if err != nil {
 				t.Fatal(err)

@@ -1,6 +1,7 @@
 package fraud
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -45,6 +46,13 @@ func (s *userState) add(e *pb.Envelope, horizon time.Duration) *history {
 	}
 	rec := eventState(e)
 	see(h.profile, e, rec.GetTimeMs())
+	insertByTime(h, rec, horizon)
+	return h
+}
+
+// insertByTime puts rec in h in event-time order and drops the events horizon no longer
+// reaches from the newest.
+func insertByTime(h *history, rec *pb.FraudEventState, horizon time.Duration) {
 	i, _ := slices.BinarySearchFunc(h.events, rec.GetTimeMs(), func(x *pb.FraudEventState, t int64) int {
 		if x.GetTimeMs() <= t { // equal times keep arrival order
 			return -1
@@ -58,7 +66,6 @@ func (s *userState) add(e *pb.Envelope, horizon time.Duration) *history {
 		h.events = slices.Delete(h.events, 0, keep)
 	}
 	h.dirty = true
-	return h
 }
 
 // expire drops the users last seen more than retention before wm (unix ms), the events
@@ -92,11 +99,11 @@ func eventState(e *pb.Envelope) *pb.FraudEventState {
 	return rec
 }
 
-// attribute is a of a recorded event of user.
+// attribute is a of a recorded event of user (the event's own user in a key's history).
 func attribute(user string, x *pb.FraudEventState, a rules.Attribute) string {
 	switch a {
 	case rules.User:
-		return user
+		return cmp.Or(x.GetUserId(), user)
 	case rules.Card:
 		return x.GetCard()
 	case rules.Device:

@@ -153,6 +153,14 @@ func (l *Loop) newTransactional(kafka config.Kafka, opts []kgo.Opt) error {
 	return nil
 }
 
+// Close releases a loop that will not Run (Run releases its own).
+func (l *Loop) Close() {
+	l.client.Close()
+	if l.txn != nil {
+		l.dlq.client.Close()
+	}
+}
+
 // Ready reports whether the loop owns partitions, writes succeed and it is not lagging past
 // the configured bound.
 func (l *Loop) Ready() bool { return l.ready.Load() }
@@ -361,9 +369,14 @@ func (l *Loop) check(r *kgo.Record, now time.Time) pending {
 	if err == nil {
 		err = event.Validate(e, bound, l.cfg.MaxClockSkew)
 	}
-	if err == nil && l.routed(e.GetUserId()) != r.Partition {
-		err = fmt.Errorf("%w: user %q belongs in partition %d (murmur2 of the user id, as Kafka's default partitioner), found in %d",
-			errMisrouted, e.GetUserId(), l.routed(e.GetUserId()), r.Partition)
+	if err == nil {
+		if l.cfg.KeyOf == nil && l.routed(e.GetUserId()) != r.Partition {
+			err = fmt.Errorf("%w: user %q belongs in partition %d (murmur2 of the user id, as Kafka's default partitioner), found in %d",
+				errMisrouted, e.GetUserId(), l.routed(e.GetUserId()), r.Partition)
+		} else if k := l.cfg.KeyOf; k != nil && l.routed(k(r, e)) != r.Partition {
+			err = fmt.Errorf("%w: key %q belongs in partition %d (murmur2, as Kafka's default partitioner), found in %d",
+				errMisrouted, k(r, e), l.routed(k(r, e)), r.Partition)
+		}
 	}
 	if err != nil {
 		pd.err = err
@@ -401,7 +414,11 @@ func (l *Loop) applyOne(p *partition, topic string, pd pending) {
 		return
 	}
 	e := pd.e
-	if !p.dedup.firstSeen(event.Fingerprint(e.GetEventId()), pd.key, p.dedupFrom) {
+	id := e.GetEventId()
+	if l.cfg.DedupID != nil {
+		id = l.cfg.DedupID(pd.r, e)
+	}
+	if !p.dedup.firstSeen(event.Fingerprint(id), pd.key, p.dedupFrom) {
 		p.duplicates++
 		l.m.duplicates.Inc()
 		return
@@ -409,7 +426,13 @@ func (l *Loop) applyOne(p *partition, topic string, pd pending) {
 	if b := min(pd.key, pd.bound); b > p.maxEvent[topic] {
 		p.maxEvent[topic] = b
 	}
-	if p.task.Apply(topic, e) {
+	var late bool
+	if rt, ok := p.task.(RecordTask); ok {
+		late = rt.ApplyRecord(topic, pd.r, e)
+	} else {
+		late = p.task.Apply(topic, e)
+	}
+	if late {
 		l.m.late.Inc()
 	}
 	l.m.events.WithLabelValues(topic, string(event.KindOf(e))).Inc()
@@ -435,9 +458,9 @@ func (l *Loop) pauseFull(p *partition) {
 	}
 }
 
-// routed is the partition Kafka's default partitioner gives the user's events.
-func (l *Loop) routed(user string) int32 {
-	return int32(l.router.Partition(&kgo.Record{Key: []byte(user)}, int(l.cfg.Partitions)))
+// routed is the partition Kafka's default partitioner gives records keyed by key.
+func (l *Loop) routed(key string) int32 {
+	return int32(l.router.Partition(&kgo.Record{Key: []byte(key)}, int(l.cfg.Partitions)))
 }
 
 // flushLocked writes every partition's due output. Work is staggered so that one flush

@@ -123,10 +123,22 @@ type Task interface {
 	Late() int64
 }
 
+// RecordTask is a Task that reads the record an event came in, its key and headers: a
+// stage fed through a repartition topic (the loop calls ApplyRecord instead of Apply).
+type RecordTask interface {
+	Task
+	ApplyRecord(topic string, r *kgo.Record, e *pb.Envelope) (late bool)
+}
+
 // Config is the loop's part of a role's configuration.
 type Config struct {
 	Group  string
-	Topics []string // logical input topics, co-partitioned by user id
+	Topics []string // logical input topics, co-partitioned by user id (or by KeyOf)
+	// KeyOf is what the input is partitioned by (nil: the event's user id, for the event
+	// topics): a record outside the partition murmur2(KeyOf) gives is misrouted.
+	KeyOf func(r *kgo.Record, e *pb.Envelope) string
+	// DedupID is what a duplicate repeats (nil: the event id).
+	DedupID func(r *kgo.Record, e *pb.Envelope) string
 	// Partitions each input topic must have: state is keyed by partition number.
 	Partitions         int32
 	FlushInterval      time.Duration // how often output is written (freshness)

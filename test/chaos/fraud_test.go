@@ -19,7 +19,8 @@ import (
 
 // A rule set whose decisions depend only on each user's own payment events (one topic,
 // read in offset order), so the decisions a run must produce are known exactly: every
-// attempt is reviewed, and blocked from a user's second attempt within the hour.
+// attempt is reviewed, and blocked from a user's second attempt within the hour. A card
+// rule that fires on every attempt sends each one through the repartition stage too.
 const chaosRules = `
 version: 7
 rules:
@@ -41,6 +42,15 @@ rules:
     limit: 1
     weight: 60
     action: block
+  - name: card-seen-1h
+    on: [order_placed, payment_authorized, payment_failed]
+    group_by: card
+    aggregate: count
+    window: 1h
+    compare: ">="
+    limit: 1
+    weight: 5
+    action: review
 `
 
 // Two fraud instances: one is killed -9 mid-stream and restarted, the other frozen past the
@@ -64,6 +74,12 @@ func fraudExactlyOnce(t *testing.T) {
 	b.signal(syscall.SIGCONT)
 	wait()
 	awaitCaughtUp(t, "fraud", []*proc{a, b}, 2*time.Minute)
+	// A decision visits the repartition stage once per key: it has read everything once it
+	// shows no lag twice, a few commit intervals apart.
+	for range 2 {
+		awaitCaughtUp(t, "fraud_keys", []*proc{a, b}, 2*time.Minute)
+		time.Sleep(time.Second)
+	}
 
 	want := map[string]pb.FraudAction{}
 	attempts := map[string][]time.Time{}
@@ -99,6 +115,8 @@ func fraudExactlyOnce(t *testing.T) {
 			wrong = append(wrong, fmt.Sprintf("%s: %v, want %v", d.GetEventId(), d.GetAction(), w))
 		case d.GetRulesVersion() != 7:
 			wrong = append(wrong, fmt.Sprintf("%s: rules version %d", d.GetEventId(), d.GetRulesVersion()))
+		case !slices.ContainsFunc(d.GetReasons(), func(r *pb.FraudReason) bool { return r.GetRule() == "card-seen-1h" }):
+			wrong = append(wrong, fmt.Sprintf("%s: not through the repartition stage (reasons %v)", d.GetEventId(), d.GetReasons()))
 		}
 	}
 	var missing, twice []string

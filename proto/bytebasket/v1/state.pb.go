@@ -244,6 +244,7 @@ type StateEntry struct {
 	//	*StateEntry_UserSessions
 	//	*StateEntry_FraudUser
 	//	*StateEntry_FraudTypical
+	//	*StateEntry_FraudKey
 	Entry         isStateEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -367,6 +368,15 @@ func (x *StateEntry) GetFraudTypical() *FraudTypicalAmount {
 	return nil
 }
 
+func (x *StateEntry) GetFraudKey() *FraudKeyState {
+	if x != nil {
+		if x, ok := x.Entry.(*StateEntry_FraudKey); ok {
+			return x.FraudKey
+		}
+	}
+	return nil
+}
+
 type isStateEntry_Entry interface {
 	isStateEntry_Entry()
 }
@@ -407,6 +417,10 @@ type StateEntry_FraudTypical struct {
 	FraudTypical *FraudTypicalAmount `protobuf:"bytes,21,opt,name=fraud_typical,json=fraudTypical,proto3,oneof"`
 }
 
+type StateEntry_FraudKey struct {
+	FraudKey *FraudKeyState `protobuf:"bytes,22,opt,name=fraud_key,json=fraudKey,proto3,oneof"`
+}
+
 func (*StateEntry_Dedup) isStateEntry_Entry() {}
 
 func (*StateEntry_StreamScalars) isStateEntry_Entry() {}
@@ -424,6 +438,8 @@ func (*StateEntry_UserSessions) isStateEntry_Entry() {}
 func (*StateEntry_FraudUser) isStateEntry_Entry() {}
 
 func (*StateEntry_FraudTypical) isStateEntry_Entry() {}
+
+func (*StateEntry_FraudKey) isStateEntry_Entry() {}
 
 // DedupBucket: fingerprints (64-bit hashes) of the event ids seen with event time in the
 // minute starting at bucket_ms. Added fingerprints extend the bucket; deleted drops it.
@@ -1686,15 +1702,17 @@ func (x *FraudTypicalAmount) GetMeanMinor() float64 {
 
 // FraudEventState is what a rule needs of one event.
 type FraudEventState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TimeMs        int64                  `protobuf:"varint,1,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
-	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	AmountMinor   int64                  `protobuf:"varint,3,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
-	Currency      string                 `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
-	Card          string                 `protobuf:"bytes,5,opt,name=card,proto3" json:"card,omitempty"`
-	Device        string                 `protobuf:"bytes,6,opt,name=device,proto3" json:"device,omitempty"`
-	Ip            string                 `protobuf:"bytes,7,opt,name=ip,proto3" json:"ip,omitempty"`
-	Country       string                 `protobuf:"bytes,8,opt,name=country,proto3" json:"country,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	TimeMs      int64                  `protobuf:"varint,1,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	Kind        string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	AmountMinor int64                  `protobuf:"varint,3,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
+	Currency    string                 `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	Card        string                 `protobuf:"bytes,5,opt,name=card,proto3" json:"card,omitempty"`
+	Device      string                 `protobuf:"bytes,6,opt,name=device,proto3" json:"device,omitempty"`
+	Ip          string                 `protobuf:"bytes,7,opt,name=ip,proto3" json:"ip,omitempty"`
+	Country     string                 `protobuf:"bytes,8,opt,name=country,proto3" json:"country,omitempty"`
+	// The event's user, in the histories kept per card, device or IP (FraudKeyState).
+	UserId        string `protobuf:"bytes,9,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1785,6 +1803,84 @@ func (x *FraudEventState) GetCountry() string {
 	return ""
 }
 
+func (x *FraudEventState) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// FraudKeyState: the events of one card fingerprint, device or IP (attribute "card",
+// "device", "ip") that the rules grouped by it aggregate over, oldest first, within their
+// longest window; the fraud role's repartition stage keeps these. Replaced whole.
+type FraudKeyState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attribute     string                 `protobuf:"bytes,1,opt,name=attribute,proto3" json:"attribute,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Deleted       bool                   `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Events        []*FraudEventState     `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudKeyState) Reset() {
+	*x = FraudKeyState{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudKeyState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudKeyState) ProtoMessage() {}
+
+func (x *FraudKeyState) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudKeyState.ProtoReflect.Descriptor instead.
+func (*FraudKeyState) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FraudKeyState) GetAttribute() string {
+	if x != nil {
+		return x.Attribute
+	}
+	return ""
+}
+
+func (x *FraudKeyState) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *FraudKeyState) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *FraudKeyState) GetEvents() []*FraudEventState {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 var File_bytebasket_v1_state_proto protoreflect.FileDescriptor
 
 const file_bytebasket_v1_state_proto_rawDesc = "" +
@@ -1820,7 +1916,7 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"LogSegment\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x03R\bfirstSeq\x12\x19\n" +
-	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\xc8\x04\n" +
+	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\x85\x05\n" +
 	"\n" +
 	"StateEntry\x122\n" +
 	"\x05dedup\x18\x01 \x01(\v2\x1a.bytebasket.v1.DedupBucketH\x00R\x05dedup\x12E\n" +
@@ -1833,7 +1929,8 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\ruser_sessions\x18\x10 \x01(\v2 .bytebasket.v1.UserSessionsStateH\x00R\fuserSessions\x12>\n" +
 	"\n" +
 	"fraud_user\x18\x14 \x01(\v2\x1d.bytebasket.v1.FraudUserStateH\x00R\tfraudUser\x12H\n" +
-	"\rfraud_typical\x18\x15 \x01(\v2!.bytebasket.v1.FraudTypicalAmountH\x00R\ffraudTypicalB\a\n" +
+	"\rfraud_typical\x18\x15 \x01(\v2!.bytebasket.v1.FraudTypicalAmountH\x00R\ffraudTypical\x12;\n" +
+	"\tfraud_key\x18\x16 \x01(\v2\x1c.bytebasket.v1.FraudKeyStateH\x00R\bfraudKeyB\a\n" +
 	"\x05entryJ\x04\b\r\x10\x0e\"Z\n" +
 	"\vDedupBucket\x12\x1b\n" +
 	"\tbucket_ms\x18\x01 \x01(\x03R\bbucketMs\x12\x18\n" +
@@ -1957,7 +2054,7 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x16\n" +
 	"\x06orders\x18\x02 \x01(\x03R\x06orders\x12\x1d\n" +
 	"\n" +
-	"mean_minor\x18\x03 \x01(\x01R\tmeanMinor\"\xd3\x01\n" +
+	"mean_minor\x18\x03 \x01(\x01R\tmeanMinor\"\xec\x01\n" +
 	"\x0fFraudEventState\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n" +
@@ -1966,7 +2063,13 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\x04card\x18\x05 \x01(\tR\x04card\x12\x16\n" +
 	"\x06device\x18\x06 \x01(\tR\x06device\x12\x0e\n" +
 	"\x02ip\x18\a \x01(\tR\x02ip\x12\x18\n" +
-	"\acountry\x18\b \x01(\tR\acountryBCZAgithub.com/bytebasket/bytebasket/proto/bytebasket/v1;bytebasketv1b\x06proto3"
+	"\acountry\x18\b \x01(\tR\acountry\x12\x17\n" +
+	"\auser_id\x18\t \x01(\tR\x06userId\"\x95\x01\n" +
+	"\rFraudKeyState\x12\x1c\n" +
+	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x18\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\x126\n" +
+	"\x06events\x18\x04 \x03(\v2\x1e.bytebasket.v1.FraudEventStateR\x06eventsBCZAgithub.com/bytebasket/bytebasket/proto/bytebasket/v1;bytebasketv1b\x06proto3"
 
 var (
 	file_bytebasket_v1_state_proto_rawDescOnce sync.Once
@@ -1980,7 +2083,7 @@ func file_bytebasket_v1_state_proto_rawDescGZIP() []byte {
 	return file_bytebasket_v1_state_proto_rawDescData
 }
 
-var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*CheckpointHead)(nil),        // 0: bytebasket.v1.CheckpointHead
 	(*LogSegment)(nil),            // 1: bytebasket.v1.LogSegment
@@ -2001,19 +2104,20 @@ var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*FraudOrderTotals)(nil),      // 16: bytebasket.v1.FraudOrderTotals
 	(*FraudTypicalAmount)(nil),    // 17: bytebasket.v1.FraudTypicalAmount
 	(*FraudEventState)(nil),       // 18: bytebasket.v1.FraudEventState
-	nil,                           // 19: bytebasket.v1.CheckpointHead.OffsetsEntry
-	nil,                           // 20: bytebasket.v1.CheckpointHead.MaxEventMsEntry
-	nil,                           // 21: bytebasket.v1.WindowState.RevenueEntry
-	nil,                           // 22: bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	nil,                           // 23: bytebasket.v1.TopState.CountsEntry
-	nil,                           // 24: bytebasket.v1.SessionState.RevenueEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*FraudKeyState)(nil),         // 19: bytebasket.v1.FraudKeyState
+	nil,                           // 20: bytebasket.v1.CheckpointHead.OffsetsEntry
+	nil,                           // 21: bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	nil,                           // 22: bytebasket.v1.WindowState.RevenueEntry
+	nil,                           // 23: bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	nil,                           // 24: bytebasket.v1.TopState.CountsEntry
+	nil,                           // 25: bytebasket.v1.SessionState.RevenueEntry
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_bytebasket_v1_state_proto_depIdxs = []int32{
-	19, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
-	20, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	20, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
+	21, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
 	1,  // 2: bytebasket.v1.CheckpointHead.segments:type_name -> bytebasket.v1.LogSegment
-	25, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
+	26, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 4: bytebasket.v1.StateEntry.dedup:type_name -> bytebasket.v1.DedupBucket
 	4,  // 5: bytebasket.v1.StateEntry.stream_scalars:type_name -> bytebasket.v1.StreamScalars
 	5,  // 6: bytebasket.v1.StateEntry.window:type_name -> bytebasket.v1.WindowState
@@ -2023,22 +2127,24 @@ var file_bytebasket_v1_state_proto_depIdxs = []int32{
 	7,  // 10: bytebasket.v1.StateEntry.user_sessions:type_name -> bytebasket.v1.UserSessionsState
 	13, // 11: bytebasket.v1.StateEntry.fraud_user:type_name -> bytebasket.v1.FraudUserState
 	17, // 12: bytebasket.v1.StateEntry.fraud_typical:type_name -> bytebasket.v1.FraudTypicalAmount
-	21, // 13: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
-	22, // 14: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	23, // 15: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
-	8,  // 16: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
-	24, // 17: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
-	9,  // 18: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
-	12, // 19: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
-	18, // 20: bytebasket.v1.FraudUserState.events:type_name -> bytebasket.v1.FraudEventState
-	14, // 21: bytebasket.v1.FraudUserState.profile:type_name -> bytebasket.v1.FraudProfile
-	15, // 22: bytebasket.v1.FraudProfile.seen:type_name -> bytebasket.v1.FraudSeenValue
-	16, // 23: bytebasket.v1.FraudProfile.orders:type_name -> bytebasket.v1.FraudOrderTotals
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	19, // 13: bytebasket.v1.StateEntry.fraud_key:type_name -> bytebasket.v1.FraudKeyState
+	22, // 14: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
+	23, // 15: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	24, // 16: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
+	8,  // 17: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
+	25, // 18: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
+	9,  // 19: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
+	12, // 20: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
+	18, // 21: bytebasket.v1.FraudUserState.events:type_name -> bytebasket.v1.FraudEventState
+	14, // 22: bytebasket.v1.FraudUserState.profile:type_name -> bytebasket.v1.FraudProfile
+	15, // 23: bytebasket.v1.FraudProfile.seen:type_name -> bytebasket.v1.FraudSeenValue
+	16, // 24: bytebasket.v1.FraudProfile.orders:type_name -> bytebasket.v1.FraudOrderTotals
+	18, // 25: bytebasket.v1.FraudKeyState.events:type_name -> bytebasket.v1.FraudEventState
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_state_proto_init() }
@@ -2056,6 +2162,7 @@ func file_bytebasket_v1_state_proto_init() {
 		(*StateEntry_UserSessions)(nil),
 		(*StateEntry_FraudUser)(nil),
 		(*StateEntry_FraudTypical)(nil),
+		(*StateEntry_FraudKey)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2063,7 +2170,7 @@ func file_bytebasket_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_state_proto_rawDesc), len(file_bytebasket_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
