@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,9 @@ type Config struct {
 	Loop   stateful.Config
 	Rules  *rules.Set // the set in force at the start (see InForce)
 	Alerts string     // the physical fraud-alerts topic
+	// DeadLetters is the physical dead-letter topic: events a rule they are fed cannot be
+	// evaluated on (a field it needs is missing) go there too, and are scored by the rest.
+	DeadLetters string
 	// Repartition is the physical fraud-repartition topic; Keys is the repartition stage's
 	// loop (KeyLoopConfig of Loop).
 	Repartition string
@@ -75,7 +79,8 @@ func FromConfig(cfg config.Config, rs *rules.Set, instance string) Config {
 	loop.ShutdownTimeout = cfg.Stream.ShutdownTimeout
 	loop.TransactionalID = f.Group + "-" + instance
 	return Config{Loop: loop, Keys: keyLoopConfig(loop, event.TopicFraudRepartition), Rules: rs,
-		Alerts: cfg.Kafka.Topic(event.TopicFraudAlerts), Repartition: cfg.Kafka.Topic(event.TopicFraudRepartition), RulesFrom: -1}
+		Alerts: cfg.Kafka.Topic(event.TopicFraudAlerts), Repartition: cfg.Kafka.Topic(event.TopicFraudRepartition),
+		DeadLetters: cfg.Kafka.Topic(event.TopicDeadLetters), RulesFrom: -1}
 }
 
 // Processor is the fraud role: the first stage's loop (by user) and the repartition
@@ -158,6 +163,9 @@ type compiled struct {
 	byKey      map[rules.Attribute][]*rules.Rule
 	keyHorizon map[rules.Attribute]time.Duration
 	horizon    time.Duration // the longest window of the user rules: how far back a user's events are kept
+	userKinds  []event.Kind  // the kinds the user rules aggregate: the only ones a history keeps
+	// needs: by event kind, the fields each rule fed that kind evaluates it by.
+	needs map[event.Kind][]need
 	// retention: how long a user's profile outlives the user's last event.
 	retention time.Duration
 }
@@ -167,7 +175,8 @@ func (r *role) swap(rs *rules.Set) {
 	if cur := r.set.Load(); cur != nil && rs.Version <= cur.set.Version {
 		return
 	}
-	c := &compiled{set: rs, retention: rs.Retention(), byKey: map[rules.Attribute][]*rules.Rule{}, keyHorizon: map[rules.Attribute]time.Duration{}}
+	c := &compiled{set: rs, retention: rs.Retention(), byKey: map[rules.Attribute][]*rules.Rule{},
+		keyHorizon: map[rules.Attribute]time.Duration{}, needs: map[event.Kind][]need{}}
 	for i := range rs.Rules {
 		rule := &rs.Rules[i]
 		var window time.Duration
@@ -176,9 +185,17 @@ func (r *role) swap(rs *rules.Set) {
 				window = max(window, cond.Window)
 			}
 		}
+		for _, k := range rule.On {
+			c.needs[k] = append(c.needs[k], need{rule.Name, fieldsOf(rule)})
+		}
 		if rule.GroupBy == rules.User {
 			c.rules = append(c.rules, rule)
 			c.horizon = max(c.horizon, window)
+			for _, k := range rule.On {
+				if !slices.Contains(c.userKinds, k) {
+					c.userKinds = append(c.userKinds, k)
+				}
+			}
 		} else {
 			c.byKey[rule.GroupBy] = append(c.byKey[rule.GroupBy], rule)
 			c.keyHorizon[rule.GroupBy] = max(c.keyHorizon[rule.GroupBy], window)
@@ -205,13 +222,71 @@ type task struct {
 	expiredAt int64 // the watermark of the last expiry pass
 }
 
+// ApplyRecord is Apply, and an event missing a field that a rule it is fed needs is also a
+// dead letter (in the transaction: once), saying which rules went without it.
+func (t *task) ApplyRecord(topic string, r *kgo.Record, e *pb.Envelope) bool {
+	c := t.role.set.Load()
+	var missing []string
+	for _, n := range c.needs[event.KindOf(e)] {
+		for _, f := range n.fields {
+			if !has(e, f) {
+				missing = append(missing, fmt.Sprintf("rule %q needs the event's %s", n.rule, f))
+				t.role.m.incomplete.WithLabelValues(string(f)).Inc()
+			}
+		}
+	}
+	if len(missing) > 0 {
+		err := fmt.Errorf("%w: scored without these rules: %s", event.ErrMissingField, strings.Join(missing, "; "))
+		t.emit(stateful.DeadLetter(t.role.cfg.DeadLetters, r, err))
+	}
+	return t.Apply(topic, e)
+}
+
+// need is what one rule reads of the events it is fed.
+type need struct {
+	rule   string
+	fields []rules.Attribute
+}
+
+// fieldsOf is what rule reads of an event: the key it groups by, what a distinct counts,
+// and the amount a sum, an avg or an amount signal needs.
+func fieldsOf(rule *rules.Rule) []rules.Attribute {
+	var out []rules.Attribute
+	add := func(a rules.Attribute) {
+		if a != "" && a != rules.User && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	add(rule.GroupBy)
+	for _, c := range rule.Conditions() {
+		switch {
+		case c.Aggregate == rules.Distinct:
+			add(c.Field)
+		case c.Aggregate == rules.Sum, c.Aggregate == rules.Avg,
+			c.Signal == rules.AmountVsTypical, c.Signal == rules.AmountVsOwn:
+			add(rules.Amount)
+		}
+	}
+	return out
+}
+
+// has reports whether e carries a.
+func has(e *pb.Envelope, a rules.Attribute) bool {
+	if a == rules.Amount {
+		_, ok := rules.AmountOf(e)
+		return ok
+	}
+	_, ok := rules.Of(e, a)
+	return ok
+}
+
 // Apply adds e to its user's history; an order or payment attempt is decided under the user
 // rules and, when rules grouped by its card, device, IP or country are fed it, passed on to
 // the repartition stage with its decision so far; other events those rules are fed go there
 // too, to each key once.
 func (t *task) Apply(_ string, e *pb.Envelope) bool {
 	c := t.role.set.Load()
-	h := t.st.add(e, c.horizon)
+	h := t.st.add(e, c.horizon, slices.Contains(c.userKinds, event.KindOf(e)))
 	routes := c.routes(e)
 	if !slices.Contains(scored, event.KindOf(e)) {
 		for _, a := range routes {

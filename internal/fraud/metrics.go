@@ -8,6 +8,7 @@ type metrics struct {
 	decisions    *prometheus.CounterVec
 	ruleHits     *prometheus.CounterVec
 	badRekeyed   prometheus.Counter
+	incomplete   *prometheus.CounterVec
 	rulesVersion prometheus.Gauge
 }
 
@@ -23,12 +24,15 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		badRekeyed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bytebasket_fraud_repartition_unreadable_total", Help: "fraud-repartition records without a known route or with an unreadable decision, skipped (none but ours should exist).",
 		}),
+		incomplete: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bytebasket_fraud_missing_fields_total", Help: "Fields missing from events that rules fed them need, by field: each such event is also a dead letter (replays included).",
+		}, []string{"field"}),
 		rulesVersion: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bytebasket_fraud_rules_version", Help: "Version of the rule set in force.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.ruleHits, m.badRekeyed, m.rulesVersion)
+		reg.MustRegister(m.decisions, m.ruleHits, m.badRekeyed, m.incomplete, m.rulesVersion)
 	}
 	return m
 }

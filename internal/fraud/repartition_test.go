@@ -2,6 +2,7 @@ package fraud
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,20 +41,25 @@ rules:
 
 // stages wires a first-stage task and repartition-stage tasks in process, as Kafka would:
 // records for fraud-repartition go to the key task of their key's partition.
-func stages(t *testing.T, set string) (apply func(*pb.Envelope), decisions *[]*pb.FraudDecision, hops *int) {
+func stages(t *testing.T, set string) (apply func(*pb.Envelope), decisions *[]*pb.FraudDecision, hops *int, dead *[]*kgo.Record) {
 	t.Helper()
 	rs, err := rules.Parse([]byte(set))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &role{cfg: Config{Alerts: "fraud-alerts", Repartition: "fraud-repartition"}, m: newMetrics(nil)}
+	r := &role{cfg: Config{Alerts: "fraud-alerts", Repartition: "fraud-repartition", DeadLetters: "dead-letters"}, m: newMetrics(nil)}
 	r.swap(rs)
 	var got []*pb.FraudDecision
+	var dls []*kgo.Record
 	n := 0
 	keys := map[int32]*keyTask{}
 	router := kgo.StickyKeyPartitioner(nil).ForTopic("")
 	var emit func(*kgo.Record)
 	emit = func(rec *kgo.Record) {
+		if rec.Topic == "dead-letters" {
+			dls = append(dls, rec)
+			return
+		}
 		if rec.Topic != "fraud-repartition" {
 			var d pb.FraudDecision
 			if err := proto.Unmarshal(rec.Value, &d); err != nil {
@@ -73,8 +79,16 @@ func stages(t *testing.T, set string) (apply func(*pb.Envelope), decisions *[]*p
 		}
 		keys[p].ApplyRecord(event.TopicFraudRepartition, rec, e)
 	}
-	users := r.NewTask(0, emit)
-	return func(e *pb.Envelope) { users.Apply("", e) }, &got, &n
+	users := r.NewTask(0, emit).(*task)
+	offset := int64(0)
+	return func(e *pb.Envelope) {
+		b, err := event.AppendEncode(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		offset++
+		users.ApplyRecord(event.TopicTransactions, &kgo.Record{Topic: event.TopicTransactions, Value: b, Offset: offset}, e)
+	}, &got, &n, &dls
 }
 
 // Rules grouped by card and by device decide through the repartition stage: an order visits
@@ -82,7 +96,7 @@ func stages(t *testing.T, set string) (apply func(*pb.Envelope), decisions *[]*p
 // (a page view) reaches its key without a decision; an order without those keys is settled
 // by the first stage.
 func TestKeyRulesDecideThroughTheRepartitionStage(t *testing.T) {
-	apply, got, hops := stages(t, keyRules)
+	apply, got, hops, dead := stages(t, keyRules)
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	view := func(user, dev string, at time.Time) *pb.Envelope {
 		return &pb.Envelope{EventId: "v-" + user + at.Format("150405"), EventTime: timestamppb.New(at), UserId: user,
@@ -99,9 +113,15 @@ func TestKeyRulesDecideThroughTheRepartitionStage(t *testing.T) {
 	}
 	apply(buy("a", "u1", "c1", "dev-1", t0.Add(2*time.Minute))) // third event on dev-1
 	apply(buy("b", "u2", "c1", "dev-2", t0.Add(3*time.Minute))) // second account on c1
-	apply(buy("c", "u3", "", "", t0.Add(4*time.Minute)))        // no keys: the first stage settles it
+	apply(buy("c", "u3", "", "", t0.Add(4*time.Minute)))        // no keys: the first stage settles it, and it is a dead letter
 	if *hops != 2+2+2 {
 		t.Errorf("%d records re-keyed, want 6 (two views, two orders visiting two keys each)", *hops)
+	}
+	// The order without a card or device went without both rules: a dead letter that says so.
+	if len(*dead) != 1 || string(headerOf((*dead)[0], "reason-class")) != "missing_field" ||
+		!strings.Contains(string(headerOf((*dead)[0], "reason")), `rule "card-shared" needs the event's card; rule "device-busy" needs the event's device`) ||
+		string(headerOf((*dead)[0], "source-offset")) != "5" {
+		t.Errorf("dead letters %v, want the order without keys, naming both rules", *dead)
 	}
 	want := map[string][]string{"o-a": {"device-busy"}, "o-b": {"card-shared"}}
 	if len(*got) != len(want) {
@@ -116,4 +136,9 @@ func TestKeyRulesDecideThroughTheRepartitionStage(t *testing.T) {
 			t.Errorf("%s: reasons %v, version %d; want %v", d.GetOrderId(), names, d.GetRulesVersion(), want[d.GetOrderId()])
 		}
 	}
+}
+
+func headerOf(r *kgo.Record, key string) []byte {
+	v, _ := header(r, key)
+	return v
 }

@@ -34,9 +34,10 @@ func newUserState() *userState {
 	return &userState{users: map[string]*history{}, deleted: map[string]bool{}, typical: newTypical()}
 }
 
-// add records e in its user's history (in event-time order) and profile, and drops what
-// horizon (the longest window in force) no longer reaches from the newest event.
-func (s *userState) add(e *pb.Envelope, horizon time.Duration) *history {
+// add records e in its user's profile and, when the user rules aggregate its kind (keep), in
+// the history (in event-time order), dropping what horizon (the longest window in force) no
+// longer reaches from the newest event.
+func (s *userState) add(e *pb.Envelope, horizon time.Duration, keep bool) *history {
 	user := e.GetUserId()
 	h := s.users[user]
 	if h == nil {
@@ -46,7 +47,11 @@ func (s *userState) add(e *pb.Envelope, horizon time.Duration) *history {
 	}
 	rec := eventState(e)
 	see(h.profile, e, rec.GetTimeMs())
-	insertByTime(h, rec, horizon)
+	if keep {
+		insertByTime(h, rec, horizon)
+	} else {
+		h.dirty = true
+	}
 	return h
 }
 

@@ -65,8 +65,15 @@ type deadLetters struct {
 }
 
 func (d *deadLetters) send(r *kgo.Record, cause error) {
-	dl := &kgo.Record{
-		Topic: d.topic, Key: r.Key, Value: r.Value,
+	d.produce(DeadLetter(d.topic, r, cause))
+}
+
+// DeadLetter is r as a record of the dead-letter topic (physical name topic): its key and
+// value, the reason and its class, and where it came from, in headers. A transactional role
+// may emit one itself (an event it could handle only in part).
+func DeadLetter(topic string, r *kgo.Record, cause error) *kgo.Record {
+	return &kgo.Record{
+		Topic: topic, Key: r.Key, Value: r.Value,
 		Headers: []kgo.RecordHeader{
 			{Key: "reason", Value: []byte(cause.Error())},
 			{Key: "reason-class", Value: []byte(ReasonOf(cause))},
@@ -75,7 +82,6 @@ func (d *deadLetters) send(r *kgo.Record, cause error) {
 			{Key: "source-offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
 		},
 	}
-	d.produce(dl)
 }
 
 func (d *deadLetters) produce(dl *kgo.Record) {

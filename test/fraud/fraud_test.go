@@ -168,6 +168,38 @@ rules:
     action: review
 `
 
+// flagAllKeys adds rules by card, device and IP that fire on every order (and by card on
+// every payment attempt), so decisions visit the repartition stage's keys.
+const flagAllKeys = `
+  - name: every-card
+    on: [order_placed, payment_authorized, payment_failed]
+    group_by: card
+    aggregate: count
+    window: 1h
+    compare: ">="
+    limit: 1
+    weight: 10
+    action: review
+  - name: every-device
+    on: [order_placed]
+    group_by: device
+    aggregate: count
+    window: 1h
+    compare: ">="
+    limit: 1
+    weight: 10
+    action: review
+  - name: every-ip
+    on: [order_placed]
+    group_by: ip
+    aggregate: count
+    window: 1h
+    compare: ">="
+    limit: 1
+    weight: 10
+    action: review
+`
+
 // A rule that flags every attempt makes every order flagged: the evaluation must then find
 // recall 1, precision equal to the share of fraud orders, and every honest order flagged;
 // that holds only if it read every order, every label and every decision.
@@ -258,10 +290,17 @@ func BenchmarkFraudLatency(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	for _, c := range []struct{ name, rules string }{{"user-rules", flagAll}, {"through-card-device-ip", flagAll + flagAllKeys}} {
+		b.Run(c.name, func(b *testing.B) { fraudLatency(b, rate, c.rules) })
+	}
+}
+
+// fraudLatency is one BenchmarkFraudLatency run under the rule set set.
+func fraudLatency(b *testing.B, rate float64, set string) {
 	for range b.N {
 		e := newEnv(b)
 		rules := filepath.Join(e.dir, "flag-all.yml")
-		if err := os.WriteFile(rules, []byte(flagAll), 0o644); err != nil {
+		if err := os.WriteFile(rules, []byte(set), 0o644); err != nil {
 			b.Fatal(err)
 		}
 		_, stop := e.start("--rules", rules)
