@@ -287,6 +287,10 @@ func has(e *pb.Envelope, a rules.Attribute) bool {
 func (t *task) Apply(_ string, e *pb.Envelope) bool {
 	c := t.role.set.Load()
 	h := t.st.add(e, c.horizon, slices.Contains(c.userKinds, event.KindOf(e)))
+	remember(h.profile, e)
+	if segment, ok := segmentOf(h.profile, e); ok { // transaction monitoring (monitoring.go)
+		t.emit(t.role.segmentRecord(e, segment))
+	}
 	routes := c.routes(e)
 	if !slices.Contains(scored, event.KindOf(e)) {
 		for _, a := range routes {
@@ -318,12 +322,16 @@ func (r *role) settle(d *pb.FraudDecision, emit stateful.Emit) {
 	d.Score, d.Action, d.DecidedAt = min(score, 100), strongest, timestamppb.Now()
 	r.m.decisions.WithLabelValues(d.GetAction().String()).Inc()
 	if d.GetAction() == pb.FraudAction_FRAUD_ACTION_REVIEW || d.GetAction() == pb.FraudAction_FRAUD_ACTION_BLOCK {
-		b, err := proto.Marshal(d)
-		if err != nil { // a message of our own: cannot fail
-			panic(err)
-		}
-		emit(&kgo.Record{Topic: r.cfg.Alerts, Key: []byte(d.GetUserId()), Value: b})
+		emit(alertRecord(r.cfg.Alerts, d.GetUserId(), d))
 	}
+}
+
+func mustMarshal(m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil { // a message of our own: cannot fail
+		panic(err)
+	}
+	return b
 }
 
 // fired adds rule's reason to d: what each of its conditions measured.

@@ -5,11 +5,14 @@ import "github.com/prometheus/client_golang/prometheus"
 // metrics count the role's decisions; the loops' own series are bytebasket_fraud_* (first
 // stage) and bytebasket_fraud_keys_* (repartition stage).
 type metrics struct {
-	decisions    *prometheus.CounterVec
-	ruleHits     *prometheus.CounterVec
-	badRekeyed   prometheus.Counter
-	incomplete   *prometheus.CounterVec
-	rulesVersion prometheus.Gauge
+	decisions  *prometheus.CounterVec
+	ruleHits   *prometheus.CounterVec
+	badRekeyed prometheus.Counter
+	incomplete *prometheus.CounterVec
+	// transaction monitoring
+	monitorMinutes, monitorLate prometheus.Counter
+	monitorAlerts               *prometheus.CounterVec
+	rulesVersion                prometheus.Gauge
 }
 
 // newMetrics registers the role's metrics on reg (nil: unregistered, still counted).
@@ -27,12 +30,21 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		incomplete: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bytebasket_fraud_missing_fields_total", Help: "Fields missing from events that rules fed them need, by field: each such event is also a dead letter (replays included).",
 		}, []string{"field"}),
+		monitorMinutes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bytebasket_fraud_monitoring_minutes_total", Help: "Segment minutes closed and compared with their baseline (replays included).",
+		}),
+		monitorLate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bytebasket_fraud_monitoring_late_events_total", Help: "Transactions that reached their segment after its minute closed, not counted.",
+		}),
+		monitorAlerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bytebasket_fraud_monitoring_alerts_total", Help: "Transaction-monitoring alerts raised, by signal (replays included).",
+		}, []string{"signal"}),
 		rulesVersion: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bytebasket_fraud_rules_version", Help: "Version of the rule set in force.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.ruleHits, m.badRekeyed, m.incomplete, m.rulesVersion)
+		reg.MustRegister(m.decisions, m.ruleHits, m.badRekeyed, m.incomplete, m.monitorMinutes, m.monitorLate, m.monitorAlerts, m.rulesVersion)
 	}
 	return m
 }

@@ -64,10 +64,7 @@ func (r *role) rekeyed(e *pb.Envelope, a rules.Attribute, pending *pb.FraudDecis
 	rec := &kgo.Record{Topic: r.cfg.Repartition, Key: []byte(v), Value: value,
 		Headers: []kgo.RecordHeader{{Key: headerRoute, Value: []byte(a)}}}
 	if pending != nil {
-		b, err := proto.Marshal(pending)
-		if err != nil {
-			panic(err)
-		}
+		b := mustMarshal(pending)
 		names := make([]string, len(chain))
 		for i, c := range chain {
 			names[i] = string(c)
@@ -93,7 +90,8 @@ type keyRole struct{ *role }
 
 func (k keyRole) Name() string { return "fraud_keys" }
 func (k keyRole) NewTask(partition int32, emit stateful.Emit) stateful.Task {
-	return &keyTask{role: k.role, emit: emit, keys: map[keyID]*history{}, deleted: map[keyID]bool{}}
+	return &keyTask{role: k.role, emit: emit, keys: map[keyID]*history{}, deleted: map[keyID]bool{},
+		segments: map[string]*pb.FraudSegmentState{}, dirtySegments: map[string]bool{}, deletedSegments: map[string]bool{}}
 }
 
 // keyLoopConfig is the repartition stage's loop: its own group and transactional id,
@@ -117,7 +115,8 @@ type keyID struct {
 	value string
 }
 
-// keyTask is one partition of the repartition stage: each key's events.
+// keyTask is one partition of the repartition stage: each key's events, and the segments
+// of transaction monitoring (monitoring.go).
 type keyTask struct {
 	emitsOnly
 	role      *role
@@ -125,6 +124,9 @@ type keyTask struct {
 	keys      map[keyID]*history
 	deleted   map[keyID]bool
 	expiredAt int64
+
+	segments                       map[string]*pb.FraudSegmentState
+	dirtySegments, deletedSegments map[string]bool
 }
 
 // Apply is never called: the loop hands a RecordTask the record (ApplyRecord); an event
@@ -137,6 +139,10 @@ func (t *keyTask) Apply(topic string, e *pb.Envelope) bool {
 // reasons of the key's rules and passes the decision on.
 func (t *keyTask) ApplyRecord(_ string, r *kgo.Record, e *pb.Envelope) bool {
 	route, _ := header(r, headerRoute)
+	if string(route) == routeSegment {
+		t.monitor(string(r.Key), e)
+		return false
+	}
 	attr := rules.Attribute(route)
 	if !slices.Contains(keyOrder, attr) {
 		// Only this role writes the topic; a record without a known route is not ours.
@@ -197,6 +203,7 @@ func (t *keyTask) Flush(_ context.Context, _ model.Fence, wm int64, _ time.Time,
 	}
 	t.expiredAt = wm
 	c := t.role.set.Load()
+	t.expireSegments(wm, c.retention)
 	for id, h := range t.keys {
 		if n := len(h.events); n == 0 || h.events[n-1].GetTimeMs() < wm-c.keyHorizon[id.attr].Milliseconds() {
 			delete(t.keys, id)
@@ -207,6 +214,7 @@ func (t *keyTask) Flush(_ context.Context, _ model.Fence, wm int64, _ time.Time,
 }
 
 func (t *keyTask) Changes(full bool, emit func(*pb.StateEntry)) {
+	t.segmentChanges(full, emit)
 	for id := range t.deleted {
 		if !full {
 			emit(&pb.StateEntry{Entry: &pb.StateEntry_FraudKey{FraudKey: &pb.FraudKeyState{Attribute: string(id.attr), Value: id.value, Deleted: true}}})
@@ -222,6 +230,14 @@ func (t *keyTask) Changes(full bool, emit func(*pb.StateEntry)) {
 }
 
 func (t *keyTask) Restore(e *pb.StateEntry) error {
+	if s := e.GetFraudSegment(); s != nil {
+		if s.GetDeleted() {
+			delete(t.segments, s.GetKey())
+		} else {
+			t.segments[s.GetKey()] = s
+		}
+		return nil
+	}
 	k := e.GetFraudKey()
 	if k == nil {
 		return fmt.Errorf("fraud: checkpoint entry %T is not the repartition stage's", e.GetEntry())

@@ -47,6 +47,9 @@ type Report struct {
 	Unmatched int `json:"decisions_on_unknown_orders"`
 	// UnmatchedByKind: those by scored kind (payments of orders placed before the period).
 	UnmatchedByKind map[string]int `json:"decisions_on_unknown_orders_by_kind"`
+	// MonitoringAlerts: transaction-monitoring alerts in the topic (about no order: not
+	// measured here).
+	MonitoringAlerts int `json:"monitoring_alerts"`
 }
 
 // ScenarioRecall is how many of a scenario's orders were flagged.
@@ -67,6 +70,11 @@ func Compute(orders []Order, decisions []*pb.FraudDecision) Report {
 	}
 	r := Report{ByScenario: map[string]ScenarioRecall{}, UnmatchedByKind: map[string]int{}, Decisions: len(decisions)}
 	for _, d := range decisions {
+		if d.GetKind() == "monitoring" {
+			r.MonitoringAlerts++
+			r.Decisions--
+			continue
+		}
 		id := d.GetOrderId()
 		if !known[id] {
 			r.Unmatched++
@@ -158,6 +166,9 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "orders %d (fraud %d, honest %d); decisions %d", r.Orders, r.FraudOrders, r.Orders-r.FraudOrders, r.Decisions)
 	if r.Unmatched > 0 {
 		fmt.Fprintf(w, " (%d on orders outside the period)", r.Unmatched)
+	}
+	if r.MonitoringAlerts > 0 {
+		fmt.Fprintf(w, "; transaction-monitoring alerts %d", r.MonitoringAlerts)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-26s %8s\n", "measure", "value")

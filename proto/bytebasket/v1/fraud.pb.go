@@ -95,10 +95,13 @@ type FraudDecision struct {
 	RulesVersion int64                  `protobuf:"varint,9,opt,name=rules_version,json=rulesVersion,proto3" json:"rules_version,omitempty"`
 	EventTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
 	// When the decision was made, and when the scored event reached Kafka.
-	DecidedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
-	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
-	AmountMinor   int64                  `protobuf:"varint,13,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
-	Currency      string                 `protobuf:"bytes,14,opt,name=currency,proto3" json:"currency,omitempty"`
+	DecidedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	ReceivedAt  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	AmountMinor int64                  `protobuf:"varint,13,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
+	Currency    string                 `protobuf:"bytes,14,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Set on a transaction-monitoring alert (kind "monitoring"): the segment's minute that
+	// departed from its baseline. Such an alert is about no order or user.
+	Monitoring    *FraudMonitoring `protobuf:"bytes,15,opt,name=monitoring,proto3" json:"monitoring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -231,6 +234,156 @@ func (x *FraudDecision) GetCurrency() string {
 	return ""
 }
 
+func (x *FraudDecision) GetMonitoring() *FraudMonitoring {
+	if x != nil {
+		return x.Monitoring
+	}
+	return nil
+}
+
+// FraudMonitoring is one minute of one segment (payment method, currency, billing country)
+// of the transaction stream, and the baseline it was compared with.
+type FraudMonitoring struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	PaymentMethod   string                 `protobuf:"bytes,1,opt,name=payment_method,json=paymentMethod,proto3" json:"payment_method,omitempty"`
+	Currency        string                 `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
+	Country         string                 `protobuf:"bytes,3,opt,name=country,proto3" json:"country,omitempty"`
+	Minute          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=minute,proto3" json:"minute,omitempty"`
+	Orders          int64                  `protobuf:"varint,5,opt,name=orders,proto3" json:"orders,omitempty"`
+	Attempts        int64                  `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"` // payment attempts: authorised and failed
+	Authorized      int64                  `protobuf:"varint,7,opt,name=authorized,proto3" json:"authorized,omitempty"`
+	Failed          int64                  `protobuf:"varint,8,opt,name=failed,proto3" json:"failed,omitempty"`
+	Refunds         int64                  `protobuf:"varint,9,opt,name=refunds,proto3" json:"refunds,omitempty"`
+	Chargebacks     int64                  `protobuf:"varint,10,opt,name=chargebacks,proto3" json:"chargebacks,omitempty"`
+	AuthorizedMinor int64                  `protobuf:"varint,11,opt,name=authorized_minor,json=authorizedMinor,proto3" json:"authorized_minor,omitempty"` // volume authorised, in the currency
+	// The trailing baseline: mean attempts and failures per minute (decaying).
+	BaselineAttempts float64 `protobuf:"fixed64,12,opt,name=baseline_attempts,json=baselineAttempts,proto3" json:"baseline_attempts,omitempty"`
+	BaselineFailed   float64 `protobuf:"fixed64,13,opt,name=baseline_failed,json=baselineFailed,proto3" json:"baseline_failed,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FraudMonitoring) Reset() {
+	*x = FraudMonitoring{}
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudMonitoring) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudMonitoring) ProtoMessage() {}
+
+func (x *FraudMonitoring) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudMonitoring.ProtoReflect.Descriptor instead.
+func (*FraudMonitoring) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_fraud_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FraudMonitoring) GetPaymentMethod() string {
+	if x != nil {
+		return x.PaymentMethod
+	}
+	return ""
+}
+
+func (x *FraudMonitoring) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *FraudMonitoring) GetCountry() string {
+	if x != nil {
+		return x.Country
+	}
+	return ""
+}
+
+func (x *FraudMonitoring) GetMinute() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Minute
+	}
+	return nil
+}
+
+func (x *FraudMonitoring) GetOrders() int64 {
+	if x != nil {
+		return x.Orders
+	}
+	return 0
+}
+
+func (x *FraudMonitoring) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *FraudMonitoring) GetAuthorized() int64 {
+	if x != nil {
+		return x.Authorized
+	}
+	return 0
+}
+
+func (x *FraudMonitoring) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *FraudMonitoring) GetRefunds() int64 {
+	if x != nil {
+		return x.Refunds
+	}
+	return 0
+}
+
+func (x *FraudMonitoring) GetChargebacks() int64 {
+	if x != nil {
+		return x.Chargebacks
+	}
+	return 0
+}
+
+func (x *FraudMonitoring) GetAuthorizedMinor() int64 {
+	if x != nil {
+		return x.AuthorizedMinor
+	}
+	return 0
+}
+
+func (x *FraudMonitoring) GetBaselineAttempts() float64 {
+	if x != nil {
+		return x.BaselineAttempts
+	}
+	return 0
+}
+
+func (x *FraudMonitoring) GetBaselineFailed() float64 {
+	if x != nil {
+		return x.BaselineFailed
+	}
+	return 0
+}
+
 // FraudReason is one rule that fired: its aggregate's value against its limit.
 type FraudReason struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -248,7 +401,7 @@ type FraudReason struct {
 
 func (x *FraudReason) Reset() {
 	*x = FraudReason{}
-	mi := &file_bytebasket_v1_fraud_proto_msgTypes[1]
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -260,7 +413,7 @@ func (x *FraudReason) String() string {
 func (*FraudReason) ProtoMessage() {}
 
 func (x *FraudReason) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_fraud_proto_msgTypes[1]
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -273,7 +426,7 @@ func (x *FraudReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudReason.ProtoReflect.Descriptor instead.
 func (*FraudReason) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_fraud_proto_rawDescGZIP(), []int{1}
+	return file_bytebasket_v1_fraud_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *FraudReason) GetRule() string {
@@ -332,7 +485,7 @@ type FraudCondition struct {
 
 func (x *FraudCondition) Reset() {
 	*x = FraudCondition{}
-	mi := &file_bytebasket_v1_fraud_proto_msgTypes[2]
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +497,7 @@ func (x *FraudCondition) String() string {
 func (*FraudCondition) ProtoMessage() {}
 
 func (x *FraudCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_fraud_proto_msgTypes[2]
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +510,7 @@ func (x *FraudCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudCondition.ProtoReflect.Descriptor instead.
 func (*FraudCondition) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_fraud_proto_rawDescGZIP(), []int{2}
+	return file_bytebasket_v1_fraud_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *FraudCondition) GetMeasure() string {
@@ -392,7 +545,7 @@ var File_bytebasket_v1_fraud_proto protoreflect.FileDescriptor
 
 const file_bytebasket_v1_fraud_proto_rawDesc = "" +
 	"\n" +
-	"\x19bytebasket/v1/fraud.proto\x12\rbytebasket.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x04\n" +
+	"\x19bytebasket/v1/fraud.proto\x12\rbytebasket.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x04\n" +
 	"\rFraudDecision\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x19\n" +
@@ -412,7 +565,27 @@ const file_bytebasket_v1_fraud_proto_rawDesc = "" +
 	"\vreceived_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12!\n" +
 	"\famount_minor\x18\r \x01(\x03R\vamountMinor\x12\x1a\n" +
-	"\bcurrency\x18\x0e \x01(\tR\bcurrency\"\xd8\x01\n" +
+	"\bcurrency\x18\x0e \x01(\tR\bcurrency\x12>\n" +
+	"\n" +
+	"monitoring\x18\x0f \x01(\v2\x1e.bytebasket.v1.FraudMonitoringR\n" +
+	"monitoring\"\xcb\x03\n" +
+	"\x0fFraudMonitoring\x12%\n" +
+	"\x0epayment_method\x18\x01 \x01(\tR\rpaymentMethod\x12\x1a\n" +
+	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x18\n" +
+	"\acountry\x18\x03 \x01(\tR\acountry\x122\n" +
+	"\x06minute\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06minute\x12\x16\n" +
+	"\x06orders\x18\x05 \x01(\x03R\x06orders\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\x03R\battempts\x12\x1e\n" +
+	"\n" +
+	"authorized\x18\a \x01(\x03R\n" +
+	"authorized\x12\x16\n" +
+	"\x06failed\x18\b \x01(\x03R\x06failed\x12\x18\n" +
+	"\arefunds\x18\t \x01(\x03R\arefunds\x12 \n" +
+	"\vchargebacks\x18\n" +
+	" \x01(\x03R\vchargebacks\x12)\n" +
+	"\x10authorized_minor\x18\v \x01(\x03R\x0fauthorizedMinor\x12+\n" +
+	"\x11baseline_attempts\x18\f \x01(\x01R\x10baselineAttempts\x12'\n" +
+	"\x0fbaseline_failed\x18\r \x01(\x01R\x0ebaselineFailed\"\xd8\x01\n" +
 	"\vFraudReason\x12\x12\n" +
 	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x14\n" +
@@ -446,27 +619,30 @@ func file_bytebasket_v1_fraud_proto_rawDescGZIP() []byte {
 }
 
 var file_bytebasket_v1_fraud_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_bytebasket_v1_fraud_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_bytebasket_v1_fraud_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_bytebasket_v1_fraud_proto_goTypes = []any{
 	(FraudAction)(0),              // 0: bytebasket.v1.FraudAction
 	(*FraudDecision)(nil),         // 1: bytebasket.v1.FraudDecision
-	(*FraudReason)(nil),           // 2: bytebasket.v1.FraudReason
-	(*FraudCondition)(nil),        // 3: bytebasket.v1.FraudCondition
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*FraudMonitoring)(nil),       // 2: bytebasket.v1.FraudMonitoring
+	(*FraudReason)(nil),           // 3: bytebasket.v1.FraudReason
+	(*FraudCondition)(nil),        // 4: bytebasket.v1.FraudCondition
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_bytebasket_v1_fraud_proto_depIdxs = []int32{
 	0, // 0: bytebasket.v1.FraudDecision.action:type_name -> bytebasket.v1.FraudAction
-	2, // 1: bytebasket.v1.FraudDecision.reasons:type_name -> bytebasket.v1.FraudReason
-	4, // 2: bytebasket.v1.FraudDecision.event_time:type_name -> google.protobuf.Timestamp
-	4, // 3: bytebasket.v1.FraudDecision.decided_at:type_name -> google.protobuf.Timestamp
-	4, // 4: bytebasket.v1.FraudDecision.received_at:type_name -> google.protobuf.Timestamp
-	0, // 5: bytebasket.v1.FraudReason.action:type_name -> bytebasket.v1.FraudAction
-	3, // 6: bytebasket.v1.FraudReason.conditions:type_name -> bytebasket.v1.FraudCondition
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	3, // 1: bytebasket.v1.FraudDecision.reasons:type_name -> bytebasket.v1.FraudReason
+	5, // 2: bytebasket.v1.FraudDecision.event_time:type_name -> google.protobuf.Timestamp
+	5, // 3: bytebasket.v1.FraudDecision.decided_at:type_name -> google.protobuf.Timestamp
+	5, // 4: bytebasket.v1.FraudDecision.received_at:type_name -> google.protobuf.Timestamp
+	2, // 5: bytebasket.v1.FraudDecision.monitoring:type_name -> bytebasket.v1.FraudMonitoring
+	5, // 6: bytebasket.v1.FraudMonitoring.minute:type_name -> google.protobuf.Timestamp
+	0, // 7: bytebasket.v1.FraudReason.action:type_name -> bytebasket.v1.FraudAction
+	4, // 8: bytebasket.v1.FraudReason.conditions:type_name -> bytebasket.v1.FraudCondition
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_fraud_proto_init() }
@@ -480,7 +656,7 @@ func file_bytebasket_v1_fraud_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_fraud_proto_rawDesc), len(file_bytebasket_v1_fraud_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -245,6 +245,7 @@ type StateEntry struct {
 	//	*StateEntry_FraudUser
 	//	*StateEntry_FraudTypical
 	//	*StateEntry_FraudKey
+	//	*StateEntry_FraudSegment
 	Entry         isStateEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -377,6 +378,15 @@ func (x *StateEntry) GetFraudKey() *FraudKeyState {
 	return nil
 }
 
+func (x *StateEntry) GetFraudSegment() *FraudSegmentState {
+	if x != nil {
+		if x, ok := x.Entry.(*StateEntry_FraudSegment); ok {
+			return x.FraudSegment
+		}
+	}
+	return nil
+}
+
 type isStateEntry_Entry interface {
 	isStateEntry_Entry()
 }
@@ -421,6 +431,10 @@ type StateEntry_FraudKey struct {
 	FraudKey *FraudKeyState `protobuf:"bytes,22,opt,name=fraud_key,json=fraudKey,proto3,oneof"`
 }
 
+type StateEntry_FraudSegment struct {
+	FraudSegment *FraudSegmentState `protobuf:"bytes,23,opt,name=fraud_segment,json=fraudSegment,proto3,oneof"`
+}
+
 func (*StateEntry_Dedup) isStateEntry_Entry() {}
 
 func (*StateEntry_StreamScalars) isStateEntry_Entry() {}
@@ -440,6 +454,8 @@ func (*StateEntry_FraudUser) isStateEntry_Entry() {}
 func (*StateEntry_FraudTypical) isStateEntry_Entry() {}
 
 func (*StateEntry_FraudKey) isStateEntry_Entry() {}
+
+func (*StateEntry_FraudSegment) isStateEntry_Entry() {}
 
 // DedupBucket: fingerprints (64-bit hashes) of the event ids seen with event time in the
 // minute starting at bucket_ms. Added fingerprints extend the bucket; deleted drops it.
@@ -1443,11 +1459,14 @@ func (x *FraudUserState) GetProfile() *FraudProfile {
 // FraudProfile: one user's first and last sighting, the attribute values seen (device,
 // country, card, ip) with their first and last sighting, and order totals per currency.
 type FraudProfile struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FirstSeenMs   int64                  `protobuf:"varint,1,opt,name=first_seen_ms,json=firstSeenMs,proto3" json:"first_seen_ms,omitempty"`
-	LastSeenMs    int64                  `protobuf:"varint,2,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
-	Seen          []*FraudSeenValue      `protobuf:"bytes,3,rep,name=seen,proto3" json:"seen,omitempty"`
-	Orders        []*FraudOrderTotals    `protobuf:"bytes,4,rep,name=orders,proto3" json:"orders,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FirstSeenMs int64                  `protobuf:"varint,1,opt,name=first_seen_ms,json=firstSeenMs,proto3" json:"first_seen_ms,omitempty"`
+	LastSeenMs  int64                  `protobuf:"varint,2,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	Seen        []*FraudSeenValue      `protobuf:"bytes,3,rep,name=seen,proto3" json:"seen,omitempty"`
+	Orders      []*FraudOrderTotals    `protobuf:"bytes,4,rep,name=orders,proto3" json:"orders,omitempty"`
+	// The user's latest orders, newest last: what a payment, refund or chargeback of one is
+	// attributed to in transaction monitoring.
+	RecentOrders  []*FraudRecentOrder `protobuf:"bytes,5,rep,name=recent_orders,json=recentOrders,proto3" json:"recent_orders,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1510,6 +1529,267 @@ func (x *FraudProfile) GetOrders() []*FraudOrderTotals {
 	return nil
 }
 
+func (x *FraudProfile) GetRecentOrders() []*FraudRecentOrder {
+	if x != nil {
+		return x.RecentOrders
+	}
+	return nil
+}
+
+type FraudRecentOrder struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	PaymentMethod string                 `protobuf:"bytes,2,opt,name=payment_method,json=paymentMethod,proto3" json:"payment_method,omitempty"`
+	Country       string                 `protobuf:"bytes,3,opt,name=country,proto3" json:"country,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudRecentOrder) Reset() {
+	*x = FraudRecentOrder{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudRecentOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudRecentOrder) ProtoMessage() {}
+
+func (x *FraudRecentOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudRecentOrder.ProtoReflect.Descriptor instead.
+func (*FraudRecentOrder) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FraudRecentOrder) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *FraudRecentOrder) GetPaymentMethod() string {
+	if x != nil {
+		return x.PaymentMethod
+	}
+	return ""
+}
+
+func (x *FraudRecentOrder) GetCountry() string {
+	if x != nil {
+		return x.Country
+	}
+	return ""
+}
+
+// FraudSegmentState: transaction monitoring of one segment (payment method, currency,
+// billing country): its open minutes and its trailing baseline. Replaced whole.
+type FraudSegmentState struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Key              string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Deleted          bool                   `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Open             []*FraudMinuteStats    `protobuf:"bytes,3,rep,name=open,proto3" json:"open,omitempty"` // oldest first
+	NewestMinuteMs   int64                  `protobuf:"varint,4,opt,name=newest_minute_ms,json=newestMinuteMs,proto3" json:"newest_minute_ms,omitempty"`
+	BaselineMinutes  int64                  `protobuf:"varint,5,opt,name=baseline_minutes,json=baselineMinutes,proto3" json:"baseline_minutes,omitempty"`
+	BaselineAttempts float64                `protobuf:"fixed64,6,opt,name=baseline_attempts,json=baselineAttempts,proto3" json:"baseline_attempts,omitempty"`
+	BaselineFailed   float64                `protobuf:"fixed64,7,opt,name=baseline_failed,json=baselineFailed,proto3" json:"baseline_failed,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FraudSegmentState) Reset() {
+	*x = FraudSegmentState{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudSegmentState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudSegmentState) ProtoMessage() {}
+
+func (x *FraudSegmentState) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudSegmentState.ProtoReflect.Descriptor instead.
+func (*FraudSegmentState) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *FraudSegmentState) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *FraudSegmentState) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *FraudSegmentState) GetOpen() []*FraudMinuteStats {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+func (x *FraudSegmentState) GetNewestMinuteMs() int64 {
+	if x != nil {
+		return x.NewestMinuteMs
+	}
+	return 0
+}
+
+func (x *FraudSegmentState) GetBaselineMinutes() int64 {
+	if x != nil {
+		return x.BaselineMinutes
+	}
+	return 0
+}
+
+func (x *FraudSegmentState) GetBaselineAttempts() float64 {
+	if x != nil {
+		return x.BaselineAttempts
+	}
+	return 0
+}
+
+func (x *FraudSegmentState) GetBaselineFailed() float64 {
+	if x != nil {
+		return x.BaselineFailed
+	}
+	return 0
+}
+
+type FraudMinuteStats struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	StartMs         int64                  `protobuf:"varint,1,opt,name=start_ms,json=startMs,proto3" json:"start_ms,omitempty"`
+	Orders          int64                  `protobuf:"varint,2,opt,name=orders,proto3" json:"orders,omitempty"`
+	Attempts        int64                  `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Authorized      int64                  `protobuf:"varint,4,opt,name=authorized,proto3" json:"authorized,omitempty"`
+	Failed          int64                  `protobuf:"varint,5,opt,name=failed,proto3" json:"failed,omitempty"`
+	Refunds         int64                  `protobuf:"varint,6,opt,name=refunds,proto3" json:"refunds,omitempty"`
+	Chargebacks     int64                  `protobuf:"varint,7,opt,name=chargebacks,proto3" json:"chargebacks,omitempty"`
+	AuthorizedMinor int64                  `protobuf:"varint,8,opt,name=authorized_minor,json=authorizedMinor,proto3" json:"authorized_minor,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FraudMinuteStats) Reset() {
+	*x = FraudMinuteStats{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudMinuteStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudMinuteStats) ProtoMessage() {}
+
+func (x *FraudMinuteStats) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudMinuteStats.ProtoReflect.Descriptor instead.
+func (*FraudMinuteStats) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *FraudMinuteStats) GetStartMs() int64 {
+	if x != nil {
+		return x.StartMs
+	}
+	return 0
+}
+
+func (x *FraudMinuteStats) GetOrders() int64 {
+	if x != nil {
+		return x.Orders
+	}
+	return 0
+}
+
+func (x *FraudMinuteStats) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *FraudMinuteStats) GetAuthorized() int64 {
+	if x != nil {
+		return x.Authorized
+	}
+	return 0
+}
+
+func (x *FraudMinuteStats) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *FraudMinuteStats) GetRefunds() int64 {
+	if x != nil {
+		return x.Refunds
+	}
+	return 0
+}
+
+func (x *FraudMinuteStats) GetChargebacks() int64 {
+	if x != nil {
+		return x.Chargebacks
+	}
+	return 0
+}
+
+func (x *FraudMinuteStats) GetAuthorizedMinor() int64 {
+	if x != nil {
+		return x.AuthorizedMinor
+	}
+	return 0
+}
+
 type FraudSeenValue struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attribute     string                 `protobuf:"bytes,1,opt,name=attribute,proto3" json:"attribute,omitempty"`
@@ -1522,7 +1802,7 @@ type FraudSeenValue struct {
 
 func (x *FraudSeenValue) Reset() {
 	*x = FraudSeenValue{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[15]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1814,7 @@ func (x *FraudSeenValue) String() string {
 func (*FraudSeenValue) ProtoMessage() {}
 
 func (x *FraudSeenValue) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[15]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1827,7 @@ func (x *FraudSeenValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudSeenValue.ProtoReflect.Descriptor instead.
 func (*FraudSeenValue) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FraudSeenValue) GetAttribute() string {
@@ -1589,7 +1869,7 @@ type FraudOrderTotals struct {
 
 func (x *FraudOrderTotals) Reset() {
 	*x = FraudOrderTotals{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[16]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1881,7 @@ func (x *FraudOrderTotals) String() string {
 func (*FraudOrderTotals) ProtoMessage() {}
 
 func (x *FraudOrderTotals) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[16]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1894,7 @@ func (x *FraudOrderTotals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudOrderTotals.ProtoReflect.Descriptor instead.
 func (*FraudOrderTotals) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{16}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FraudOrderTotals) GetCurrency() string {
@@ -1651,7 +1931,7 @@ type FraudTypicalAmount struct {
 
 func (x *FraudTypicalAmount) Reset() {
 	*x = FraudTypicalAmount{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[17]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1943,7 @@ func (x *FraudTypicalAmount) String() string {
 func (*FraudTypicalAmount) ProtoMessage() {}
 
 func (x *FraudTypicalAmount) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[17]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1956,7 @@ func (x *FraudTypicalAmount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudTypicalAmount.ProtoReflect.Descriptor instead.
 func (*FraudTypicalAmount) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{17}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FraudTypicalAmount) GetCurrency() string {
@@ -1719,7 +1999,7 @@ type FraudEventState struct {
 
 func (x *FraudEventState) Reset() {
 	*x = FraudEventState{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[18]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +2011,7 @@ func (x *FraudEventState) String() string {
 func (*FraudEventState) ProtoMessage() {}
 
 func (x *FraudEventState) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[18]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +2024,7 @@ func (x *FraudEventState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudEventState.ProtoReflect.Descriptor instead.
 func (*FraudEventState) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{18}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FraudEventState) GetTimeMs() int64 {
@@ -1825,7 +2105,7 @@ type FraudKeyState struct {
 
 func (x *FraudKeyState) Reset() {
 	*x = FraudKeyState{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[19]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +2117,7 @@ func (x *FraudKeyState) String() string {
 func (*FraudKeyState) ProtoMessage() {}
 
 func (x *FraudKeyState) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[19]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,7 +2130,7 @@ func (x *FraudKeyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudKeyState.ProtoReflect.Descriptor instead.
 func (*FraudKeyState) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{19}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FraudKeyState) GetAttribute() string {
@@ -1916,7 +2196,7 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"LogSegment\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x03R\bfirstSeq\x12\x19\n" +
-	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\x85\x05\n" +
+	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\xce\x05\n" +
 	"\n" +
 	"StateEntry\x122\n" +
 	"\x05dedup\x18\x01 \x01(\v2\x1a.bytebasket.v1.DedupBucketH\x00R\x05dedup\x12E\n" +
@@ -1930,7 +2210,8 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"fraud_user\x18\x14 \x01(\v2\x1d.bytebasket.v1.FraudUserStateH\x00R\tfraudUser\x12H\n" +
 	"\rfraud_typical\x18\x15 \x01(\v2!.bytebasket.v1.FraudTypicalAmountH\x00R\ffraudTypical\x12;\n" +
-	"\tfraud_key\x18\x16 \x01(\v2\x1c.bytebasket.v1.FraudKeyStateH\x00R\bfraudKeyB\a\n" +
+	"\tfraud_key\x18\x16 \x01(\v2\x1c.bytebasket.v1.FraudKeyStateH\x00R\bfraudKey\x12G\n" +
+	"\rfraud_segment\x18\x17 \x01(\v2 .bytebasket.v1.FraudSegmentStateH\x00R\ffraudSegmentB\a\n" +
 	"\x05entryJ\x04\b\r\x10\x0e\"Z\n" +
 	"\vDedupBucket\x12\x1b\n" +
 	"\tbucket_ms\x18\x01 \x01(\x03R\bbucketMs\x12\x18\n" +
@@ -2034,13 +2315,37 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
 	"\adeleted\x18\x02 \x01(\bR\adeleted\x126\n" +
 	"\x06events\x18\x03 \x03(\v2\x1e.bytebasket.v1.FraudEventStateR\x06events\x125\n" +
-	"\aprofile\x18\x04 \x01(\v2\x1b.bytebasket.v1.FraudProfileR\aprofile\"\xc0\x01\n" +
+	"\aprofile\x18\x04 \x01(\v2\x1b.bytebasket.v1.FraudProfileR\aprofile\"\x86\x02\n" +
 	"\fFraudProfile\x12\"\n" +
 	"\rfirst_seen_ms\x18\x01 \x01(\x03R\vfirstSeenMs\x12 \n" +
 	"\flast_seen_ms\x18\x02 \x01(\x03R\n" +
 	"lastSeenMs\x121\n" +
 	"\x04seen\x18\x03 \x03(\v2\x1d.bytebasket.v1.FraudSeenValueR\x04seen\x127\n" +
-	"\x06orders\x18\x04 \x03(\v2\x1f.bytebasket.v1.FraudOrderTotalsR\x06orders\"x\n" +
+	"\x06orders\x18\x04 \x03(\v2\x1f.bytebasket.v1.FraudOrderTotalsR\x06orders\x12D\n" +
+	"\rrecent_orders\x18\x05 \x03(\v2\x1f.bytebasket.v1.FraudRecentOrderR\frecentOrders\"n\n" +
+	"\x10FraudRecentOrder\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12%\n" +
+	"\x0epayment_method\x18\x02 \x01(\tR\rpaymentMethod\x12\x18\n" +
+	"\acountry\x18\x03 \x01(\tR\acountry\"\x9f\x02\n" +
+	"\x11FraudSegmentState\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\adeleted\x18\x02 \x01(\bR\adeleted\x123\n" +
+	"\x04open\x18\x03 \x03(\v2\x1f.bytebasket.v1.FraudMinuteStatsR\x04open\x12(\n" +
+	"\x10newest_minute_ms\x18\x04 \x01(\x03R\x0enewestMinuteMs\x12)\n" +
+	"\x10baseline_minutes\x18\x05 \x01(\x03R\x0fbaselineMinutes\x12+\n" +
+	"\x11baseline_attempts\x18\x06 \x01(\x01R\x10baselineAttempts\x12'\n" +
+	"\x0fbaseline_failed\x18\a \x01(\x01R\x0ebaselineFailed\"\x80\x02\n" +
+	"\x10FraudMinuteStats\x12\x19\n" +
+	"\bstart_ms\x18\x01 \x01(\x03R\astartMs\x12\x16\n" +
+	"\x06orders\x18\x02 \x01(\x03R\x06orders\x12\x1a\n" +
+	"\battempts\x18\x03 \x01(\x03R\battempts\x12\x1e\n" +
+	"\n" +
+	"authorized\x18\x04 \x01(\x03R\n" +
+	"authorized\x12\x16\n" +
+	"\x06failed\x18\x05 \x01(\x03R\x06failed\x12\x18\n" +
+	"\arefunds\x18\x06 \x01(\x03R\arefunds\x12 \n" +
+	"\vchargebacks\x18\a \x01(\x03R\vchargebacks\x12)\n" +
+	"\x10authorized_minor\x18\b \x01(\x03R\x0fauthorizedMinor\"x\n" +
 	"\x0eFraudSeenValue\x12\x1c\n" +
 	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x19\n" +
@@ -2083,7 +2388,7 @@ func file_bytebasket_v1_state_proto_rawDescGZIP() []byte {
 	return file_bytebasket_v1_state_proto_rawDescData
 }
 
-var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*CheckpointHead)(nil),        // 0: bytebasket.v1.CheckpointHead
 	(*LogSegment)(nil),            // 1: bytebasket.v1.LogSegment
@@ -2100,24 +2405,27 @@ var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*TxEventState)(nil),          // 12: bytebasket.v1.TxEventState
 	(*FraudUserState)(nil),        // 13: bytebasket.v1.FraudUserState
 	(*FraudProfile)(nil),          // 14: bytebasket.v1.FraudProfile
-	(*FraudSeenValue)(nil),        // 15: bytebasket.v1.FraudSeenValue
-	(*FraudOrderTotals)(nil),      // 16: bytebasket.v1.FraudOrderTotals
-	(*FraudTypicalAmount)(nil),    // 17: bytebasket.v1.FraudTypicalAmount
-	(*FraudEventState)(nil),       // 18: bytebasket.v1.FraudEventState
-	(*FraudKeyState)(nil),         // 19: bytebasket.v1.FraudKeyState
-	nil,                           // 20: bytebasket.v1.CheckpointHead.OffsetsEntry
-	nil,                           // 21: bytebasket.v1.CheckpointHead.MaxEventMsEntry
-	nil,                           // 22: bytebasket.v1.WindowState.RevenueEntry
-	nil,                           // 23: bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	nil,                           // 24: bytebasket.v1.TopState.CountsEntry
-	nil,                           // 25: bytebasket.v1.SessionState.RevenueEntry
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*FraudRecentOrder)(nil),      // 15: bytebasket.v1.FraudRecentOrder
+	(*FraudSegmentState)(nil),     // 16: bytebasket.v1.FraudSegmentState
+	(*FraudMinuteStats)(nil),      // 17: bytebasket.v1.FraudMinuteStats
+	(*FraudSeenValue)(nil),        // 18: bytebasket.v1.FraudSeenValue
+	(*FraudOrderTotals)(nil),      // 19: bytebasket.v1.FraudOrderTotals
+	(*FraudTypicalAmount)(nil),    // 20: bytebasket.v1.FraudTypicalAmount
+	(*FraudEventState)(nil),       // 21: bytebasket.v1.FraudEventState
+	(*FraudKeyState)(nil),         // 22: bytebasket.v1.FraudKeyState
+	nil,                           // 23: bytebasket.v1.CheckpointHead.OffsetsEntry
+	nil,                           // 24: bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	nil,                           // 25: bytebasket.v1.WindowState.RevenueEntry
+	nil,                           // 26: bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	nil,                           // 27: bytebasket.v1.TopState.CountsEntry
+	nil,                           // 28: bytebasket.v1.SessionState.RevenueEntry
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_bytebasket_v1_state_proto_depIdxs = []int32{
-	20, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
-	21, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	23, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
+	24, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
 	1,  // 2: bytebasket.v1.CheckpointHead.segments:type_name -> bytebasket.v1.LogSegment
-	26, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
+	29, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 4: bytebasket.v1.StateEntry.dedup:type_name -> bytebasket.v1.DedupBucket
 	4,  // 5: bytebasket.v1.StateEntry.stream_scalars:type_name -> bytebasket.v1.StreamScalars
 	5,  // 6: bytebasket.v1.StateEntry.window:type_name -> bytebasket.v1.WindowState
@@ -2126,25 +2434,28 @@ var file_bytebasket_v1_state_proto_depIdxs = []int32{
 	11, // 9: bytebasket.v1.StateEntry.feed:type_name -> bytebasket.v1.FeedState
 	7,  // 10: bytebasket.v1.StateEntry.user_sessions:type_name -> bytebasket.v1.UserSessionsState
 	13, // 11: bytebasket.v1.StateEntry.fraud_user:type_name -> bytebasket.v1.FraudUserState
-	17, // 12: bytebasket.v1.StateEntry.fraud_typical:type_name -> bytebasket.v1.FraudTypicalAmount
-	19, // 13: bytebasket.v1.StateEntry.fraud_key:type_name -> bytebasket.v1.FraudKeyState
-	22, // 14: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
-	23, // 15: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	24, // 16: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
-	8,  // 17: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
-	25, // 18: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
-	9,  // 19: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
-	12, // 20: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
-	18, // 21: bytebasket.v1.FraudUserState.events:type_name -> bytebasket.v1.FraudEventState
-	14, // 22: bytebasket.v1.FraudUserState.profile:type_name -> bytebasket.v1.FraudProfile
-	15, // 23: bytebasket.v1.FraudProfile.seen:type_name -> bytebasket.v1.FraudSeenValue
-	16, // 24: bytebasket.v1.FraudProfile.orders:type_name -> bytebasket.v1.FraudOrderTotals
-	18, // 25: bytebasket.v1.FraudKeyState.events:type_name -> bytebasket.v1.FraudEventState
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	20, // 12: bytebasket.v1.StateEntry.fraud_typical:type_name -> bytebasket.v1.FraudTypicalAmount
+	22, // 13: bytebasket.v1.StateEntry.fraud_key:type_name -> bytebasket.v1.FraudKeyState
+	16, // 14: bytebasket.v1.StateEntry.fraud_segment:type_name -> bytebasket.v1.FraudSegmentState
+	25, // 15: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
+	26, // 16: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	27, // 17: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
+	8,  // 18: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
+	28, // 19: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
+	9,  // 20: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
+	12, // 21: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
+	21, // 22: bytebasket.v1.FraudUserState.events:type_name -> bytebasket.v1.FraudEventState
+	14, // 23: bytebasket.v1.FraudUserState.profile:type_name -> bytebasket.v1.FraudProfile
+	18, // 24: bytebasket.v1.FraudProfile.seen:type_name -> bytebasket.v1.FraudSeenValue
+	19, // 25: bytebasket.v1.FraudProfile.orders:type_name -> bytebasket.v1.FraudOrderTotals
+	15, // 26: bytebasket.v1.FraudProfile.recent_orders:type_name -> bytebasket.v1.FraudRecentOrder
+	17, // 27: bytebasket.v1.FraudSegmentState.open:type_name -> bytebasket.v1.FraudMinuteStats
+	21, // 28: bytebasket.v1.FraudKeyState.events:type_name -> bytebasket.v1.FraudEventState
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_state_proto_init() }
@@ -2163,6 +2474,7 @@ func file_bytebasket_v1_state_proto_init() {
 		(*StateEntry_FraudUser)(nil),
 		(*StateEntry_FraudTypical)(nil),
 		(*StateEntry_FraudKey)(nil),
+		(*StateEntry_FraudSegment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2170,7 +2482,7 @@ func file_bytebasket_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_state_proto_rawDesc), len(file_bytebasket_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
