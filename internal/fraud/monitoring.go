@@ -70,20 +70,10 @@ func segmentOf(p *pb.FraudProfile, e *pb.Envelope) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	orderID := ""
-	switch x := e.GetPayload().(type) {
-	case *pb.Envelope_OrderPlaced:
-		o := x.OrderPlaced
+	if o := e.GetOrderPlaced(); o != nil {
 		return strings.Join([]string{o.GetPaymentMethod(), m.GetCurrency(), o.GetBillingCountry()}, "|"), true
-	case *pb.Envelope_PaymentAuthorized:
-		orderID = x.PaymentAuthorized.GetOrderId()
-	case *pb.Envelope_PaymentFailed:
-		orderID = x.PaymentFailed.GetOrderId()
-	case *pb.Envelope_Refund:
-		orderID = x.Refund.GetOrderId()
-	case *pb.Envelope_Chargeback:
-		orderID = x.Chargeback.GetOrderId()
 	}
+	orderID := rules.OrderIDOf(e)
 	for _, o := range slices.Backward(p.GetRecentOrders()) {
 		if o.GetOrderId() == orderID {
 			return strings.Join([]string{o.GetPaymentMethod(), m.GetCurrency(), o.GetCountry()}, "|"), true

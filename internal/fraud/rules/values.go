@@ -53,6 +53,24 @@ func AmountOf(e *pb.Envelope) (*pb.Money, bool) {
 	return m, m.GetCurrency() != ""
 }
 
+// OrderIDOf is the order an event is about: an order's own id, or the order a payment,
+// refund or chargeback belongs to ("" for shopper events).
+func OrderIDOf(e *pb.Envelope) string {
+	switch p := e.GetPayload().(type) {
+	case *pb.Envelope_OrderPlaced:
+		return p.OrderPlaced.GetOrderId()
+	case *pb.Envelope_PaymentAuthorized:
+		return p.PaymentAuthorized.GetOrderId()
+	case *pb.Envelope_PaymentFailed:
+		return p.PaymentFailed.GetOrderId()
+	case *pb.Envelope_Refund:
+		return p.Refund.GetOrderId()
+	case *pb.Envelope_Chargeback:
+		return p.Chargeback.GetOrderId()
+	}
+	return ""
+}
+
 // clientContext is the client context of a shopper event (nil for server events).
 func clientContext(e *pb.Envelope) *pb.Context {
 	switch p := e.GetPayload().(type) {
