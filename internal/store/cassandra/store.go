@@ -44,11 +44,12 @@ type Store struct {
 	s        *gocql.Session
 	keyspace string
 
-	insWindow, insTop, insSession, insSessionWindow                       string
-	delSessions                                                           string
-	selWindows, selTops, selSessions, selSessionsLimit, selSessionWindows string
-	insTrend, insTrendTop, selTrends, selTrendTops                        string
-	insTxFeed, selTxFeeds                                                 string
+	insWindow, insTop, insSession, insSessionWindow                          string
+	delSessions                                                              string
+	selWindows, selTops, selSessions, selSessionsLimit, selSessionWindows    string
+	insTrend, insTrendTop, selTrends, selTrendTops                           string
+	insTxFeed, selTxFeeds                                                    string
+	insFraudAlert, insFraudAlertByUser, selFraudAlerts, selFraudAlertsByUser string
 
 	// Checkpoints and fencing (state.go).
 	selHead, claimHead, claimNewHead, renewLease, commitHead string
@@ -100,7 +101,8 @@ func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
 	}
 	for _, stmt := range append([]string{st.insWindow, st.insTop, st.insSession, st.insSessionWindow, st.delSessions,
 		st.selWindows, st.selTops, st.selSessions, st.selSessionsLimit, st.selSessionWindows,
-		st.insTrend, st.insTrendTop, st.selTrends, st.selTrendTops, st.insTxFeed, st.selTxFeeds}, st.prepareState(ks)...) {
+		st.insTrend, st.insTrendTop, st.selTrends, st.selTrendTops, st.insTxFeed, st.selTxFeeds},
+		append(st.prepareState(ks), st.prepareFraud(ks)...)...) {
 		// Keyspace "" matches the prepared-statement cache key queries use (they name the
 		// keyspace in their text), so this also warms the cache.
 		if _, err := s.StatementMetadata(ctx, stmt, ""); err != nil {

@@ -387,7 +387,8 @@ func TestStoreTTL(t *testing.T) {
 	}
 	want := map[string]int{
 		"window_metrics": 48 * 3600, "top_items": 48 * 3600, "sessions_by_user": 48 * 3600, "session_windows": 48 * 3600,
-		"tx_feeds": 48 * 3600, "state_heads": 0, "state_log": 0, "schema_migrations": 0,
+		"tx_feeds": 48 * 3600, "fraud_alerts_by_day": 48 * 3600, "fraud_alerts_by_user": 48 * 3600,
+		"state_heads": 0, "state_log": 0, "schema_migrations": 0,
 	}
 	if got := tableTTLs(t, s, cfg.Keyspace); !mapContains(got, want) {
 		t.Errorf("table TTLs %v, want %v", got, want)
@@ -518,4 +519,9 @@ func BenchmarkWrite(b *testing.B) {
 		rows += batch.Len()
 	}
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+func TestStoreFraudAlerts(t *testing.T) {
+	st, _, _ := newTestStore(t)
+	storetest.CheckFraudAlerts(t, st, midnight.Add(3*time.Hour))
 }

@@ -24,17 +24,21 @@ import (
 //	trend_metrics:      'h' g start^ platform
 //	trend_tops:         'k' g start^ dimension platform
 //	tx_feeds:           'f' kind partition
+//	fraud_alerts:       'a' decided^ event_id        (user, decision)
+//	fraud_alerts_by_user: 'u' user decided^ event_id (user, decision)
 const (
-	tagWindow        byte = 'w'
-	tagTop           byte = 't'
-	tagSession       byte = 's'
-	tagSessionWindow byte = 'x'
-	tagOldCheckpoint byte = 'c' // whole-state checkpoints of earlier versions, dropped on open
-	tagStateHead     byte = 'o'
-	tagStateLog      byte = 'l'
-	tagTrend         byte = 'h'
-	tagTrendTop      byte = 'k'
-	tagTxFeed        byte = 'f'
+	tagWindow           byte = 'w'
+	tagTop              byte = 't'
+	tagSession          byte = 's'
+	tagSessionWindow    byte = 'x'
+	tagOldCheckpoint    byte = 'c' // whole-state checkpoints of earlier versions, dropped on open
+	tagStateHead        byte = 'o'
+	tagStateLog         byte = 'l'
+	tagTrend            byte = 'h'
+	tagTrendTop         byte = 'k'
+	tagTxFeed           byte = 'f'
+	tagFraudAlert       byte = 'a'
+	tagFraudAlertByUser byte = 'u'
 )
 
 // valueVersion leads every value so the encoding can evolve without a migration.

@@ -570,3 +570,7 @@ func TestSessionVersion1StillDecodes(t *testing.T) {
 		t.Fatal("decoded an unknown session version")
 	}
 }
+
+func TestFraudAlerts(t *testing.T) {
+	storetest.CheckFraudAlerts(t, open(t, t.TempDir(), time.Hour), time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC))
+}

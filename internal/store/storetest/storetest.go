@@ -287,3 +287,74 @@ func CheckReplacedSessions(t *testing.T, st SessionStore, f model.Fence, base ti
 func span(s model.Session) model.SessionSpan {
 	return model.SessionSpan{UserID: s.UserID, From: s.Start, Through: s.End}
 }
+
+// FraudAlertStore writes and reads fraud alerts.
+type FraudAlertStore interface {
+	WriteFraudAlerts(ctx context.Context, alerts []model.FraudAlert) error
+	FraudAlerts(ctx context.Context, from, to time.Time, limit int) ([]model.FraudAlert, error)
+	FraudAlertsByUser(ctx context.Context, userID string, limit int) ([]model.FraudAlert, error)
+}
+
+// CheckFraudAlerts is the contract of the fraud alert tables: alerts of three days (one of
+// them about no user, sub-millisecond and non-UTC times) come back newest first by range,
+// limit and user; writing them again changes nothing.
+func CheckFraudAlerts(t *testing.T, st FraudAlertStore, base time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	var alerts []model.FraudAlert
+	for i := range 9 {
+		user := fmt.Sprintf("u%d", i%2)
+		if i == 4 {
+			user = "" // a monitoring alert
+		}
+		at := base.Add(time.Duration(i)*8*time.Hour + 250*time.Microsecond).In(time.FixedZone("X", 3600))
+		alerts = append(alerts, model.FraudAlert{EventID: fmt.Sprintf("e%d", i), DecidedAt: at, UserID: user, Decision: []byte{byte(i), 0, 1}})
+	}
+	for range 2 { // a redelivered batch rewrites the same rows
+		if err := st.WriteFraudAlerts(ctx, alerts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(keep func(i int) bool, limit int) []model.FraudAlert {
+		var out []model.FraudAlert
+		for i := len(alerts) - 1; i >= 0; i-- {
+			if keep(i) && (limit <= 0 || len(out) < limit) {
+				a := alerts[i]
+				a.DecidedAt = a.DecidedAt.UTC().Truncate(time.Millisecond)
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	at := func(i int) time.Time { return alerts[i].DecidedAt }
+	for _, c := range []struct {
+		name     string
+		from, to time.Time
+		limit    int
+		keep     func(int) bool
+	}{
+		{"everything", base.Add(-time.Hour), base.Add(4 * 24 * time.Hour), 0, func(int) bool { return true }},
+		{"limit across days", base.Add(-time.Hour), base.Add(4 * 24 * time.Hour), 4, func(int) bool { return true }},
+		{"a range: from included, to not", at(2).Truncate(time.Millisecond), at(6).Truncate(time.Millisecond),
+			0, func(i int) bool { return i >= 2 && i < 6 }},
+		{"nothing before", base.Add(-48 * time.Hour), base.Add(-time.Hour), 0, func(int) bool { return false }},
+	} {
+		got, err := st.FraudAlerts(ctx, c.from, c.to, c.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := want(c.keep, c.limit); !reflect.DeepEqual(got, w) {
+			t.Errorf("%s: got %+v\nwant %+v", c.name, got, w)
+		}
+	}
+	got, err := st.FraudAlertsByUser(ctx, "u1", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := want(func(i int) bool { return i%2 == 1 && i != 4 }, 2); !reflect.DeepEqual(got, w) {
+		t.Errorf("by user: got %+v\nwant %+v", got, w)
+	}
+	if got, err := st.FraudAlertsByUser(ctx, "", 0); err != nil || len(got) != 0 {
+		t.Errorf("alerts of no user: %v %v", got, err)
+	}
+}

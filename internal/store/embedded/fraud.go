@@ -1,0 +1,95 @@
+package embedded
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/bytebasket/bytebasket/internal/model"
+)
+
+// Fraud alerts (model.FraudAlert), twice: by time and by user (tags in codec.go).
+
+// WriteFraudAlerts upserts alerts, living retention.
+func (s *Store) WriteFraudAlerts(ctx context.Context, alerts []model.FraudAlert) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	expiresAt := expiry(s.retention)
+	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
+	defer func() { w.txn.Discard() }()
+	for i := range alerts {
+		a := &alerts[i]
+		v := encodeFraudAlert(a)
+		w.set(fraudAlertKey([]byte{tagFraudAlert}, a), v, expiresAt)
+		if a.UserID != "" {
+			w.set(fraudAlertKey(keyPrefix(tagFraudAlertByUser, a.UserID), a), v, expiresAt)
+		}
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.txn.Commit(); err != nil {
+		return fmt.Errorf("embedded: commit: %w", err)
+	}
+	return nil
+}
+
+// FraudAlerts returns the alerts decided in [from, to), newest first, at most limit (all if
+// limit <= 0).
+func (s *Store) FraudAlerts(ctx context.Context, from, to time.Time, limit int) ([]model.FraudAlert, error) {
+	prefix := []byte{tagFraudAlert}
+	seek := binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(to.Add(-time.Millisecond)))
+	return s.fraudAlerts(ctx, prefix, seek, from, limit)
+}
+
+// FraudAlertsByUser returns the user's alerts, newest first, at most limit (all if <= 0).
+func (s *Store) FraudAlertsByUser(ctx context.Context, userID string, limit int) ([]model.FraudAlert, error) {
+	prefix := keyPrefix(tagFraudAlertByUser, userID)
+	return s.fraudAlerts(ctx, prefix, prefix, time.Time{}, limit)
+}
+
+func (s *Store) fraudAlerts(ctx context.Context, prefix, seek []byte, from time.Time, limit int) ([]model.FraudAlert, error) {
+	var out []model.FraudAlert
+	err := s.scan(ctx, prefix, seek, limit, func(k, v []byte) (bool, error) {
+		a, err := decodeFraudAlert(k[len(prefix):], v)
+		if err != nil || a.DecidedAt.Before(from) {
+			return false, err
+		}
+		out = append(out, a)
+		return limit <= 0 || len(out) < limit, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: fraud alerts: %w", err)
+	}
+	return out, nil
+}
+
+func fraudAlertKey(prefix []byte, a *model.FraudAlert) []byte {
+	k := binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(a.DecidedAt))
+	return appendStr(k, a.EventID)
+}
+
+func encodeFraudAlert(a *model.FraudAlert) []byte {
+	b := make([]byte, 0, 1+len(a.UserID)+len(a.Decision)+2*binary.MaxVarintLen64)
+	b = append(b, valueVersion)
+	b = appendStr(b, a.UserID)
+	b = binary.AppendUvarint(b, uint64(len(a.Decision)))
+	return append(b, a.Decision...)
+}
+
+// decodeFraudAlert reads an alert from its key after the prefix (time, event id) and value.
+func decodeFraudAlert(key, val []byte) (model.FraudAlert, error) {
+	kd := dec{b: key}
+	a := model.FraudAlert{DecidedAt: kd.invTime(), EventID: kd.str()}
+	if err := kd.done(); err != nil {
+		return a, err
+	}
+	d := dec{b: val}
+	d.version()
+	a.UserID = d.str()
+	a.Decision = slices.Clone(d.bytes())
+	return a, d.done()
+}
