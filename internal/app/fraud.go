@@ -16,6 +16,7 @@ import (
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/fraud"
 	"github.com/bytebasket/bytebasket/internal/fraud/rules"
+	"github.com/bytebasket/bytebasket/internal/fraud/sink"
 	"github.com/bytebasket/bytebasket/internal/ops"
 	"github.com/bytebasket/bytebasket/internal/stateful"
 )
@@ -96,12 +97,41 @@ func fraudRules(ctx context.Context, cfg config.Config) (*rules.Set, int64, erro
 // runFraud runs the fraud role under rs, following newer sets from offset from, until ctx
 // ends, keeping /readyz of srv (if not nil) in step with it; its metrics go to reg. Each run
 // is its own transactional producer: the group's generation fences a zombie's commits.
-func runFraud(ctx context.Context, cfg config.Config, rs *rules.Set, from int64, st stateful.Store, srv *ops.Server, reg prometheus.Registerer) error {
+// Beside it runs the sink that copies committed alerts into the serving store.
+func runFraud(ctx context.Context, cfg config.Config, rs *rules.Set, from int64, st fraudStore, srv *ops.Server, reg prometheus.Registerer) error {
 	fc := fraud.FromConfig(cfg, rs, uuid.NewString())
 	fc.RulesFrom = from
 	proc, err := fraud.New(fc, cfg.Kafka, st, reg)
 	if err != nil {
 		return err
 	}
-	return runLoop(ctx, "fraud role", proc, srv)
+	snk, err := sink.New(cfg.Kafka, cfg.Fraud.Group+"-sink", st, reg)
+	if err != nil {
+		proc.Close()
+		return err
+	}
+	return runLoop(ctx, "fraud role", withSink{proc, snk}, srv)
 }
+
+// fraudStore is what the fraud role keeps in the serving store: checkpoints and alerts.
+type fraudStore interface {
+	stateful.Store
+	sink.Store
+}
+
+// withSink runs the fraud role and its alerts sink together; the role stopping stops both.
+type withSink struct {
+	proc *fraud.Processor
+	sink *sink.Sink
+}
+
+func (w withSink) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.sink.Run(ctx) }()
+	err := w.proc.Run(ctx)
+	cancel()
+	return errors.Join(err, <-done)
+}
+
+func (w withSink) Ready() bool { return w.proc.Ready() && w.sink.Ready() }

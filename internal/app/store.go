@@ -8,6 +8,7 @@ import (
 	"github.com/bytebasket/bytebasket/internal/api"
 	"github.com/bytebasket/bytebasket/internal/batch"
 	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/fraud/sink"
 	"github.com/bytebasket/bytebasket/internal/store/cassandra"
 	"github.com/bytebasket/bytebasket/internal/store/embedded"
 	"github.com/bytebasket/bytebasket/internal/stream"
@@ -19,6 +20,7 @@ type servingStore interface {
 	batch.Sink
 	batch.TrendReader
 	api.Store
+	sink.Store
 	// ResetState forgets a partition's checkpoint (bytebasket state reset).
 	ResetState(ctx context.Context, group string, partition int32) error
 	Close() error

@@ -141,6 +141,12 @@ func ignoreCanceled(err error) error {
 	return err
 }
 
+// Close releases a Processor that will not Run.
+func (p *Processor) Close() {
+	p.users.Close()
+	p.keys.Close()
+}
+
 // Ready reports whether both stages are.
 func (p *Processor) Ready() bool { return p.users.Ready() && p.keys.Ready() }
 

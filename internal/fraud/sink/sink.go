@@ -1,0 +1,134 @@
+// Package sink copies the fraud role's committed alerts (review and block decisions,
+// transaction-monitoring alerts) from the fraud-alerts topic into the serving store, where
+// the API reads them. It reads committed records only, writes each batch whole and commits
+// the group's offsets after the write: at least once, made exact by rows keyed by the
+// alert's decision time and event id, which a redelivery rewrites.
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bytebasket/bytebasket/internal/bus"
+	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/model"
+	"github.com/bytebasket/bytebasket/internal/retry"
+	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
+)
+
+// Store is where the alerts go; both serving stores implement it.
+type Store interface {
+	WriteFraudAlerts(ctx context.Context, alerts []model.FraudAlert) error
+}
+
+// Sink is one member of the sink's consumer group. Create with New, then Run.
+type Sink struct {
+	client *kgo.Client
+	store  Store
+	ready  atomic.Bool
+	m      metrics
+}
+
+type metrics struct {
+	written, unreadable prometheus.Counter
+	failures            prometheus.Counter
+}
+
+// New joins group over the fraud-alerts topic of kafka. reg may be nil.
+func New(kafka config.Kafka, group string, store Store, reg prometheus.Registerer) (*Sink, error) {
+	opts, err := bus.ClientOptions(kafka)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(opts,
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(kafka.Topic(event.TopicFraudAlerts)),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		// Offsets are committed after the write: no rebalance may pass in between.
+		kgo.BlockRebalanceOnPoll(),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("fraud alerts sink: %w", err)
+	}
+	s := &Sink{client: cl, store: store, m: metrics{
+		written:    prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_alerts_written_total", Help: "Fraud alerts written to the serving store (redeliveries included)."}),
+		unreadable: prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_unreadable_total", Help: "fraud-alerts records that are not a FraudDecision, skipped."}),
+		failures:   prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_write_failures_total", Help: "Failed writes of a batch of alerts (each retried until it succeeds)."}),
+	}}
+	if reg != nil {
+		reg.MustRegister(s.m.written, s.m.unreadable, s.m.failures)
+	}
+	return s, nil
+}
+
+// Ready reports whether the last write succeeded.
+func (s *Sink) Ready() bool { return s.ready.Load() }
+
+// Run copies alerts until ctx ends. A store outage stalls it (retried with backoff) until
+// the store is back; nothing is committed past an alert not written.
+func (s *Sink) Run(ctx context.Context) error {
+	defer s.client.Close()
+	s.ready.Store(true)
+	for ctx.Err() == nil {
+		fetches := s.client.PollRecords(ctx, 1000)
+		if fetches.IsClientClosed() {
+			break
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				slog.Warn("fraud alerts sink: fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		var alerts []model.FraudAlert
+		fetches.EachRecord(func(r *kgo.Record) {
+			if a, ok := s.alertOf(r); ok {
+				alerts = append(alerts, a)
+			}
+		})
+		if len(alerts) > 0 {
+			err := retry.Until(ctx, retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}, func() error {
+				return s.store.WriteFraudAlerts(ctx, alerts)
+			}, func(err error, wait time.Duration) {
+				s.ready.Store(false)
+				s.m.failures.Inc()
+				slog.Warn("fraud alerts not written to the serving store; retrying", "alerts", len(alerts), "in", wait, "err", err)
+			})
+			if err != nil { // ctx ended: the next owner reads them again
+				break
+			}
+			s.ready.Store(true)
+			s.m.written.Add(float64(len(alerts)))
+		}
+		// Committed on a context of its own: on shutdown what was written is still committed.
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.client.CommitUncommittedOffsets(cctx); err != nil {
+			slog.Warn("fraud alerts sink: offsets not committed; the alerts are read again", "err", err)
+		}
+		cancel()
+		s.client.AllowRebalance()
+	}
+	s.client.AllowRebalance()
+	return nil
+}
+
+// alertOf is the alert record r holds.
+func (s *Sink) alertOf(r *kgo.Record) (model.FraudAlert, bool) {
+	var d pb.FraudDecision
+	if err := proto.Unmarshal(r.Value, &d); err != nil || d.GetEventId() == "" || d.GetDecidedAt() == nil {
+		s.m.unreadable.Inc()
+		slog.Error("fraud-alerts record is not a decision; skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return model.FraudAlert{}, false
+	}
+	return model.FraudAlert{EventID: d.GetEventId(), DecidedAt: d.GetDecidedAt().AsTime(), UserID: d.GetUserId(), Decision: r.Value}, true
+}
