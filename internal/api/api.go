@@ -29,6 +29,7 @@ type Store interface {
 	TrendTops(ctx context.Context, g model.TrendGranularity, start time.Time, dim model.TopDimension) ([]model.TrendTop, error)
 	SessionsByUser(ctx context.Context, userID string, limit int) ([]model.Session, error)
 	RecentTransactions(ctx context.Context, kind string, limit int) ([]model.TxEvent, error)
+	FraudStore
 }
 
 // Platforms are the values of the platform parameter; "all" is every platform together,

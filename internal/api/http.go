@@ -35,6 +35,8 @@ func (s *Service) Handler() http.Handler {
 	get("/api/v1/trends/top", s.httpTrendTop)
 	get("/api/v1/transactions", s.httpTransactions)
 	get("/api/v1/users/{id}", s.httpUser)
+	get("/api/v1/fraud/alerts", s.httpFraudAlerts)
+	get("/api/v1/fraud/stats", s.httpFraudStats)
 	mux.HandleFunc("/api/v1/events", s.serveEvents)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{"no such endpoint: " + r.URL.Path + " (see docs/api.md)"})
@@ -180,4 +182,22 @@ func (s *Service) httpUser(_ http.ResponseWriter, r *http.Request) (any, error) 
 		return nil, q.err
 	}
 	return s.User(r.Context(), uq)
+}
+
+func (s *Service) httpFraudAlerts(_ http.ResponseWriter, r *http.Request) (any, error) {
+	q := &query{v: r.URL.Query()}
+	fq := FraudAlertsQuery{Hours: q.int("hours", maxFraudHours), UserID: q.str("user"), Kind: q.str("kind"), Limit: q.int("limit", maxFraudLimit)}
+	if q.err != nil {
+		return nil, q.err
+	}
+	return s.FraudAlerts(r.Context(), fq)
+}
+
+func (s *Service) httpFraudStats(_ http.ResponseWriter, r *http.Request) (any, error) {
+	q := &query{v: r.URL.Query()}
+	fq := FraudStatsQuery{Hours: q.int("hours", maxFraudHours)}
+	if q.err != nil {
+		return nil, q.err
+	}
+	return s.FraudStats(r.Context(), fq)
 }

@@ -48,7 +48,9 @@ import (
 )
 
 // stateVersion is the version of the meaning of the fraud role's checkpoint entries.
-const stateVersion = 1
+// 2: profiles, typical amounts, the repartition stage's keys and segments (a version 1
+// checkpoint still restores: profiles are rebuilt from the events it holds).
+const stateVersion = 2
 
 // Config tunes the fraud role.
 type Config struct {
@@ -191,7 +193,7 @@ func (r *role) swap(rs *rules.Set) {
 				window = max(window, cond.Window)
 			}
 		}
-		for _, k := range rule.On {
+		for _, k := range slices.Compact(slices.Sorted(slices.Values(rule.On))) {
 			c.needs[k] = append(c.needs[k], need{rule.Name, fieldsOf(rule)})
 		}
 		if rule.GroupBy == rules.User {
@@ -292,7 +294,7 @@ func has(e *pb.Envelope, a rules.Attribute) bool {
 // too, to each key once.
 func (t *task) Apply(_ string, e *pb.Envelope) bool {
 	c := t.role.set.Load()
-	h := t.st.add(e, c.horizon, slices.Contains(c.userKinds, event.KindOf(e)))
+	h := t.st.add(e, c.horizon, c.retention, slices.Contains(c.userKinds, event.KindOf(e)))
 	remember(h.profile, e)
 	if segment, ok := segmentOf(h.profile, e); ok { // transaction monitoring (monitoring.go)
 		t.emit(t.role.segmentRecord(e, segment))

@@ -148,7 +148,8 @@ func (t *keyTask) close(s *pb.FraudSegmentState, m *pb.FraudMinuteStats) {
 		}
 		if m.GetAttempts() >= minAttempts {
 			rate := float64(m.GetFailed()) / float64(m.GetAttempts())
-			if limit := max(failureRateFactor*expected, expected+failureRateMargin); rate >= limit {
+			// Capped at 1: a segment that usually fails half its attempts alerts when all fail.
+			if limit := min(max(failureRateFactor*expected, expected+failureRateMargin), 1); rate >= limit {
 				reasons = append(reasons, &pb.FraudReason{Rule: "failure-rate", Value: rate, Limit: limit, Action: pb.FraudAction_FRAUD_ACTION_REVIEW})
 			}
 		}
@@ -186,8 +187,8 @@ func (t *keyTask) alert(s *pb.FraudSegmentState, m *pb.FraudMinuteStats, reasons
 	t.emit(alertRecord(t.role.cfg.Alerts, s.GetKey(), d))
 }
 
-// expireSegments drops the segments with nothing for retention before wm (their baseline is
-// stale), keeping their open minutes' closing for the next event.
+// expireSegments drops the segments with nothing for retention before wm: their baseline is
+// stale, and their open minutes are too old to alert on.
 func (t *keyTask) expireSegments(wm int64, retention time.Duration) {
 	for k, s := range t.segments {
 		if s.GetNewestMinuteMs() < wm-retention.Milliseconds() {

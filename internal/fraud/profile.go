@@ -52,14 +52,18 @@ func ordered(p *pb.FraudProfile, e *pb.Envelope) {
 	if !ok || event.KindOf(e) != event.KindOrderPlaced {
 		return
 	}
+	addOrder(p, m.GetCurrency(), m.GetAmountMinor())
+}
+
+func addOrder(p *pb.FraudProfile, currency string, amount int64) {
 	for _, o := range p.Orders {
-		if o.GetCurrency() == m.GetCurrency() {
+		if o.GetCurrency() == currency {
 			o.Orders++
-			o.AmountMinor += m.GetAmountMinor()
+			o.AmountMinor += amount
 			return
 		}
 	}
-	p.Orders = append(p.Orders, &pb.FraudOrderTotals{Currency: m.GetCurrency(), Orders: 1, AmountMinor: m.GetAmountMinor()})
+	p.Orders = append(p.Orders, &pb.FraudOrderTotals{Currency: currency, Orders: 1, AmountMinor: amount})
 }
 
 // forget drops the values last seen before cutoff (unix ms); it reports whether any went.
@@ -147,7 +151,12 @@ func signal(c *rules.Condition, e *pb.Envelope, p *pb.FraudProfile, t *typical) 
 		for _, o := range p.GetOrders() {
 			n += o.GetOrders()
 		}
-		return float64(n)
+		// A payment's own order was counted when it was placed: it is not a prior one.
+		if id := rules.OrderIDOf(e); e.GetOrderPlaced() == nil && id != "" &&
+			slices.ContainsFunc(p.GetRecentOrders(), func(o *pb.FraudRecentOrder) bool { return o.GetOrderId() == id }) {
+			n--
+		}
+		return float64(max(n, 0))
 	case rules.AmountVsTypical:
 		if hasAmount {
 			return t.ratio(m.GetAmountMinor(), m.GetCurrency())

@@ -176,8 +176,10 @@ func TestSignalsReadTheProfile(t *testing.T) {
 			}
 		}
 	}
+	// Its declined payment: the order it pays is not a prior one, so the first-order rule
+	// holds for it too.
 	declined := slices.IndexFunc(*got, func(d *pb.FraudDecision) bool { return d.GetKind() == "payment_failed" })
-	if declined < 0 || !slices.Equal(fired((*got)[declined]), []string{"new-account-declined"}) {
+	if declined < 0 || !slices.Equal(fired((*got)[declined]), []string{"first-order-high", "new-account-declined"}) {
 		t.Errorf("the new account's decline was not reviewed: %v", *got)
 	}
 
@@ -201,27 +203,40 @@ func TestSignalsReadTheProfile(t *testing.T) {
 	}
 }
 
-// A user unseen for the profile retention is forgotten; values not seen for that long
-// leave the profile, so a device last seen before it is new again.
+// A user unseen for the profile retention is a stranger again, and a value not seen for that
+// long leaves the profile, both as of each event (so no decision depends on when a flush
+// ran); a flush frees such users only a margin later.
 func TestProfilesExpireWithRetention(t *testing.T) {
 	tk, _ := signalTask(t)
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	tk.Apply("", visit("gone", "dev-g", "DE", t0))
+	tk.Apply("", visit("back", "dev-b", "DE", t0))
 	tk.Apply("", visit("stays", "dev-old", "DE", t0))
 	tk.Apply("", visit("stays", "dev-new", "DE", t0.Add(47*time.Hour)))
-	wm := t0.Add(49 * time.Hour).UnixMilli() // retention 48h
-	if err := tk.Flush(t.Context(), model.Fence{}, wm, time.Now(), 0); err != nil {
-		t.Fatal(err)
+	if h := tk.st.users["stays"]; seenValue(h.profile, rules.Device, "dev-old") == nil {
+		t.Fatal("a device seen 47 hours ago left a 48-hour profile")
 	}
+	tk.Apply("", visit("stays", "dev-new", "DE", t0.Add(49*time.Hour)))
+	if h := tk.st.users["stays"]; seenValue(h.profile, rules.Device, "dev-old") != nil || seenValue(h.profile, rules.Device, "dev-new") == nil {
+		t.Errorf("profile values after 49 hours: %v", h.profile.GetSeen())
+	}
+	tk.Apply("", visit("back", "dev-b", "DE", t0.Add(50*time.Hour)))
+	if h := tk.st.users["back"]; h.profile.GetFirstSeenMs() != t0.Add(50*time.Hour).UnixMilli() {
+		t.Errorf("a user back after the retention is first seen at %v, want now", time.UnixMilli(h.profile.GetFirstSeenMs()))
+	}
+	flush := func(at time.Time) {
+		tk.expiredAt = 0
+		if err := tk.Flush(t.Context(), model.Fence{}, at.UnixMilli(), time.Now(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t0.Add(50 * time.Hour))
+	if _, ok := tk.st.users["gone"]; !ok {
+		t.Error("a flush freed a user within the margin a late event may still reach")
+	}
+	flush(t0.Add((48 + 25) * time.Hour))
 	if _, ok := tk.st.users["gone"]; ok {
-		t.Error("a user unseen for longer than the retention is still kept")
-	}
-	h := tk.st.users["stays"]
-	if h == nil {
-		t.Fatal("a user seen within the retention was dropped")
-	}
-	if seenValue(h.profile, rules.Device, "dev-old") != nil || seenValue(h.profile, rules.Device, "dev-new") == nil {
-		t.Errorf("profile values after expiry: %v", h.profile.GetSeen())
+		t.Error("a user unseen for the retention and the margin is still kept")
 	}
 	var deleted []string
 	tk.Changes(false, func(e *pb.StateEntry) {
@@ -231,5 +246,25 @@ func TestProfilesExpireWithRetention(t *testing.T) {
 	})
 	if !slices.Equal(deleted, []string{"gone"}) {
 		t.Errorf("checkpoint deletes %v, want [gone]", deleted)
+	}
+}
+
+// A version 1 checkpoint (no profiles) restores with profiles rebuilt from its events, so
+// a known customer's device is not new and its orders count after an upgrade.
+func TestVersion1CheckpointRebuildsProfiles(t *testing.T) {
+	tk, _ := signalTask(t)
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC).UnixMilli()
+	err := tk.Restore(&pb.StateEntry{Entry: &pb.StateEntry_FraudUser{FraudUser: &pb.FraudUserState{UserId: "old", Events: []*pb.FraudEventState{
+		{TimeMs: t0, Kind: "page_view", Device: "dev-1", Country: "DE"},
+		{TimeMs: t0 + 1000, Kind: "order_placed", Device: "dev-1", Card: "fp-1", AmountMinor: 5000, Currency: "EUR"},
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := tk.st.users["old"].profile
+	if p.GetFirstSeenMs() != t0 || p.GetLastSeenMs() != t0+1000 || seenValue(p, rules.Device, "dev-1") == nil ||
+		seenValue(p, rules.Card, "fp-1") == nil || seenValue(p, rules.Country, "DE") == nil ||
+		len(p.GetOrders()) != 1 || p.GetOrders()[0].GetOrders() != 1 || p.GetOrders()[0].GetAmountMinor() != 5000 {
+		t.Errorf("rebuilt profile %v", p)
 	}
 }

@@ -3,7 +3,6 @@ package fraud
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -147,7 +146,7 @@ func (t *keyTask) ApplyRecord(_ string, r *kgo.Record, e *pb.Envelope) bool {
 	if !slices.Contains(keyOrder, attr) {
 		// Only this role writes the topic; a record without a known route is not ours.
 		t.role.m.badRekeyed.Inc()
-		slog.Warn("fraud-repartition record without a known route skipped", "route", string(route), "event", e.GetEventId())
+		t.emit(stateful.DeadLetter(t.role.cfg.DeadLetters, r, fmt.Errorf("fraud-repartition record with an unknown route %q", route)))
 		return false
 	}
 	c := t.role.set.Load()
@@ -160,7 +159,9 @@ func (t *keyTask) ApplyRecord(_ string, r *kgo.Record, e *pb.Envelope) bool {
 	}
 	rec := eventState(e)
 	rec.UserId = e.GetUserId()
-	insertByTime(h, rec, c.keyHorizon[attr])
+	// The first stage's partitions reach a key out of event-time order (each progresses on
+	// its own): a history keeps keyLateness beyond the longest window for the laggards.
+	insertByTime(h, rec, c.keyHorizon[attr]+keyLateness)
 	raw, ok := header(r, headerPending)
 	if !ok {
 		return false
@@ -168,7 +169,7 @@ func (t *keyTask) ApplyRecord(_ string, r *kgo.Record, e *pb.Envelope) bool {
 	d := &pb.FraudDecision{}
 	if err := proto.Unmarshal(raw, d); err != nil {
 		t.role.m.badRekeyed.Inc()
-		slog.Warn("fraud-repartition record with an unreadable decision skipped", "event", e.GetEventId(), "err", err)
+		t.emit(stateful.DeadLetter(t.role.cfg.DeadLetters, r, fmt.Errorf("fraud-repartition record with an unreadable decision: %w", err)))
 		return false
 	}
 	at := e.GetEventTime().AsTime().UnixMilli()
@@ -195,17 +196,22 @@ func (t *keyTask) ApplyRecord(_ string, r *kgo.Record, e *pb.Envelope) bool {
 	return false
 }
 
-// Flush drops the keys whose newest event no rule looks back to, once a minute of event
-// time.
+// keyLateness: how far behind a key's newest event another of its events may arrive and
+// still be counted.
+const keyLateness = time.Hour
+
+// Flush frees the keys whose newest event no rule looks back to from expiryMargin before
+// the watermark, once a minute of event time.
 func (t *keyTask) Flush(_ context.Context, _ model.Fence, wm int64, _ time.Time, _ stateful.Level) error {
 	if wm <= 0 || wm-t.expiredAt < time.Minute.Milliseconds() {
 		return nil
 	}
 	t.expiredAt = wm
 	c := t.role.set.Load()
+	wm -= expiryMargin.Milliseconds()
 	t.expireSegments(wm, c.retention)
 	for id, h := range t.keys {
-		if n := len(h.events); n == 0 || h.events[n-1].GetTimeMs() < wm-c.keyHorizon[id.attr].Milliseconds() {
+		if n := len(h.events); n == 0 || h.events[n-1].GetTimeMs() < wm-(c.keyHorizon[id.attr]+keyLateness).Milliseconds() {
 			delete(t.keys, id)
 			t.deleted[id] = true
 		}

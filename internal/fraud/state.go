@@ -36,8 +36,9 @@ func newUserState() *userState {
 
 // add records e in its user's profile and, when the user rules aggregate its kind (keep), in
 // the history (in event-time order), dropping what horizon (the longest window in force) no
-// longer reaches from the newest event.
-func (s *userState) add(e *pb.Envelope, horizon time.Duration, keep bool) *history {
+// longer reaches from the newest event. What the profile forgets after retention it forgets
+// here, relative to e's time, so decisions never depend on when a flush expired something.
+func (s *userState) add(e *pb.Envelope, horizon, retention time.Duration, keep bool) *history {
 	user := e.GetUserId()
 	h := s.users[user]
 	if h == nil {
@@ -46,6 +47,11 @@ func (s *userState) add(e *pb.Envelope, horizon time.Duration, keep bool) *histo
 		delete(s.deleted, user)
 	}
 	rec := eventState(e)
+	cutoff := rec.GetTimeMs() - retention.Milliseconds()
+	if h.profile.GetLastSeenMs() != 0 && h.profile.GetLastSeenMs() < cutoff {
+		h.profile = &pb.FraudProfile{} // unseen for the retention: a stranger again
+	}
+	forget(h.profile, cutoff)
 	see(h.profile, e, rec.GetTimeMs())
 	if keep {
 		insertByTime(h, rec, horizon)
@@ -73,9 +79,12 @@ func insertByTime(h *history, rec *pb.FraudEventState, horizon time.Duration) {
 	h.dirty = true
 }
 
-// expire drops the users last seen more than retention before wm (unix ms), the events
-// older than horizon and the profile values older than retention.
+// expire frees what no event from expiryMargin before wm (unix ms) on can read: users last
+// seen more than retention before that, and histories whose newest event is more than
+// horizon before it. (add forgets the same relative to each event, so only an event that
+// much older than the watermark would see a difference.)
 func (s *userState) expire(wm int64, horizon, retention time.Duration) {
+	wm -= expiryMargin.Milliseconds()
 	for user, h := range s.users {
 		if h.profile.GetLastSeenMs() < wm-retention.Milliseconds() {
 			delete(s.users, user)
@@ -85,11 +94,12 @@ func (s *userState) expire(wm int64, horizon, retention time.Duration) {
 		if n := len(h.events); n > 0 && h.events[n-1].GetTimeMs() < wm-horizon.Milliseconds() {
 			h.events, h.dirty = nil, true
 		}
-		if forget(h.profile, wm-retention.Milliseconds()) {
-			h.dirty = true
-		}
 	}
 }
+
+// expiryMargin is how far behind the watermark an event may arrive and still find what it
+// would have found before an expiry pass.
+const expiryMargin = 24 * time.Hour
 
 // eventState is what the rules need of e.
 func eventState(e *pb.Envelope) *pb.FraudEventState {
@@ -191,15 +201,37 @@ func (s *userState) restore(e *pb.StateEntry) error {
 		return nil
 	}
 	p := u.GetProfile()
-	if p == nil { // written before profiles: what the events say
-		p = &pb.FraudProfile{}
-		for _, x := range u.GetEvents() {
-			if p.FirstSeenMs == 0 || x.GetTimeMs() < p.FirstSeenMs {
-				p.FirstSeenMs = x.GetTimeMs()
-			}
-			p.LastSeenMs = max(p.LastSeenMs, x.GetTimeMs())
-		}
+	if p == nil { // written before profiles (state version 1): what the events say
+		p = profileFrom(u.GetEvents())
 	}
 	s.users[u.GetUserId()] = &history{events: u.GetEvents(), profile: p}
 	return nil
+}
+
+// profileFrom is the profile the events of a version 1 checkpoint imply: first and last
+// sighting, the values they carry, and their orders.
+func profileFrom(events []*pb.FraudEventState) *pb.FraudProfile {
+	p := &pb.FraudProfile{}
+	for _, x := range events {
+		at := x.GetTimeMs()
+		if p.FirstSeenMs == 0 || at < p.FirstSeenMs {
+			p.FirstSeenMs = at
+		}
+		p.LastSeenMs = max(p.LastSeenMs, at)
+		for _, a := range profiled {
+			v := attribute("", x, a)
+			if v == "" {
+				continue
+			}
+			if s := seenValue(p, a, v); s != nil {
+				s.FirstMs, s.LastMs = min(s.FirstMs, at), max(s.LastMs, at)
+			} else {
+				p.Seen = append(p.Seen, &pb.FraudSeenValue{Attribute: string(a), Value: v, FirstMs: at, LastMs: at})
+			}
+		}
+		if event.Kind(x.GetKind()) == event.KindOrderPlaced && x.GetCurrency() != "" {
+			addOrder(p, x.GetCurrency(), x.GetAmountMinor())
+		}
+	}
+	return p
 }

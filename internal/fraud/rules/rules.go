@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -274,6 +275,11 @@ func (s *Set) Validate() error {
 		if !slices.Contains(actions, r.Action) {
 			bad(name, "action", "%q is not one of %s", r.Action, list(actions))
 		}
+		for _, c := range r.Conditions() {
+			if c.Window > s.Retention() {
+				bad(name, "window", "%s is longer than the profile retention %s: a user's events would be forgotten first", c.Window, s.Retention())
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("fraud rules: invalid rule set, nothing applied:\n%w", errors.Join(errs...))
@@ -294,8 +300,8 @@ func (c *Condition) validate(groupBy Attribute, bad func(field, format string, a
 	if !slices.Contains(ops, c.Compare) {
 		bad("compare", "%q is not one of %s", c.Compare, list(ops))
 	}
-	if c.Limit < 0 {
-		bad("limit", "%v is negative", c.Limit)
+	if c.Limit < 0 || math.IsNaN(c.Limit) || math.IsInf(c.Limit, 0) {
+		bad("limit", "%v is not a finite number >= 0", c.Limit)
 	}
 }
 

@@ -99,7 +99,7 @@ func TestInvalidSetsNameRuleAndField(t *testing.T) {
 			[]string{`rule "ok": field "field": count takes no field`}},
 		{"event kind", strings.Replace(valid, "order_placed", "search", 1), []string{`rule "ok": field "on": "search" is not an event kind rules are fed`}},
 		{"weight, limit, compare, group", strings.NewReplacer("50", "150", "limit: 3", "limit: -1", `">"`, `"=>"`, "card", "email").Replace(valid),
-			[]string{`field "weight": 150 is outside 0..100`, `field "limit": -1 is negative`, `field "compare": "=>" is not one of`,
+			[]string{`field "weight": 150 is outside 0..100`, `field "limit": -1 is not a finite number >= 0`, `field "compare": "=>" is not one of`,
 				`field "group_by": "email" is not one of user, card, device, ip, country`}},
 		{"duplicate name, no version", strings.Replace(valid+valid[strings.Index(valid, "  - name"):], "version: 4", "", 1),
 			[]string{`rule "ok": field "name": is used by an earlier rule`, `field "version": must be a positive number`}},
@@ -116,6 +116,9 @@ func TestInvalidSetsNameRuleAndField(t *testing.T) {
 			[]string{`rule "ok": field "window": signal amount_vs_typical takes no window`}},
 		{"bad second condition", strings.Replace(valid, "    weight: 50", "    and:\n      - {aggregate: sum, window: 1h, compare: \">\", limit: 1}\n      - {compare: \">\", limit: 1}\n    weight: 50", 1),
 			[]string{`rule "ok": field "and[0].field": sum adds up amounts`, `rule "ok": field "and[1].aggregate": names neither an aggregate`}},
+		{"NaN limit", strings.Replace(valid, "limit: 3", "limit: .nan", 1), []string{`rule "ok": field "limit": NaN is not a finite number >= 0`}},
+		{"window beyond the retention", "profile_retention: 1h\n" + strings.Replace(valid, "1h", "2h", 1),
+			[]string{`rule "ok": field "window": 2h0m0s is longer than the profile retention 1h0m0s`}},
 		{"profile retention", "profile_retention: 3000h\n" + valid, []string{`field "profile_retention": 3000h0m0s must be whole hours, up to 2160h0m0s`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
