@@ -472,7 +472,8 @@ func TestStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/api/v1/live", "/api/v1/funnel", "/api/v1/top?dimension=product_views", "/api/v1/trends",
-		"/api/v1/trends/top?start=2026-11-24T23:00:00Z&dimension=product_views", "/api/v1/transactions", "/api/v1/users/u-1"} {
+		"/api/v1/trends/top?start=2026-11-24T23:00:00Z&dimension=product_views", "/api/v1/transactions", "/api/v1/users/u-1",
+		"/api/v1/fraud/alerts", "/api/v1/fraud/stats"} {
 		code, body := get(t, srv, p)
 		if code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"error"`) {
 			t.Errorf("GET %s on a closed store: %d %s", p, code, body)

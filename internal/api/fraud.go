@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -104,47 +105,61 @@ type FraudAlertsResult struct {
 
 // FraudAlerts returns the newest alerts of the period or of a user.
 func (s *Service) FraudAlerts(ctx context.Context, q FraudAlertsQuery) (*FraudAlertsResult, error) {
+	from, to, ds, err := s.fraudAlerts(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	r := &FraudAlertsResult{From: from, To: to, Alerts: make([]FraudAlert, 0, len(ds))}
+	for _, d := range ds {
+		r.Alerts = append(r.Alerts, alertOf(d))
+	}
+	return r, nil
+}
+
+// fraudAlerts is what FraudAlerts answers, as the decisions themselves (the gRPC answer),
+// and the period (zero for a user's alerts).
+func (s *Service) fraudAlerts(ctx context.Context, q FraudAlertsQuery) (from, to time.Time, _ []*pb.FraudDecision, _ error) {
 	kind := cmp.Or(q.Kind, "all")
 	if !slices.Contains(fraudKinds, kind) {
-		return nil, &ParamError{"kind", "must be one of " + strings.Join(fraudKinds, ", ")}
+		return from, to, nil, &ParamError{"kind", "must be one of " + strings.Join(fraudKinds, ", ")}
 	}
 	limit, err := intParam("limit", q.Limit, defaultFraudLimit, maxFraudLimit)
 	if err != nil {
-		return nil, err
+		return from, to, nil, err
 	}
 	hours, err := intParam("hours", q.Hours, defaultFraudHours, maxFraudHours)
 	if err != nil {
-		return nil, err
+		return from, to, nil, err
 	}
 	if len(q.UserID) > maxUserIDLen {
-		return nil, &ParamError{"user", "must be a user id of 1..256 bytes"}
+		return from, to, nil, &ParamError{"user", fmt.Sprintf("must be a user id of 1..%d bytes", maxUserIDLen)}
 	}
-	r := &FraudAlertsResult{Alerts: []FraudAlert{}}
-	var rows []model.FraudAlert
 	// A kind filter reads more rows than it returns: up to the stats bound.
 	read := limit
 	if kind != "all" {
 		read = maxStatsAlerts
 	}
+	var rows []model.FraudAlert
 	if q.UserID != "" {
 		rows, err = s.store.FraudAlertsByUser(ctx, q.UserID, read)
 	} else {
-		r.To = s.now().UTC().Truncate(time.Second).Add(time.Second)
-		r.From = r.To.Add(-time.Duration(hours) * time.Hour)
-		rows, err = s.store.FraudAlerts(ctx, r.From, r.To, read)
+		to = s.now().UTC().Truncate(time.Second).Add(time.Second)
+		from = to.Add(-time.Duration(hours) * time.Hour)
+		rows, err = s.store.FraudAlerts(ctx, from, to, read)
 	}
 	if err != nil {
-		return nil, storeErr(err)
+		return from, to, nil, storeErr(err)
 	}
-	for _, a := range decodeAlerts(rows) {
-		if len(r.Alerts) == limit {
+	out := []*pb.FraudDecision{}
+	for _, d := range decodeAlerts(rows) {
+		if len(out) == limit {
 			break
 		}
-		if kind == "all" || (kind == "monitoring") == (a.Kind == "monitoring") {
-			r.Alerts = append(r.Alerts, a.FraudAlert)
+		if kind == "all" || (kind == "monitoring") == (d.GetKind() == "monitoring") {
+			out = append(out, d)
 		}
 	}
-	return r, nil
+	return from, to, out, nil
 }
 
 // FraudStatsQuery selects the period of /api/v1/fraud/stats: the last Hours (default 24).
@@ -192,7 +207,8 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 	}
 	hits := map[string]int64{}
 	var lat []time.Duration
-	for _, a := range decodeAlerts(rows) {
+	for _, d := range decodeAlerts(rows) {
+		a := alertOf(d)
 		if a.Kind == "monitoring" {
 			r.MonitoringAlerts++
 			for _, reason := range a.Reasons {
@@ -207,8 +223,8 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 		for _, reason := range a.Reasons {
 			hits[reason.Rule]++
 		}
-		if a.latency > 0 {
-			lat = append(lat, a.latency)
+		if l := latencyOf(d); l > 0 {
+			lat = append(lat, l)
 		}
 	}
 	for _, rule := range slices.Sorted(maps.Keys(hits)) {
@@ -223,23 +239,17 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 	return r, nil
 }
 
-// alertView is an alert as the API shows it, with its decision latency.
-type alertView struct {
-	FraudAlert
-	latency time.Duration
-}
-
 // decodeAlerts reads the decisions of rows; a row that does not decode is skipped and
 // logged (the sink wrote only decisions that did).
-func decodeAlerts(rows []model.FraudAlert) []alertView {
-	out := make([]alertView, 0, len(rows))
+func decodeAlerts(rows []model.FraudAlert) []*pb.FraudDecision {
+	out := make([]*pb.FraudDecision, 0, len(rows))
 	for _, row := range rows {
-		var d pb.FraudDecision
-		if err := proto.Unmarshal(row.Decision, &d); err != nil {
+		d := &pb.FraudDecision{}
+		if err := proto.Unmarshal(row.Decision, d); err != nil {
 			slog.Error("api: a stored fraud alert does not decode; skipped", "event", row.EventID, "err", err)
 			continue
 		}
-		out = append(out, alertView{FraudAlert: alertOf(&d), latency: latencyOf(&d)})
+		out = append(out, d)
 	}
 	return out
 }

@@ -199,3 +199,37 @@ func (g grpcServer) WatchLive(_ *pb.WatchLiveRequest, stream grpc.ServerStreamin
 	}
 	return nil
 }
+
+func (g grpcServer) ListFraudAlerts(ctx context.Context, req *pb.ListFraudAlertsRequest) (*pb.ListFraudAlertsResponse, error) {
+	from, to, ds, err := g.s.fraudAlerts(ctx, FraudAlertsQuery{Hours: int(req.GetHours()), UserID: req.GetUserId(),
+		Kind: req.GetKind(), Limit: int(req.GetLimit())})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	out := &pb.ListFraudAlertsResponse{Alerts: ds}
+	if !to.IsZero() {
+		out.From, out.To = ts(from), ts(to)
+	}
+	return out, nil
+}
+
+func (g grpcServer) GetFraudStats(ctx context.Context, req *pb.GetFraudStatsRequest) (*pb.GetFraudStatsResponse, error) {
+	r, err := g.s.FraudStats(ctx, FraudStatsQuery{Hours: int(req.GetHours())})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	counts := func(m map[string]int) map[string]int64 {
+		out := make(map[string]int64, len(m))
+		for k, v := range m {
+			out[k] = int64(v)
+		}
+		return out
+	}
+	out := &pb.GetFraudStatsResponse{From: ts(r.From), To: ts(r.To), Decisions: int64(r.Decisions), ByAction: counts(r.ByAction),
+		ByKind: counts(r.ByKind), RuleHits: itemsToPB(r.RuleHits), MonitoringAlerts: int64(r.MonitoringAlerts),
+		BySignal: counts(r.BySignal), LatencyP50Ms: r.LatencyP50Ms, LatencyP99Ms: r.LatencyP99Ms, Truncated: r.Truncated}
+	for _, n := range r.Scores {
+		out.Scores = append(out.Scores, int64(n))
+	}
+	return out, nil
+}

@@ -22,6 +22,7 @@ import (
 func TestGRPC(t *testing.T) {
 	st := openEmbedded(t)
 	fill(t, st)
+	fillFraud(t, st)
 	svc := api.New(st, api.Options{Now: clock})
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
@@ -80,6 +81,21 @@ func TestGRPC(t *testing.T) {
 		t.Errorf("user: %v %v", user, err)
 	}
 
+	alerts, err := c.ListFraudAlerts(ctx, &pb.ListFraudAlertsRequest{Kind: "decision"})
+	if err != nil || len(alerts.Alerts) != 3 || alerts.Alerts[1].GetEventId() != "e2" || len(alerts.Alerts[1].GetReasons()) != 3 ||
+		!alerts.To.AsTime().Equal(now.Truncate(time.Second).Add(time.Second)) {
+		t.Errorf("fraud alerts: %v %v", alerts, err)
+	}
+	byUser, err := c.ListFraudAlerts(ctx, &pb.ListFraudAlertsRequest{UserId: "u-1"})
+	if err != nil || len(byUser.Alerts) != 3 || byUser.From != nil {
+		t.Errorf("fraud alerts of u-1: %v %v", byUser, err)
+	}
+	stats, err := c.GetFraudStats(ctx, &pb.GetFraudStatsRequest{})
+	if err != nil || stats.Decisions != 3 || stats.ByAction["block"] != 1 || len(stats.RuleHits) != 3 || stats.RuleHits[0].Id != "card" ||
+		len(stats.Scores) != 10 || stats.MonitoringAlerts != 1 || stats.LatencyP99Ms != 30 {
+		t.Errorf("fraud stats: %v %v", stats, err)
+	}
+
 	for name, call := range map[string]func() error{
 		"windows":     func() error { _, err := c.GetLive(ctx, &pb.GetLiveRequest{Windows: -1}); return err },
 		"granularity": func() error { _, err := c.GetLive(ctx, &pb.GetLiveRequest{Granularity: "1d"}); return err },
@@ -90,6 +106,8 @@ func TestGRPC(t *testing.T) {
 		},
 		"limit": func() error { _, err := c.ListTransactions(ctx, &pb.ListTransactionsRequest{Limit: 501}); return err },
 		"id":    func() error { _, err := c.GetUser(ctx, &pb.GetUserRequest{}); return err },
+		"kind":  func() error { _, err := c.ListFraudAlerts(ctx, &pb.ListFraudAlertsRequest{Kind: "x"}); return err },
+		"hours": func() error { _, err := c.GetFraudStats(ctx, &pb.GetFraudStatsRequest{Hours: 1000}); return err },
 	} {
 		err := call()
 		if s, _ := status.FromError(err); s.Code() != codes.InvalidArgument || len(s.Message()) < len(name) || s.Message()[:len(name)] != name {

@@ -27,6 +27,317 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListFraudAlertsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1..744; 0 = 24. Not used with user_id.
+	Hours int32 `protobuf:"varint,1,opt,name=hours,proto3" json:"hours,omitempty"`
+	// A user's alerts, of any time.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// all (default), decision or monitoring.
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// 1..500; 0 = 50.
+	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFraudAlertsRequest) Reset() {
+	*x = ListFraudAlertsRequest{}
+	mi := &file_bytebasket_v1_api_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFraudAlertsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFraudAlertsRequest) ProtoMessage() {}
+
+func (x *ListFraudAlertsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_api_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFraudAlertsRequest.ProtoReflect.Descriptor instead.
+func (*ListFraudAlertsRequest) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListFraudAlertsRequest) GetHours() int32 {
+	if x != nil {
+		return x.Hours
+	}
+	return 0
+}
+
+func (x *ListFraudAlertsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ListFraudAlertsRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ListFraudAlertsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListFraudAlertsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// The decisions as the fraud role wrote them.
+	Alerts        []*FraudDecision `protobuf:"bytes,3,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFraudAlertsResponse) Reset() {
+	*x = ListFraudAlertsResponse{}
+	mi := &file_bytebasket_v1_api_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFraudAlertsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFraudAlertsResponse) ProtoMessage() {}
+
+func (x *ListFraudAlertsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_api_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFraudAlertsResponse.ProtoReflect.Descriptor instead.
+func (*ListFraudAlertsResponse) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListFraudAlertsResponse) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ListFraudAlertsResponse) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ListFraudAlertsResponse) GetAlerts() []*FraudDecision {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
+type GetFraudStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1..744; 0 = 24.
+	Hours         int32 `protobuf:"varint,1,opt,name=hours,proto3" json:"hours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFraudStatsRequest) Reset() {
+	*x = GetFraudStatsRequest{}
+	mi := &file_bytebasket_v1_api_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFraudStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFraudStatsRequest) ProtoMessage() {}
+
+func (x *GetFraudStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_api_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFraudStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetFraudStatsRequest) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetFraudStatsRequest) GetHours() int32 {
+	if x != nil {
+		return x.Hours
+	}
+	return 0
+}
+
+type GetFraudStatsResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	From      *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To        *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Decisions int64                  `protobuf:"varint,3,opt,name=decisions,proto3" json:"decisions,omitempty"`
+	ByAction  map[string]int64       `protobuf:"bytes,4,rep,name=by_action,json=byAction,proto3" json:"by_action,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	ByKind    map[string]int64       `protobuf:"bytes,5,rep,name=by_kind,json=byKind,proto3" json:"by_kind,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	RuleHits  []*RankedItem          `protobuf:"bytes,6,rep,name=rule_hits,json=ruleHits,proto3" json:"rule_hits,omitempty"`
+	// Decisions by score, in buckets of ten (0-9, ..., 90-100).
+	Scores           []int64          `protobuf:"varint,7,rep,packed,name=scores,proto3" json:"scores,omitempty"`
+	MonitoringAlerts int64            `protobuf:"varint,8,opt,name=monitoring_alerts,json=monitoringAlerts,proto3" json:"monitoring_alerts,omitempty"`
+	BySignal         map[string]int64 `protobuf:"bytes,9,rep,name=by_signal,json=bySignal,proto3" json:"by_signal,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	LatencyP50Ms     float64          `protobuf:"fixed64,10,opt,name=latency_p50_ms,json=latencyP50Ms,proto3" json:"latency_p50_ms,omitempty"`
+	LatencyP99Ms     float64          `protobuf:"fixed64,11,opt,name=latency_p99_ms,json=latencyP99Ms,proto3" json:"latency_p99_ms,omitempty"`
+	Truncated        bool             `protobuf:"varint,12,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetFraudStatsResponse) Reset() {
+	*x = GetFraudStatsResponse{}
+	mi := &file_bytebasket_v1_api_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFraudStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFraudStatsResponse) ProtoMessage() {}
+
+func (x *GetFraudStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_api_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFraudStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetFraudStatsResponse) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetFraudStatsResponse) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *GetFraudStatsResponse) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *GetFraudStatsResponse) GetDecisions() int64 {
+	if x != nil {
+		return x.Decisions
+	}
+	return 0
+}
+
+func (x *GetFraudStatsResponse) GetByAction() map[string]int64 {
+	if x != nil {
+		return x.ByAction
+	}
+	return nil
+}
+
+func (x *GetFraudStatsResponse) GetByKind() map[string]int64 {
+	if x != nil {
+		return x.ByKind
+	}
+	return nil
+}
+
+func (x *GetFraudStatsResponse) GetRuleHits() []*RankedItem {
+	if x != nil {
+		return x.RuleHits
+	}
+	return nil
+}
+
+func (x *GetFraudStatsResponse) GetScores() []int64 {
+	if x != nil {
+		return x.Scores
+	}
+	return nil
+}
+
+func (x *GetFraudStatsResponse) GetMonitoringAlerts() int64 {
+	if x != nil {
+		return x.MonitoringAlerts
+	}
+	return 0
+}
+
+func (x *GetFraudStatsResponse) GetBySignal() map[string]int64 {
+	if x != nil {
+		return x.BySignal
+	}
+	return nil
+}
+
+func (x *GetFraudStatsResponse) GetLatencyP50Ms() float64 {
+	if x != nil {
+		return x.LatencyP50Ms
+	}
+	return 0
+}
+
+func (x *GetFraudStatsResponse) GetLatencyP99Ms() float64 {
+	if x != nil {
+		return x.LatencyP99Ms
+	}
+	return 0
+}
+
+func (x *GetFraudStatsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 // FunnelCounts are distinct users per funnel stage.
 type FunnelCounts struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -40,7 +351,7 @@ type FunnelCounts struct {
 
 func (x *FunnelCounts) Reset() {
 	*x = FunnelCounts{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[0]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -52,7 +363,7 @@ func (x *FunnelCounts) String() string {
 func (*FunnelCounts) ProtoMessage() {}
 
 func (x *FunnelCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[0]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -65,7 +376,7 @@ func (x *FunnelCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunnelCounts.ProtoReflect.Descriptor instead.
 func (*FunnelCounts) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{0}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FunnelCounts) GetViewers() int64 {
@@ -124,7 +435,7 @@ type Window struct {
 
 func (x *Window) Reset() {
 	*x = Window{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[1]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -136,7 +447,7 @@ func (x *Window) String() string {
 func (*Window) ProtoMessage() {}
 
 func (x *Window) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[1]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -149,7 +460,7 @@ func (x *Window) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Window.ProtoReflect.Descriptor instead.
 func (*Window) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Window) GetStart() *timestamppb.Timestamp {
@@ -285,7 +596,7 @@ type GetLiveRequest struct {
 
 func (x *GetLiveRequest) Reset() {
 	*x = GetLiveRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[2]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +608,7 @@ func (x *GetLiveRequest) String() string {
 func (*GetLiveRequest) ProtoMessage() {}
 
 func (x *GetLiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[2]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +621,7 @@ func (x *GetLiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLiveRequest.ProtoReflect.Descriptor instead.
 func (*GetLiveRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetLiveRequest) GetGranularity() string {
@@ -345,7 +656,7 @@ type GetLiveResponse struct {
 
 func (x *GetLiveResponse) Reset() {
 	*x = GetLiveResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[3]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +668,7 @@ func (x *GetLiveResponse) String() string {
 func (*GetLiveResponse) ProtoMessage() {}
 
 func (x *GetLiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[3]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +681,7 @@ func (x *GetLiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLiveResponse.ProtoReflect.Descriptor instead.
 func (*GetLiveResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetLiveResponse) GetGranularity() string {
@@ -407,7 +718,7 @@ type GetFunnelRequest struct {
 
 func (x *GetFunnelRequest) Reset() {
 	*x = GetFunnelRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[4]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -419,7 +730,7 @@ func (x *GetFunnelRequest) String() string {
 func (*GetFunnelRequest) ProtoMessage() {}
 
 func (x *GetFunnelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[4]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -432,7 +743,7 @@ func (x *GetFunnelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFunnelRequest.ProtoReflect.Descriptor instead.
 func (*GetFunnelRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetFunnelRequest) GetPlatform() string {
@@ -476,7 +787,7 @@ type GetFunnelResponse struct {
 
 func (x *GetFunnelResponse) Reset() {
 	*x = GetFunnelResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[5]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +799,7 @@ func (x *GetFunnelResponse) String() string {
 func (*GetFunnelResponse) ProtoMessage() {}
 
 func (x *GetFunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[5]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +812,7 @@ func (x *GetFunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFunnelResponse.ProtoReflect.Descriptor instead.
 func (*GetFunnelResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetFunnelResponse) GetFrom() *timestamppb.Timestamp {
@@ -599,7 +910,7 @@ type RankedItem struct {
 
 func (x *RankedItem) Reset() {
 	*x = RankedItem{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[6]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +922,7 @@ func (x *RankedItem) String() string {
 func (*RankedItem) ProtoMessage() {}
 
 func (x *RankedItem) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[6]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +935,7 @@ func (x *RankedItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RankedItem.ProtoReflect.Descriptor instead.
 func (*RankedItem) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RankedItem) GetId() string {
@@ -656,7 +967,7 @@ type GetTopRequest struct {
 
 func (x *GetTopRequest) Reset() {
 	*x = GetTopRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[7]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +979,7 @@ func (x *GetTopRequest) String() string {
 func (*GetTopRequest) ProtoMessage() {}
 
 func (x *GetTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[7]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +992,7 @@ func (x *GetTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTopRequest.ProtoReflect.Descriptor instead.
 func (*GetTopRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetTopRequest) GetDimension() string {
@@ -725,7 +1036,7 @@ type GetTopResponse struct {
 
 func (x *GetTopResponse) Reset() {
 	*x = GetTopResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[8]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +1048,7 @@ func (x *GetTopResponse) String() string {
 func (*GetTopResponse) ProtoMessage() {}
 
 func (x *GetTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[8]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +1061,7 @@ func (x *GetTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTopResponse.ProtoReflect.Descriptor instead.
 func (*GetTopResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetTopResponse) GetDimension() string {
@@ -808,7 +1119,7 @@ type Trend struct {
 
 func (x *Trend) Reset() {
 	*x = Trend{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[9]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1131,7 @@ func (x *Trend) String() string {
 func (*Trend) ProtoMessage() {}
 
 func (x *Trend) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[9]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1144,7 @@ func (x *Trend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trend.ProtoReflect.Descriptor instead.
 func (*Trend) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Trend) GetStart() *timestamppb.Timestamp {
@@ -969,7 +1280,7 @@ type GetTrendsRequest struct {
 
 func (x *GetTrendsRequest) Reset() {
 	*x = GetTrendsRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[10]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1292,7 @@ func (x *GetTrendsRequest) String() string {
 func (*GetTrendsRequest) ProtoMessage() {}
 
 func (x *GetTrendsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[10]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1305,7 @@ func (x *GetTrendsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrendsRequest.ProtoReflect.Descriptor instead.
 func (*GetTrendsRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetTrendsRequest) GetGranularity() string {
@@ -1036,7 +1347,7 @@ type GetTrendsResponse struct {
 
 func (x *GetTrendsResponse) Reset() {
 	*x = GetTrendsResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[11]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1359,7 @@ func (x *GetTrendsResponse) String() string {
 func (*GetTrendsResponse) ProtoMessage() {}
 
 func (x *GetTrendsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[11]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1372,7 @@ func (x *GetTrendsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrendsResponse.ProtoReflect.Descriptor instead.
 func (*GetTrendsResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetTrendsResponse) GetGranularity() string {
@@ -1101,7 +1412,7 @@ type GetTrendTopRequest struct {
 
 func (x *GetTrendTopRequest) Reset() {
 	*x = GetTrendTopRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[12]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1424,7 @@ func (x *GetTrendTopRequest) String() string {
 func (*GetTrendTopRequest) ProtoMessage() {}
 
 func (x *GetTrendTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[12]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1437,7 @@ func (x *GetTrendTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrendTopRequest.ProtoReflect.Descriptor instead.
 func (*GetTrendTopRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetTrendTopRequest) GetGranularity() string {
@@ -1173,7 +1484,7 @@ type GetTrendTopResponse struct {
 
 func (x *GetTrendTopResponse) Reset() {
 	*x = GetTrendTopResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[13]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1496,7 @@ func (x *GetTrendTopResponse) String() string {
 func (*GetTrendTopResponse) ProtoMessage() {}
 
 func (x *GetTrendTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[13]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1509,7 @@ func (x *GetTrendTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrendTopResponse.ProtoReflect.Descriptor instead.
 func (*GetTrendTopResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetTrendTopResponse) GetItems() []*RankedItem {
@@ -1225,7 +1536,7 @@ type Transaction struct {
 
 func (x *Transaction) Reset() {
 	*x = Transaction{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[14]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1548,7 @@ func (x *Transaction) String() string {
 func (*Transaction) ProtoMessage() {}
 
 func (x *Transaction) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[14]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1561,7 @@ func (x *Transaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transaction.ProtoReflect.Descriptor instead.
 func (*Transaction) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Transaction) GetTime() *timestamppb.Timestamp {
@@ -1321,7 +1632,7 @@ type ListTransactionsRequest struct {
 
 func (x *ListTransactionsRequest) Reset() {
 	*x = ListTransactionsRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[15]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1644,7 @@ func (x *ListTransactionsRequest) String() string {
 func (*ListTransactionsRequest) ProtoMessage() {}
 
 func (x *ListTransactionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[15]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1657,7 @@ func (x *ListTransactionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransactionsRequest.ProtoReflect.Descriptor instead.
 func (*ListTransactionsRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListTransactionsRequest) GetKind() string {
@@ -1372,7 +1683,7 @@ type ListTransactionsResponse struct {
 
 func (x *ListTransactionsResponse) Reset() {
 	*x = ListTransactionsResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[16]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1695,7 @@ func (x *ListTransactionsResponse) String() string {
 func (*ListTransactionsResponse) ProtoMessage() {}
 
 func (x *ListTransactionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[16]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1708,7 @@ func (x *ListTransactionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransactionsResponse.ProtoReflect.Descriptor instead.
 func (*ListTransactionsResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListTransactionsResponse) GetTransactions() []*Transaction {
@@ -1421,7 +1732,7 @@ type UserEvent struct {
 
 func (x *UserEvent) Reset() {
 	*x = UserEvent{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[17]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1744,7 @@ func (x *UserEvent) String() string {
 func (*UserEvent) ProtoMessage() {}
 
 func (x *UserEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[17]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1757,7 @@ func (x *UserEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserEvent.ProtoReflect.Descriptor instead.
 func (*UserEvent) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UserEvent) GetTime() *timestamppb.Timestamp {
@@ -1506,7 +1817,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[18]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1829,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[18]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1842,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Session) GetSessionId() string {
@@ -1636,7 +1947,7 @@ type GetUserRequest struct {
 
 func (x *GetUserRequest) Reset() {
 	*x = GetUserRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[19]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1959,7 @@ func (x *GetUserRequest) String() string {
 func (*GetUserRequest) ProtoMessage() {}
 
 func (x *GetUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[19]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1972,7 @@ func (x *GetUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserRequest.ProtoReflect.Descriptor instead.
 func (*GetUserRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetUserRequest) GetUserId() string {
@@ -1688,7 +1999,7 @@ type GetUserResponse struct {
 
 func (x *GetUserResponse) Reset() {
 	*x = GetUserResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[20]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +2011,7 @@ func (x *GetUserResponse) String() string {
 func (*GetUserResponse) ProtoMessage() {}
 
 func (x *GetUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[20]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +2024,7 @@ func (x *GetUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserResponse.ProtoReflect.Descriptor instead.
 func (*GetUserResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetUserResponse) GetUserId() string {
@@ -1738,7 +2049,7 @@ type WatchLiveRequest struct {
 
 func (x *WatchLiveRequest) Reset() {
 	*x = WatchLiveRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[21]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +2061,7 @@ func (x *WatchLiveRequest) String() string {
 func (*WatchLiveRequest) ProtoMessage() {}
 
 func (x *WatchLiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[21]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +2074,7 @@ func (x *WatchLiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLiveRequest.ProtoReflect.Descriptor instead.
 func (*WatchLiveRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 // WatchLiveResponse holds GetLive(windows=1) of every platform, "all" first.
@@ -1776,7 +2087,7 @@ type WatchLiveResponse struct {
 
 func (x *WatchLiveResponse) Reset() {
 	*x = WatchLiveResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[22]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +2099,7 @@ func (x *WatchLiveResponse) String() string {
 func (*WatchLiveResponse) ProtoMessage() {}
 
 func (x *WatchLiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[22]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +2112,7 @@ func (x *WatchLiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLiveResponse.ProtoReflect.Descriptor instead.
 func (*WatchLiveResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WatchLiveResponse) GetPlatforms() []*GetLiveResponse {
@@ -1815,7 +2126,41 @@ var File_bytebasket_v1_api_proto protoreflect.FileDescriptor
 
 const file_bytebasket_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x17bytebasket/v1/api.proto\x12\rbytebasket.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n" +
+	"\x17bytebasket/v1/api.proto\x12\rbytebasket.v1\x1a\x19bytebasket/v1/fraud.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"q\n" +
+	"\x16ListFraudAlertsRequest\x12\x14\n" +
+	"\x05hours\x18\x01 \x01(\x05R\x05hours\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\xab\x01\n" +
+	"\x17ListFraudAlertsResponse\x12.\n" +
+	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x124\n" +
+	"\x06alerts\x18\x03 \x03(\v2\x1c.bytebasket.v1.FraudDecisionR\x06alerts\",\n" +
+	"\x14GetFraudStatsRequest\x12\x14\n" +
+	"\x05hours\x18\x01 \x01(\x05R\x05hours\"\x9a\x06\n" +
+	"\x15GetFraudStatsResponse\x12.\n" +
+	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1c\n" +
+	"\tdecisions\x18\x03 \x01(\x03R\tdecisions\x12O\n" +
+	"\tby_action\x18\x04 \x03(\v22.bytebasket.v1.GetFraudStatsResponse.ByActionEntryR\bbyAction\x12I\n" +
+	"\aby_kind\x18\x05 \x03(\v20.bytebasket.v1.GetFraudStatsResponse.ByKindEntryR\x06byKind\x126\n" +
+	"\trule_hits\x18\x06 \x03(\v2\x19.bytebasket.v1.RankedItemR\bruleHits\x12\x16\n" +
+	"\x06scores\x18\a \x03(\x03R\x06scores\x12+\n" +
+	"\x11monitoring_alerts\x18\b \x01(\x03R\x10monitoringAlerts\x12O\n" +
+	"\tby_signal\x18\t \x03(\v22.bytebasket.v1.GetFraudStatsResponse.BySignalEntryR\bbySignal\x12$\n" +
+	"\x0elatency_p50_ms\x18\n" +
+	" \x01(\x01R\flatencyP50Ms\x12$\n" +
+	"\x0elatency_p99_ms\x18\v \x01(\x01R\flatencyP99Ms\x12\x1c\n" +
+	"\ttruncated\x18\f \x01(\bR\ttruncated\x1a;\n" +
+	"\rByActionEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a9\n" +
+	"\vByKindEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a;\n" +
+	"\rBySignalEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"v\n" +
 	"\fFunnelCounts\x12\x18\n" +
 	"\aviewers\x18\x01 \x01(\x03R\aviewers\x12\x18\n" +
 	"\acarters\x18\x02 \x01(\x03R\acarters\x12\x1a\n" +
@@ -1989,7 +2334,7 @@ const file_bytebasket_v1_api_proto_rawDesc = "" +
 	"\bsessions\x18\x02 \x03(\v2\x16.bytebasket.v1.SessionR\bsessions\"\x12\n" +
 	"\x10WatchLiveRequest\"Q\n" +
 	"\x11WatchLiveResponse\x12<\n" +
-	"\tplatforms\x18\x01 \x03(\v2\x1e.bytebasket.v1.GetLiveResponseR\tplatforms2\x9a\x05\n" +
+	"\tplatforms\x18\x01 \x03(\v2\x1e.bytebasket.v1.GetLiveResponseR\tplatforms2\xd8\x06\n" +
 	"\x10AnalyticsService\x12H\n" +
 	"\aGetLive\x12\x1d.bytebasket.v1.GetLiveRequest\x1a\x1e.bytebasket.v1.GetLiveResponse\x12N\n" +
 	"\tGetFunnel\x12\x1f.bytebasket.v1.GetFunnelRequest\x1a .bytebasket.v1.GetFunnelResponse\x12E\n" +
@@ -1998,7 +2343,9 @@ const file_bytebasket_v1_api_proto_rawDesc = "" +
 	"\vGetTrendTop\x12!.bytebasket.v1.GetTrendTopRequest\x1a\".bytebasket.v1.GetTrendTopResponse\x12c\n" +
 	"\x10ListTransactions\x12&.bytebasket.v1.ListTransactionsRequest\x1a'.bytebasket.v1.ListTransactionsResponse\x12H\n" +
 	"\aGetUser\x12\x1d.bytebasket.v1.GetUserRequest\x1a\x1e.bytebasket.v1.GetUserResponse\x12P\n" +
-	"\tWatchLive\x12\x1f.bytebasket.v1.WatchLiveRequest\x1a .bytebasket.v1.WatchLiveResponse0\x01BCZAgithub.com/bytebasket/bytebasket/proto/bytebasket/v1;bytebasketv1b\x06proto3"
+	"\tWatchLive\x12\x1f.bytebasket.v1.WatchLiveRequest\x1a .bytebasket.v1.WatchLiveResponse0\x01\x12`\n" +
+	"\x0fListFraudAlerts\x12%.bytebasket.v1.ListFraudAlertsRequest\x1a&.bytebasket.v1.ListFraudAlertsResponse\x12Z\n" +
+	"\rGetFraudStats\x12#.bytebasket.v1.GetFraudStatsRequest\x1a$.bytebasket.v1.GetFraudStatsResponseBCZAgithub.com/bytebasket/bytebasket/proto/bytebasket/v1;bytebasketv1b\x06proto3"
 
 var (
 	file_bytebasket_v1_api_proto_rawDescOnce sync.Once
@@ -2012,94 +2359,115 @@ func file_bytebasket_v1_api_proto_rawDescGZIP() []byte {
 	return file_bytebasket_v1_api_proto_rawDescData
 }
 
-var file_bytebasket_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_bytebasket_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_bytebasket_v1_api_proto_goTypes = []any{
-	(*FunnelCounts)(nil),             // 0: bytebasket.v1.FunnelCounts
-	(*Window)(nil),                   // 1: bytebasket.v1.Window
-	(*GetLiveRequest)(nil),           // 2: bytebasket.v1.GetLiveRequest
-	(*GetLiveResponse)(nil),          // 3: bytebasket.v1.GetLiveResponse
-	(*GetFunnelRequest)(nil),         // 4: bytebasket.v1.GetFunnelRequest
-	(*GetFunnelResponse)(nil),        // 5: bytebasket.v1.GetFunnelResponse
-	(*RankedItem)(nil),               // 6: bytebasket.v1.RankedItem
-	(*GetTopRequest)(nil),            // 7: bytebasket.v1.GetTopRequest
-	(*GetTopResponse)(nil),           // 8: bytebasket.v1.GetTopResponse
-	(*Trend)(nil),                    // 9: bytebasket.v1.Trend
-	(*GetTrendsRequest)(nil),         // 10: bytebasket.v1.GetTrendsRequest
-	(*GetTrendsResponse)(nil),        // 11: bytebasket.v1.GetTrendsResponse
-	(*GetTrendTopRequest)(nil),       // 12: bytebasket.v1.GetTrendTopRequest
-	(*GetTrendTopResponse)(nil),      // 13: bytebasket.v1.GetTrendTopResponse
-	(*Transaction)(nil),              // 14: bytebasket.v1.Transaction
-	(*ListTransactionsRequest)(nil),  // 15: bytebasket.v1.ListTransactionsRequest
-	(*ListTransactionsResponse)(nil), // 16: bytebasket.v1.ListTransactionsResponse
-	(*UserEvent)(nil),                // 17: bytebasket.v1.UserEvent
-	(*Session)(nil),                  // 18: bytebasket.v1.Session
-	(*GetUserRequest)(nil),           // 19: bytebasket.v1.GetUserRequest
-	(*GetUserResponse)(nil),          // 20: bytebasket.v1.GetUserResponse
-	(*WatchLiveRequest)(nil),         // 21: bytebasket.v1.WatchLiveRequest
-	(*WatchLiveResponse)(nil),        // 22: bytebasket.v1.WatchLiveResponse
-	nil,                              // 23: bytebasket.v1.Window.RevenueEntry
-	nil,                              // 24: bytebasket.v1.Window.OrdersByCurrencyEntry
-	nil,                              // 25: bytebasket.v1.Window.AverageOrderValueEntry
-	nil,                              // 26: bytebasket.v1.Trend.RevenueEntry
-	nil,                              // 27: bytebasket.v1.Trend.OrdersByCurrencyEntry
-	nil,                              // 28: bytebasket.v1.Trend.AverageOrderValueEntry
-	nil,                              // 29: bytebasket.v1.Session.RevenueEntry
-	(*timestamppb.Timestamp)(nil),    // 30: google.protobuf.Timestamp
+	(*ListFraudAlertsRequest)(nil),   // 0: bytebasket.v1.ListFraudAlertsRequest
+	(*ListFraudAlertsResponse)(nil),  // 1: bytebasket.v1.ListFraudAlertsResponse
+	(*GetFraudStatsRequest)(nil),     // 2: bytebasket.v1.GetFraudStatsRequest
+	(*GetFraudStatsResponse)(nil),    // 3: bytebasket.v1.GetFraudStatsResponse
+	(*FunnelCounts)(nil),             // 4: bytebasket.v1.FunnelCounts
+	(*Window)(nil),                   // 5: bytebasket.v1.Window
+	(*GetLiveRequest)(nil),           // 6: bytebasket.v1.GetLiveRequest
+	(*GetLiveResponse)(nil),          // 7: bytebasket.v1.GetLiveResponse
+	(*GetFunnelRequest)(nil),         // 8: bytebasket.v1.GetFunnelRequest
+	(*GetFunnelResponse)(nil),        // 9: bytebasket.v1.GetFunnelResponse
+	(*RankedItem)(nil),               // 10: bytebasket.v1.RankedItem
+	(*GetTopRequest)(nil),            // 11: bytebasket.v1.GetTopRequest
+	(*GetTopResponse)(nil),           // 12: bytebasket.v1.GetTopResponse
+	(*Trend)(nil),                    // 13: bytebasket.v1.Trend
+	(*GetTrendsRequest)(nil),         // 14: bytebasket.v1.GetTrendsRequest
+	(*GetTrendsResponse)(nil),        // 15: bytebasket.v1.GetTrendsResponse
+	(*GetTrendTopRequest)(nil),       // 16: bytebasket.v1.GetTrendTopRequest
+	(*GetTrendTopResponse)(nil),      // 17: bytebasket.v1.GetTrendTopResponse
+	(*Transaction)(nil),              // 18: bytebasket.v1.Transaction
+	(*ListTransactionsRequest)(nil),  // 19: bytebasket.v1.ListTransactionsRequest
+	(*ListTransactionsResponse)(nil), // 20: bytebasket.v1.ListTransactionsResponse
+	(*UserEvent)(nil),                // 21: bytebasket.v1.UserEvent
+	(*Session)(nil),                  // 22: bytebasket.v1.Session
+	(*GetUserRequest)(nil),           // 23: bytebasket.v1.GetUserRequest
+	(*GetUserResponse)(nil),          // 24: bytebasket.v1.GetUserResponse
+	(*WatchLiveRequest)(nil),         // 25: bytebasket.v1.WatchLiveRequest
+	(*WatchLiveResponse)(nil),        // 26: bytebasket.v1.WatchLiveResponse
+	nil,                              // 27: bytebasket.v1.GetFraudStatsResponse.ByActionEntry
+	nil,                              // 28: bytebasket.v1.GetFraudStatsResponse.ByKindEntry
+	nil,                              // 29: bytebasket.v1.GetFraudStatsResponse.BySignalEntry
+	nil,                              // 30: bytebasket.v1.Window.RevenueEntry
+	nil,                              // 31: bytebasket.v1.Window.OrdersByCurrencyEntry
+	nil,                              // 32: bytebasket.v1.Window.AverageOrderValueEntry
+	nil,                              // 33: bytebasket.v1.Trend.RevenueEntry
+	nil,                              // 34: bytebasket.v1.Trend.OrdersByCurrencyEntry
+	nil,                              // 35: bytebasket.v1.Trend.AverageOrderValueEntry
+	nil,                              // 36: bytebasket.v1.Session.RevenueEntry
+	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
+	(*FraudDecision)(nil),            // 38: bytebasket.v1.FraudDecision
 }
 var file_bytebasket_v1_api_proto_depIdxs = []int32{
-	30, // 0: bytebasket.v1.Window.start:type_name -> google.protobuf.Timestamp
-	30, // 1: bytebasket.v1.Window.end:type_name -> google.protobuf.Timestamp
-	23, // 2: bytebasket.v1.Window.revenue:type_name -> bytebasket.v1.Window.RevenueEntry
-	24, // 3: bytebasket.v1.Window.orders_by_currency:type_name -> bytebasket.v1.Window.OrdersByCurrencyEntry
-	25, // 4: bytebasket.v1.Window.average_order_value:type_name -> bytebasket.v1.Window.AverageOrderValueEntry
-	0,  // 5: bytebasket.v1.Window.funnel:type_name -> bytebasket.v1.FunnelCounts
-	30, // 6: bytebasket.v1.Window.updated_at:type_name -> google.protobuf.Timestamp
-	1,  // 7: bytebasket.v1.GetLiveResponse.windows:type_name -> bytebasket.v1.Window
-	30, // 8: bytebasket.v1.GetFunnelRequest.start:type_name -> google.protobuf.Timestamp
-	30, // 9: bytebasket.v1.GetFunnelResponse.from:type_name -> google.protobuf.Timestamp
-	30, // 10: bytebasket.v1.GetFunnelResponse.to:type_name -> google.protobuf.Timestamp
-	30, // 11: bytebasket.v1.GetTopRequest.start:type_name -> google.protobuf.Timestamp
-	30, // 12: bytebasket.v1.GetTopResponse.start:type_name -> google.protobuf.Timestamp
-	6,  // 13: bytebasket.v1.GetTopResponse.items:type_name -> bytebasket.v1.RankedItem
-	30, // 14: bytebasket.v1.Trend.start:type_name -> google.protobuf.Timestamp
-	26, // 15: bytebasket.v1.Trend.revenue:type_name -> bytebasket.v1.Trend.RevenueEntry
-	27, // 16: bytebasket.v1.Trend.orders_by_currency:type_name -> bytebasket.v1.Trend.OrdersByCurrencyEntry
-	28, // 17: bytebasket.v1.Trend.average_order_value:type_name -> bytebasket.v1.Trend.AverageOrderValueEntry
-	30, // 18: bytebasket.v1.GetTrendsRequest.from:type_name -> google.protobuf.Timestamp
-	30, // 19: bytebasket.v1.GetTrendsRequest.to:type_name -> google.protobuf.Timestamp
-	9,  // 20: bytebasket.v1.GetTrendsResponse.buckets:type_name -> bytebasket.v1.Trend
-	30, // 21: bytebasket.v1.GetTrendTopRequest.start:type_name -> google.protobuf.Timestamp
-	6,  // 22: bytebasket.v1.GetTrendTopResponse.items:type_name -> bytebasket.v1.RankedItem
-	30, // 23: bytebasket.v1.Transaction.time:type_name -> google.protobuf.Timestamp
-	14, // 24: bytebasket.v1.ListTransactionsResponse.transactions:type_name -> bytebasket.v1.Transaction
-	30, // 25: bytebasket.v1.UserEvent.time:type_name -> google.protobuf.Timestamp
-	30, // 26: bytebasket.v1.Session.start:type_name -> google.protobuf.Timestamp
-	30, // 27: bytebasket.v1.Session.end:type_name -> google.protobuf.Timestamp
-	29, // 28: bytebasket.v1.Session.revenue:type_name -> bytebasket.v1.Session.RevenueEntry
-	17, // 29: bytebasket.v1.Session.recent:type_name -> bytebasket.v1.UserEvent
-	18, // 30: bytebasket.v1.GetUserResponse.sessions:type_name -> bytebasket.v1.Session
-	3,  // 31: bytebasket.v1.WatchLiveResponse.platforms:type_name -> bytebasket.v1.GetLiveResponse
-	2,  // 32: bytebasket.v1.AnalyticsService.GetLive:input_type -> bytebasket.v1.GetLiveRequest
-	4,  // 33: bytebasket.v1.AnalyticsService.GetFunnel:input_type -> bytebasket.v1.GetFunnelRequest
-	7,  // 34: bytebasket.v1.AnalyticsService.GetTop:input_type -> bytebasket.v1.GetTopRequest
-	10, // 35: bytebasket.v1.AnalyticsService.GetTrends:input_type -> bytebasket.v1.GetTrendsRequest
-	12, // 36: bytebasket.v1.AnalyticsService.GetTrendTop:input_type -> bytebasket.v1.GetTrendTopRequest
-	15, // 37: bytebasket.v1.AnalyticsService.ListTransactions:input_type -> bytebasket.v1.ListTransactionsRequest
-	19, // 38: bytebasket.v1.AnalyticsService.GetUser:input_type -> bytebasket.v1.GetUserRequest
-	21, // 39: bytebasket.v1.AnalyticsService.WatchLive:input_type -> bytebasket.v1.WatchLiveRequest
-	3,  // 40: bytebasket.v1.AnalyticsService.GetLive:output_type -> bytebasket.v1.GetLiveResponse
-	5,  // 41: bytebasket.v1.AnalyticsService.GetFunnel:output_type -> bytebasket.v1.GetFunnelResponse
-	8,  // 42: bytebasket.v1.AnalyticsService.GetTop:output_type -> bytebasket.v1.GetTopResponse
-	11, // 43: bytebasket.v1.AnalyticsService.GetTrends:output_type -> bytebasket.v1.GetTrendsResponse
-	13, // 44: bytebasket.v1.AnalyticsService.GetTrendTop:output_type -> bytebasket.v1.GetTrendTopResponse
-	16, // 45: bytebasket.v1.AnalyticsService.ListTransactions:output_type -> bytebasket.v1.ListTransactionsResponse
-	20, // 46: bytebasket.v1.AnalyticsService.GetUser:output_type -> bytebasket.v1.GetUserResponse
-	22, // 47: bytebasket.v1.AnalyticsService.WatchLive:output_type -> bytebasket.v1.WatchLiveResponse
-	40, // [40:48] is the sub-list for method output_type
-	32, // [32:40] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	37, // 0: bytebasket.v1.ListFraudAlertsResponse.from:type_name -> google.protobuf.Timestamp
+	37, // 1: bytebasket.v1.ListFraudAlertsResponse.to:type_name -> google.protobuf.Timestamp
+	38, // 2: bytebasket.v1.ListFraudAlertsResponse.alerts:type_name -> bytebasket.v1.FraudDecision
+	37, // 3: bytebasket.v1.GetFraudStatsResponse.from:type_name -> google.protobuf.Timestamp
+	37, // 4: bytebasket.v1.GetFraudStatsResponse.to:type_name -> google.protobuf.Timestamp
+	27, // 5: bytebasket.v1.GetFraudStatsResponse.by_action:type_name -> bytebasket.v1.GetFraudStatsResponse.ByActionEntry
+	28, // 6: bytebasket.v1.GetFraudStatsResponse.by_kind:type_name -> bytebasket.v1.GetFraudStatsResponse.ByKindEntry
+	10, // 7: bytebasket.v1.GetFraudStatsResponse.rule_hits:type_name -> bytebasket.v1.RankedItem
+	29, // 8: bytebasket.v1.GetFraudStatsResponse.by_signal:type_name -> bytebasket.v1.GetFraudStatsResponse.BySignalEntry
+	37, // 9: bytebasket.v1.Window.start:type_name -> google.protobuf.Timestamp
+	37, // 10: bytebasket.v1.Window.end:type_name -> google.protobuf.Timestamp
+	30, // 11: bytebasket.v1.Window.revenue:type_name -> bytebasket.v1.Window.RevenueEntry
+	31, // 12: bytebasket.v1.Window.orders_by_currency:type_name -> bytebasket.v1.Window.OrdersByCurrencyEntry
+	32, // 13: bytebasket.v1.Window.average_order_value:type_name -> bytebasket.v1.Window.AverageOrderValueEntry
+	4,  // 14: bytebasket.v1.Window.funnel:type_name -> bytebasket.v1.FunnelCounts
+	37, // 15: bytebasket.v1.Window.updated_at:type_name -> google.protobuf.Timestamp
+	5,  // 16: bytebasket.v1.GetLiveResponse.windows:type_name -> bytebasket.v1.Window
+	37, // 17: bytebasket.v1.GetFunnelRequest.start:type_name -> google.protobuf.Timestamp
+	37, // 18: bytebasket.v1.GetFunnelResponse.from:type_name -> google.protobuf.Timestamp
+	37, // 19: bytebasket.v1.GetFunnelResponse.to:type_name -> google.protobuf.Timestamp
+	37, // 20: bytebasket.v1.GetTopRequest.start:type_name -> google.protobuf.Timestamp
+	37, // 21: bytebasket.v1.GetTopResponse.start:type_name -> google.protobuf.Timestamp
+	10, // 22: bytebasket.v1.GetTopResponse.items:type_name -> bytebasket.v1.RankedItem
+	37, // 23: bytebasket.v1.Trend.start:type_name -> google.protobuf.Timestamp
+	33, // 24: bytebasket.v1.Trend.revenue:type_name -> bytebasket.v1.Trend.RevenueEntry
+	34, // 25: bytebasket.v1.Trend.orders_by_currency:type_name -> bytebasket.v1.Trend.OrdersByCurrencyEntry
+	35, // 26: bytebasket.v1.Trend.average_order_value:type_name -> bytebasket.v1.Trend.AverageOrderValueEntry
+	37, // 27: bytebasket.v1.GetTrendsRequest.from:type_name -> google.protobuf.Timestamp
+	37, // 28: bytebasket.v1.GetTrendsRequest.to:type_name -> google.protobuf.Timestamp
+	13, // 29: bytebasket.v1.GetTrendsResponse.buckets:type_name -> bytebasket.v1.Trend
+	37, // 30: bytebasket.v1.GetTrendTopRequest.start:type_name -> google.protobuf.Timestamp
+	10, // 31: bytebasket.v1.GetTrendTopResponse.items:type_name -> bytebasket.v1.RankedItem
+	37, // 32: bytebasket.v1.Transaction.time:type_name -> google.protobuf.Timestamp
+	18, // 33: bytebasket.v1.ListTransactionsResponse.transactions:type_name -> bytebasket.v1.Transaction
+	37, // 34: bytebasket.v1.UserEvent.time:type_name -> google.protobuf.Timestamp
+	37, // 35: bytebasket.v1.Session.start:type_name -> google.protobuf.Timestamp
+	37, // 36: bytebasket.v1.Session.end:type_name -> google.protobuf.Timestamp
+	36, // 37: bytebasket.v1.Session.revenue:type_name -> bytebasket.v1.Session.RevenueEntry
+	21, // 38: bytebasket.v1.Session.recent:type_name -> bytebasket.v1.UserEvent
+	22, // 39: bytebasket.v1.GetUserResponse.sessions:type_name -> bytebasket.v1.Session
+	7,  // 40: bytebasket.v1.WatchLiveResponse.platforms:type_name -> bytebasket.v1.GetLiveResponse
+	6,  // 41: bytebasket.v1.AnalyticsService.GetLive:input_type -> bytebasket.v1.GetLiveRequest
+	8,  // 42: bytebasket.v1.AnalyticsService.GetFunnel:input_type -> bytebasket.v1.GetFunnelRequest
+	11, // 43: bytebasket.v1.AnalyticsService.GetTop:input_type -> bytebasket.v1.GetTopRequest
+	14, // 44: bytebasket.v1.AnalyticsService.GetTrends:input_type -> bytebasket.v1.GetTrendsRequest
+	16, // 45: bytebasket.v1.AnalyticsService.GetTrendTop:input_type -> bytebasket.v1.GetTrendTopRequest
+	19, // 46: bytebasket.v1.AnalyticsService.ListTransactions:input_type -> bytebasket.v1.ListTransactionsRequest
+	23, // 47: bytebasket.v1.AnalyticsService.GetUser:input_type -> bytebasket.v1.GetUserRequest
+	25, // 48: bytebasket.v1.AnalyticsService.WatchLive:input_type -> bytebasket.v1.WatchLiveRequest
+	0,  // 49: bytebasket.v1.AnalyticsService.ListFraudAlerts:input_type -> bytebasket.v1.ListFraudAlertsRequest
+	2,  // 50: bytebasket.v1.AnalyticsService.GetFraudStats:input_type -> bytebasket.v1.GetFraudStatsRequest
+	7,  // 51: bytebasket.v1.AnalyticsService.GetLive:output_type -> bytebasket.v1.GetLiveResponse
+	9,  // 52: bytebasket.v1.AnalyticsService.GetFunnel:output_type -> bytebasket.v1.GetFunnelResponse
+	12, // 53: bytebasket.v1.AnalyticsService.GetTop:output_type -> bytebasket.v1.GetTopResponse
+	15, // 54: bytebasket.v1.AnalyticsService.GetTrends:output_type -> bytebasket.v1.GetTrendsResponse
+	17, // 55: bytebasket.v1.AnalyticsService.GetTrendTop:output_type -> bytebasket.v1.GetTrendTopResponse
+	20, // 56: bytebasket.v1.AnalyticsService.ListTransactions:output_type -> bytebasket.v1.ListTransactionsResponse
+	24, // 57: bytebasket.v1.AnalyticsService.GetUser:output_type -> bytebasket.v1.GetUserResponse
+	26, // 58: bytebasket.v1.AnalyticsService.WatchLive:output_type -> bytebasket.v1.WatchLiveResponse
+	1,  // 59: bytebasket.v1.AnalyticsService.ListFraudAlerts:output_type -> bytebasket.v1.ListFraudAlertsResponse
+	3,  // 60: bytebasket.v1.AnalyticsService.GetFraudStats:output_type -> bytebasket.v1.GetFraudStatsResponse
+	51, // [51:61] is the sub-list for method output_type
+	41, // [41:51] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_api_proto_init() }
@@ -2107,13 +2475,14 @@ func file_bytebasket_v1_api_proto_init() {
 	if File_bytebasket_v1_api_proto != nil {
 		return
 	}
+	file_bytebasket_v1_fraud_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_api_proto_rawDesc), len(file_bytebasket_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

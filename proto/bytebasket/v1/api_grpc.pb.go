@@ -32,6 +32,8 @@ const (
 	AnalyticsService_ListTransactions_FullMethodName = "/bytebasket.v1.AnalyticsService/ListTransactions"
 	AnalyticsService_GetUser_FullMethodName          = "/bytebasket.v1.AnalyticsService/GetUser"
 	AnalyticsService_WatchLive_FullMethodName        = "/bytebasket.v1.AnalyticsService/WatchLive"
+	AnalyticsService_ListFraudAlerts_FullMethodName  = "/bytebasket.v1.AnalyticsService/ListFraudAlerts"
+	AnalyticsService_GetFraudStats_FullMethodName    = "/bytebasket.v1.AnalyticsService/GetFraudStats"
 )
 
 // AnalyticsServiceClient is the client API for AnalyticsService service.
@@ -58,6 +60,10 @@ type AnalyticsServiceClient interface {
 	// The current 1-minute window of every platform, sent again whenever it changes
 	// (GET /api/v1/events).
 	WatchLive(ctx context.Context, in *WatchLiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchLiveResponse], error)
+	// Review and block decisions and monitoring alerts, newest first (GET /api/v1/fraud/alerts).
+	ListFraudAlerts(ctx context.Context, in *ListFraudAlertsRequest, opts ...grpc.CallOption) (*ListFraudAlertsResponse, error)
+	// A summary of the alerts of the last hours (GET /api/v1/fraud/stats).
+	GetFraudStats(ctx context.Context, in *GetFraudStatsRequest, opts ...grpc.CallOption) (*GetFraudStatsResponse, error)
 }
 
 type analyticsServiceClient struct {
@@ -157,6 +163,26 @@ func (c *analyticsServiceClient) WatchLive(ctx context.Context, in *WatchLiveReq
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AnalyticsService_WatchLiveClient = grpc.ServerStreamingClient[WatchLiveResponse]
 
+func (c *analyticsServiceClient) ListFraudAlerts(ctx context.Context, in *ListFraudAlertsRequest, opts ...grpc.CallOption) (*ListFraudAlertsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFraudAlertsResponse)
+	err := c.cc.Invoke(ctx, AnalyticsService_ListFraudAlerts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *analyticsServiceClient) GetFraudStats(ctx context.Context, in *GetFraudStatsRequest, opts ...grpc.CallOption) (*GetFraudStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFraudStatsResponse)
+	err := c.cc.Invoke(ctx, AnalyticsService_GetFraudStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AnalyticsServiceServer is the server API for AnalyticsService service.
 // All implementations must embed UnimplementedAnalyticsServiceServer
 // for forward compatibility.
@@ -181,6 +207,10 @@ type AnalyticsServiceServer interface {
 	// The current 1-minute window of every platform, sent again whenever it changes
 	// (GET /api/v1/events).
 	WatchLive(*WatchLiveRequest, grpc.ServerStreamingServer[WatchLiveResponse]) error
+	// Review and block decisions and monitoring alerts, newest first (GET /api/v1/fraud/alerts).
+	ListFraudAlerts(context.Context, *ListFraudAlertsRequest) (*ListFraudAlertsResponse, error)
+	// A summary of the alerts of the last hours (GET /api/v1/fraud/stats).
+	GetFraudStats(context.Context, *GetFraudStatsRequest) (*GetFraudStatsResponse, error)
 	mustEmbedUnimplementedAnalyticsServiceServer()
 }
 
@@ -214,6 +244,12 @@ func (UnimplementedAnalyticsServiceServer) GetUser(context.Context, *GetUserRequ
 }
 func (UnimplementedAnalyticsServiceServer) WatchLive(*WatchLiveRequest, grpc.ServerStreamingServer[WatchLiveResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchLive not implemented")
+}
+func (UnimplementedAnalyticsServiceServer) ListFraudAlerts(context.Context, *ListFraudAlertsRequest) (*ListFraudAlertsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFraudAlerts not implemented")
+}
+func (UnimplementedAnalyticsServiceServer) GetFraudStats(context.Context, *GetFraudStatsRequest) (*GetFraudStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFraudStats not implemented")
 }
 func (UnimplementedAnalyticsServiceServer) mustEmbedUnimplementedAnalyticsServiceServer() {}
 func (UnimplementedAnalyticsServiceServer) testEmbeddedByValue()                          {}
@@ -373,6 +409,42 @@ func _AnalyticsService_WatchLive_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AnalyticsService_WatchLiveServer = grpc.ServerStreamingServer[WatchLiveResponse]
 
+func _AnalyticsService_ListFraudAlerts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFraudAlertsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnalyticsServiceServer).ListFraudAlerts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AnalyticsService_ListFraudAlerts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnalyticsServiceServer).ListFraudAlerts(ctx, req.(*ListFraudAlertsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AnalyticsService_GetFraudStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFraudStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnalyticsServiceServer).GetFraudStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AnalyticsService_GetFraudStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnalyticsServiceServer).GetFraudStats(ctx, req.(*GetFraudStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AnalyticsService_ServiceDesc is the grpc.ServiceDesc for AnalyticsService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -407,6 +479,14 @@ var AnalyticsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetUser",
 			Handler:    _AnalyticsService_GetUser_Handler,
+		},
+		{
+			MethodName: "ListFraudAlerts",
+			Handler:    _AnalyticsService_ListFraudAlerts_Handler,
+		},
+		{
+			MethodName: "GetFraudStats",
+			Handler:    _AnalyticsService_GetFraudStats_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
