@@ -306,7 +306,7 @@ func (t *task) Apply(_ string, e *pb.Envelope) bool {
 		}
 		return false
 	}
-	d := t.role.decide(c, e, h, t.st.typical)
+	d := t.role.decide(c, e, h, t.st)
 	// An order joins the user's and the partition's baselines after it was decided on.
 	ordered(h.profile, e)
 	t.st.typical.add(e)
@@ -350,8 +350,8 @@ func (r *role) fired(d *pb.FraudDecision, rule *rules.Rule, held []*pb.FraudCond
 }
 
 // decide is the first stage's decision on e, the newest event of history h, under c: the
-// reasons of the user rules; typ is the partition's baseline.
-func (r *role) decide(c *compiled, e *pb.Envelope, h *history, typ *typical) *pb.FraudDecision {
+// reasons of the user rules; st is the partition's state (its baseline, its age).
+func (r *role) decide(c *compiled, e *pb.Envelope, h *history, st *userState) *pb.FraudDecision {
 	at := e.GetEventTime().AsTime().UnixMilli()
 	d := &pb.FraudDecision{
 		EventId: e.GetEventId(), Kind: string(event.KindOf(e)), UserId: e.GetUserId(),
@@ -369,7 +369,7 @@ func (r *role) decide(c *compiled, e *pb.Envelope, h *history, typ *typical) *pb
 		d.AmountMinor, d.Currency = m.GetAmountMinor(), m.GetCurrency()
 	}
 	for _, rule := range c.rules {
-		if held := holds(rule, e, h, typ, at); held != nil {
+		if held := holds(rule, e, h, st, c.set, at); held != nil {
 			r.fired(d, rule, held)
 		}
 	}
@@ -377,15 +377,17 @@ func (r *role) decide(c *compiled, e *pb.Envelope, h *history, typ *typical) *pb
 }
 
 // holds is what each condition of rule measured for e when all of them hold, nil when one
-// does not. Conditions are tested in order and the first that fails ends the test.
-func holds(rule *rules.Rule, e *pb.Envelope, h *history, typ *typical, at int64) []*pb.FraudCondition {
+// does not. Conditions are tested in order and the first that fails ends the test. st is the
+// first stage's partition state, nil in the repartition stage (whose aggregates look around
+// the event: see aggregate).
+func holds(rule *rules.Rule, e *pb.Envelope, h *history, st *userState, set *rules.Set, at int64) []*pb.FraudCondition {
 	var held []*pb.FraudCondition
 	for _, c := range rule.Conditions() {
 		var v float64
 		if c.Signal != "" {
-			v = signal(&c, e, h.profile, typ)
+			v = signal(&c, e, h.profile, st, set)
 		} else {
-			v = aggregate(rule.On, &c, e.GetUserId(), h, at)
+			v = aggregate(rule.On, &c, e.GetUserId(), h, at, st == nil)
 		}
 		if !c.Compare.Holds(v, c.Limit) {
 			return nil

@@ -142,8 +142,15 @@ func TestDecisionsExactlyOnceAcrossRestarts(t *testing.T) {
 			t.Errorf("decision %s: rules version %d, reasons %v", d.GetOrderId(), d.GetRulesVersion(), d.GetReasons())
 		}
 	}
+	// u-4 and u-5 are in different partitions: whichever order reaches the card stage second
+	// finds the other's account on the card (the stage counts a window either side).
+	shared := "o-u-5-0"
+	if slices.Contains(ids, "o-u-4-0") {
+		shared = "o-u-4-0"
+	}
 	slices.Sort(ids)
-	want := []string{"o-u-1-2", "o-u-1-3", "o-u-1-4", "o-u-1-5", "o-u-3-1", "o-u-5-0"}
+	want := []string{"o-u-1-2", "o-u-1-3", "o-u-1-4", "o-u-1-5", "o-u-3-1", shared}
+	slices.Sort(want)
 	if !slices.Equal(ids, want) {
 		t.Fatalf("decisions in fraud-alerts %v, want each of %v once", ids, want)
 	}
@@ -153,10 +160,10 @@ func TestDecisionsExactlyOnceAcrossRestarts(t *testing.T) {
 			if d.GetAction() != pb.FraudAction_FRAUD_ACTION_BLOCK || d.GetScore() != 70 {
 				t.Errorf("u-3's second order: %v score %d, want block 70", d.GetAction(), d.GetScore())
 			}
-		case "o-u-5-0":
+		case shared:
 			if d.GetAction() != pb.FraudAction_FRAUD_ACTION_BLOCK || d.GetScore() != 50 || d.GetReasons()[0].GetRule() != "card-shared" ||
 				d.GetReasons()[0].GetValue() != 2 {
-				t.Errorf("u-5's order on u-4's card: %v score %d reasons %v, want block 50 by card-shared (2 users)", d.GetAction(), d.GetScore(), d.GetReasons())
+				t.Errorf("%s, one of two accounts on card-4: %v score %d reasons %v, want block 50 by card-shared (2 users)", shared, d.GetAction(), d.GetScore(), d.GetReasons())
 			}
 		default:
 			if d.GetAction() != pb.FraudAction_FRAUD_ACTION_REVIEW || d.GetScore() != 40 {

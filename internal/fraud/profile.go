@@ -127,8 +127,8 @@ func (t *typical) changes(full bool, emit func(*pb.StateEntry)) {
 }
 
 // signal is the value of condition c (a signal) for e, the decided event of the user with
-// profile p, against the partition's baseline t.
-func signal(c *rules.Condition, e *pb.Envelope, p *pb.FraudProfile, t *typical) float64 {
+// profile p, in the partition whose state is st, under set.
+func signal(c *rules.Condition, e *pb.Envelope, p *pb.FraudProfile, st *userState, set *rules.Set) float64 {
 	at := e.GetEventTime().AsTime().UnixMilli()
 	m, hasAmount := rules.AmountOf(e)
 	switch c.Signal {
@@ -145,6 +145,11 @@ func signal(c *rules.Condition, e *pb.Envelope, p *pb.FraudProfile, t *typical) 
 		}
 		return float64(n)
 	case rules.AccountAge:
+		// A user first seen while the partition was still warming up may be an old customer
+		// the role had not met yet: not known to be new, so as old as the profile remembers.
+		if p.GetFirstSeenMs() < st.firstEventMs+set.Warmup().Milliseconds() {
+			return set.Retention().Minutes()
+		}
 		return float64(time.Duration(at-p.GetFirstSeenMs()) * time.Millisecond / time.Minute)
 	case rules.PriorOrders:
 		var n int64
@@ -159,7 +164,7 @@ func signal(c *rules.Condition, e *pb.Envelope, p *pb.FraudProfile, t *typical) 
 		return float64(max(n, 0))
 	case rules.AmountVsTypical:
 		if hasAmount {
-			return t.ratio(m.GetAmountMinor(), m.GetCurrency())
+			return st.typical.ratio(m.GetAmountMinor(), m.GetCurrency())
 		}
 	case rules.AmountVsOwn:
 		if !hasAmount {

@@ -18,6 +18,7 @@ import (
 const signalRules = `
 version: 7
 profile_retention: 48h
+profile_warmup: 1h
 rules:
   - name: takeover
     on: [order_placed]
@@ -127,8 +128,11 @@ func TestSignalsReadTheProfile(t *testing.T) {
 		tk.Apply("", visit(u, "dev-"+u, "DE", t0.Add(time.Duration(i)*time.Second)))
 		tk.Apply("", placed(fmt.Sprintf("base%d", i), u, "dev-"+u, t0.Add(time.Duration(i)*time.Second+time.Millisecond), 4500+int64(i%10)*100, "DE", "DE"))
 	}
+	// Within the warm-up a user first seen is not known to be new: a decline draws nothing.
+	tk.Apply("", &pb.Envelope{EventId: "pf-early", EventTime: timestamppb.New(t0.Add(30 * time.Minute)), UserId: "early",
+		Payload: &pb.Envelope_PaymentFailed{PaymentFailed: &pb.PaymentFailed{OrderId: "o-early", Amount: &pb.Money{AmountMinor: 100, Currency: "EUR"}}}})
 	if n := len(*got); n != 0 {
-		t.Fatalf("the baseline orders drew %d decisions: %v", n, fired((*got)[0]))
+		t.Fatalf("the baseline orders and a decline within the warm-up drew %d decisions: %v", n, fired((*got)[0]))
 	}
 	// Two hours later, c1's account from a new device in a new country, ordering 400 EUR
 	// shipped abroad.

@@ -178,7 +178,7 @@ func (t *keyTask) ApplyRecord(_ string, r *kgo.Record, e *pb.Envelope) bool {
 		if !slices.Contains(rule.On, kind) {
 			continue
 		}
-		if held := holds(rule, e, h, nil, at); held != nil {
+		if held := holds(rule, e, h, nil, c.set, at); held != nil {
 			t.role.fired(d, rule, held)
 		}
 	}

@@ -21,6 +21,9 @@ type userState struct {
 	users   map[string]*history
 	deleted map[string]bool // dropped since the last checkpoint
 	typical *typical
+	// firstEventMs: the earliest event time applied, since when the partition is watched.
+	firstEventMs int64
+	firstDirty   bool
 }
 
 // history is one user's events within the longest window, oldest first, and profile.
@@ -47,6 +50,9 @@ func (s *userState) add(e *pb.Envelope, horizon, retention time.Duration, keep b
 		delete(s.deleted, user)
 	}
 	rec := eventState(e)
+	if s.firstEventMs == 0 || rec.GetTimeMs() < s.firstEventMs {
+		s.firstEventMs, s.firstDirty = rec.GetTimeMs(), true
+	}
 	cutoff := rec.GetTimeMs() - retention.Milliseconds()
 	if h.profile.GetLastSeenMs() != 0 && h.profile.GetLastSeenMs() < cutoff {
 		h.profile = &pb.FraudProfile{} // unseen for the retention: a stranger again
@@ -132,13 +138,18 @@ func attribute(user string, x *pb.FraudEventState, a rules.Attribute) string {
 }
 
 // aggregate is condition r's value over the user's events of the kinds on within r's window
-// ending at atMs (inclusive).
-func aggregate(on []event.Kind, r *rules.Condition, user string, h *history, atMs int64) float64 {
-	from := atMs - r.Window.Milliseconds()
+// ending at atMs (inclusive), or with around, within a window either side of it: a key's
+// events reach the repartition stage from several partitions out of event-time order, so an
+// event there also counts those of the window after it that arrived first.
+func aggregate(on []event.Kind, r *rules.Condition, user string, h *history, atMs int64, around bool) float64 {
+	from, to := atMs-r.Window.Milliseconds(), atMs
+	if around {
+		to = atMs + r.Window.Milliseconds() - 1
+	}
 	var n, sum float64
 	distinct := map[string]struct{}{}
 	for _, x := range h.events {
-		if x.GetTimeMs() <= from || x.GetTimeMs() > atMs || !slices.Contains(on, event.Kind(x.GetKind())) {
+		if x.GetTimeMs() <= from || x.GetTimeMs() > to || !slices.Contains(on, event.Kind(x.GetKind())) {
 			continue
 		}
 		switch r.Aggregate {
@@ -184,12 +195,20 @@ func (s *userState) changes(full bool, emit func(*pb.StateEntry)) {
 		h.dirty = false
 	}
 	s.typical.changes(full, emit)
+	if full || s.firstDirty {
+		emit(&pb.StateEntry{Entry: &pb.StateEntry_FraudPartition{FraudPartition: &pb.FraudPartitionState{FirstEventMs: s.firstEventMs}}})
+	}
+	s.firstDirty = false
 }
 
 // restore applies one checkpoint entry.
 func (s *userState) restore(e *pb.StateEntry) error {
 	if a := e.GetFraudTypical(); a != nil {
 		s.typical.by[a.GetCurrency()] = a
+		return nil
+	}
+	if ps := e.GetFraudPartition(); ps != nil {
+		s.firstEventMs = ps.GetFirstEventMs()
 		return nil
 	}
 	u := e.GetFraudUser()

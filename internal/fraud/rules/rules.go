@@ -30,7 +30,22 @@ type Set struct {
 	// ProfileRetention is how long a user's profile (first sighting, devices, countries,
 	// cards, IPs, orders) outlives the user's last event: what the signals remember.
 	ProfileRetention time.Duration `yaml:"profile_retention"`
-	Rules            []Rule        `yaml:"rules"`
+	// ProfileWarmup: account_age does not call a user new who was first seen within this
+	// long of when the role began watching the partition (an old customer it had not met
+	// yet): such a user counts as old as the retention.
+	ProfileWarmup time.Duration `yaml:"profile_warmup"`
+	Rules         []Rule        `yaml:"rules"`
+}
+
+// DefaultProfileWarmup is the profile warm-up of a set that names none.
+const DefaultProfileWarmup = 6 * time.Hour
+
+// Warmup is the set's profile warm-up.
+func (s *Set) Warmup() time.Duration {
+	if s.ProfileWarmup == 0 {
+		return DefaultProfileWarmup
+	}
+	return max(s.ProfileWarmup, 0)
 }
 
 // DefaultProfileRetention is the profile retention of a set that names none.
@@ -234,6 +249,9 @@ func (s *Set) Validate() error {
 	}
 	if p := s.ProfileRetention; p < 0 || p > MaxProfileRetention || p%time.Hour != 0 {
 		errs = append(errs, fmt.Errorf(`field "profile_retention": %s must be whole hours, up to %s`, p, MaxProfileRetention))
+	}
+	if w := s.ProfileWarmup; w < 0 || w > s.Retention() || w%time.Minute != 0 {
+		errs = append(errs, fmt.Errorf(`field "profile_warmup": %s must be whole minutes, up to the profile retention`, w))
 	}
 	if len(s.Rules) == 0 {
 		errs = append(errs, errors.New(`field "rules": the set has no rules`))

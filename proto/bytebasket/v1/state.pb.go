@@ -246,6 +246,7 @@ type StateEntry struct {
 	//	*StateEntry_FraudTypical
 	//	*StateEntry_FraudKey
 	//	*StateEntry_FraudSegment
+	//	*StateEntry_FraudPartition
 	Entry         isStateEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -387,6 +388,15 @@ func (x *StateEntry) GetFraudSegment() *FraudSegmentState {
 	return nil
 }
 
+func (x *StateEntry) GetFraudPartition() *FraudPartitionState {
+	if x != nil {
+		if x, ok := x.Entry.(*StateEntry_FraudPartition); ok {
+			return x.FraudPartition
+		}
+	}
+	return nil
+}
+
 type isStateEntry_Entry interface {
 	isStateEntry_Entry()
 }
@@ -435,6 +445,10 @@ type StateEntry_FraudSegment struct {
 	FraudSegment *FraudSegmentState `protobuf:"bytes,23,opt,name=fraud_segment,json=fraudSegment,proto3,oneof"`
 }
 
+type StateEntry_FraudPartition struct {
+	FraudPartition *FraudPartitionState `protobuf:"bytes,24,opt,name=fraud_partition,json=fraudPartition,proto3,oneof"`
+}
+
 func (*StateEntry_Dedup) isStateEntry_Entry() {}
 
 func (*StateEntry_StreamScalars) isStateEntry_Entry() {}
@@ -456,6 +470,8 @@ func (*StateEntry_FraudTypical) isStateEntry_Entry() {}
 func (*StateEntry_FraudKey) isStateEntry_Entry() {}
 
 func (*StateEntry_FraudSegment) isStateEntry_Entry() {}
+
+func (*StateEntry_FraudPartition) isStateEntry_Entry() {}
 
 // DedupBucket: fingerprints (64-bit hashes) of the event ids seen with event time in the
 // minute starting at bucket_ms. Added fingerprints extend the bucket; deleted drops it.
@@ -1918,6 +1934,52 @@ func (x *FraudOrderTotals) GetAmountMinor() int64 {
 	return 0
 }
 
+// FraudPartitionState: since when the fraud role's first stage has watched the partition
+// (the earliest event time it applied): users first seen soon after are not known to be new.
+type FraudPartitionState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FirstEventMs  int64                  `protobuf:"varint,1,opt,name=first_event_ms,json=firstEventMs,proto3" json:"first_event_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudPartitionState) Reset() {
+	*x = FraudPartitionState{}
+	mi := &file_bytebasket_v1_state_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudPartitionState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudPartitionState) ProtoMessage() {}
+
+func (x *FraudPartitionState) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_state_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudPartitionState.ProtoReflect.Descriptor instead.
+func (*FraudPartitionState) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *FraudPartitionState) GetFirstEventMs() int64 {
+	if x != nil {
+		return x.FirstEventMs
+	}
+	return 0
+}
+
 // FraudTypicalAmount: a partition's mean order total in one currency (decaying: see the
 // fraud package), the baseline of amount_vs_typical. Replaced whole.
 type FraudTypicalAmount struct {
@@ -1931,7 +1993,7 @@ type FraudTypicalAmount struct {
 
 func (x *FraudTypicalAmount) Reset() {
 	*x = FraudTypicalAmount{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[20]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2005,7 @@ func (x *FraudTypicalAmount) String() string {
 func (*FraudTypicalAmount) ProtoMessage() {}
 
 func (x *FraudTypicalAmount) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[20]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2018,7 @@ func (x *FraudTypicalAmount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudTypicalAmount.ProtoReflect.Descriptor instead.
 func (*FraudTypicalAmount) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{20}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FraudTypicalAmount) GetCurrency() string {
@@ -1999,7 +2061,7 @@ type FraudEventState struct {
 
 func (x *FraudEventState) Reset() {
 	*x = FraudEventState{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[21]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2073,7 @@ func (x *FraudEventState) String() string {
 func (*FraudEventState) ProtoMessage() {}
 
 func (x *FraudEventState) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[21]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2086,7 @@ func (x *FraudEventState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudEventState.ProtoReflect.Descriptor instead.
 func (*FraudEventState) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{21}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FraudEventState) GetTimeMs() int64 {
@@ -2105,7 +2167,7 @@ type FraudKeyState struct {
 
 func (x *FraudKeyState) Reset() {
 	*x = FraudKeyState{}
-	mi := &file_bytebasket_v1_state_proto_msgTypes[22]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2179,7 @@ func (x *FraudKeyState) String() string {
 func (*FraudKeyState) ProtoMessage() {}
 
 func (x *FraudKeyState) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_state_proto_msgTypes[22]
+	mi := &file_bytebasket_v1_state_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2192,7 @@ func (x *FraudKeyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudKeyState.ProtoReflect.Descriptor instead.
 func (*FraudKeyState) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{22}
+	return file_bytebasket_v1_state_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FraudKeyState) GetAttribute() string {
@@ -2196,7 +2258,7 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"LogSegment\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x03R\bfirstSeq\x12\x19\n" +
-	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\xce\x05\n" +
+	"\blast_seq\x18\x03 \x01(\x03R\alastSeq\"\x9d\x06\n" +
 	"\n" +
 	"StateEntry\x122\n" +
 	"\x05dedup\x18\x01 \x01(\v2\x1a.bytebasket.v1.DedupBucketH\x00R\x05dedup\x12E\n" +
@@ -2211,7 +2273,8 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"fraud_user\x18\x14 \x01(\v2\x1d.bytebasket.v1.FraudUserStateH\x00R\tfraudUser\x12H\n" +
 	"\rfraud_typical\x18\x15 \x01(\v2!.bytebasket.v1.FraudTypicalAmountH\x00R\ffraudTypical\x12;\n" +
 	"\tfraud_key\x18\x16 \x01(\v2\x1c.bytebasket.v1.FraudKeyStateH\x00R\bfraudKey\x12G\n" +
-	"\rfraud_segment\x18\x17 \x01(\v2 .bytebasket.v1.FraudSegmentStateH\x00R\ffraudSegmentB\a\n" +
+	"\rfraud_segment\x18\x17 \x01(\v2 .bytebasket.v1.FraudSegmentStateH\x00R\ffraudSegment\x12M\n" +
+	"\x0ffraud_partition\x18\x18 \x01(\v2\".bytebasket.v1.FraudPartitionStateH\x00R\x0efraudPartitionB\a\n" +
 	"\x05entryJ\x04\b\r\x10\x0e\"Z\n" +
 	"\vDedupBucket\x12\x1b\n" +
 	"\tbucket_ms\x18\x01 \x01(\x03R\bbucketMs\x12\x18\n" +
@@ -2354,7 +2417,9 @@ const file_bytebasket_v1_state_proto_rawDesc = "" +
 	"\x10FraudOrderTotals\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x16\n" +
 	"\x06orders\x18\x02 \x01(\x03R\x06orders\x12!\n" +
-	"\famount_minor\x18\x03 \x01(\x03R\vamountMinor\"g\n" +
+	"\famount_minor\x18\x03 \x01(\x03R\vamountMinor\";\n" +
+	"\x13FraudPartitionState\x12$\n" +
+	"\x0efirst_event_ms\x18\x01 \x01(\x03R\ffirstEventMs\"g\n" +
 	"\x12FraudTypicalAmount\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x16\n" +
 	"\x06orders\x18\x02 \x01(\x03R\x06orders\x12\x1d\n" +
@@ -2388,7 +2453,7 @@ func file_bytebasket_v1_state_proto_rawDescGZIP() []byte {
 	return file_bytebasket_v1_state_proto_rawDescData
 }
 
-var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_bytebasket_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*CheckpointHead)(nil),        // 0: bytebasket.v1.CheckpointHead
 	(*LogSegment)(nil),            // 1: bytebasket.v1.LogSegment
@@ -2410,22 +2475,23 @@ var file_bytebasket_v1_state_proto_goTypes = []any{
 	(*FraudMinuteStats)(nil),      // 17: bytebasket.v1.FraudMinuteStats
 	(*FraudSeenValue)(nil),        // 18: bytebasket.v1.FraudSeenValue
 	(*FraudOrderTotals)(nil),      // 19: bytebasket.v1.FraudOrderTotals
-	(*FraudTypicalAmount)(nil),    // 20: bytebasket.v1.FraudTypicalAmount
-	(*FraudEventState)(nil),       // 21: bytebasket.v1.FraudEventState
-	(*FraudKeyState)(nil),         // 22: bytebasket.v1.FraudKeyState
-	nil,                           // 23: bytebasket.v1.CheckpointHead.OffsetsEntry
-	nil,                           // 24: bytebasket.v1.CheckpointHead.MaxEventMsEntry
-	nil,                           // 25: bytebasket.v1.WindowState.RevenueEntry
-	nil,                           // 26: bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	nil,                           // 27: bytebasket.v1.TopState.CountsEntry
-	nil,                           // 28: bytebasket.v1.SessionState.RevenueEntry
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*FraudPartitionState)(nil),   // 20: bytebasket.v1.FraudPartitionState
+	(*FraudTypicalAmount)(nil),    // 21: bytebasket.v1.FraudTypicalAmount
+	(*FraudEventState)(nil),       // 22: bytebasket.v1.FraudEventState
+	(*FraudKeyState)(nil),         // 23: bytebasket.v1.FraudKeyState
+	nil,                           // 24: bytebasket.v1.CheckpointHead.OffsetsEntry
+	nil,                           // 25: bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	nil,                           // 26: bytebasket.v1.WindowState.RevenueEntry
+	nil,                           // 27: bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	nil,                           // 28: bytebasket.v1.TopState.CountsEntry
+	nil,                           // 29: bytebasket.v1.SessionState.RevenueEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
 }
 var file_bytebasket_v1_state_proto_depIdxs = []int32{
-	23, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
-	24, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
+	24, // 0: bytebasket.v1.CheckpointHead.offsets:type_name -> bytebasket.v1.CheckpointHead.OffsetsEntry
+	25, // 1: bytebasket.v1.CheckpointHead.max_event_ms:type_name -> bytebasket.v1.CheckpointHead.MaxEventMsEntry
 	1,  // 2: bytebasket.v1.CheckpointHead.segments:type_name -> bytebasket.v1.LogSegment
-	29, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
+	30, // 3: bytebasket.v1.CheckpointHead.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 4: bytebasket.v1.StateEntry.dedup:type_name -> bytebasket.v1.DedupBucket
 	4,  // 5: bytebasket.v1.StateEntry.stream_scalars:type_name -> bytebasket.v1.StreamScalars
 	5,  // 6: bytebasket.v1.StateEntry.window:type_name -> bytebasket.v1.WindowState
@@ -2434,28 +2500,29 @@ var file_bytebasket_v1_state_proto_depIdxs = []int32{
 	11, // 9: bytebasket.v1.StateEntry.feed:type_name -> bytebasket.v1.FeedState
 	7,  // 10: bytebasket.v1.StateEntry.user_sessions:type_name -> bytebasket.v1.UserSessionsState
 	13, // 11: bytebasket.v1.StateEntry.fraud_user:type_name -> bytebasket.v1.FraudUserState
-	20, // 12: bytebasket.v1.StateEntry.fraud_typical:type_name -> bytebasket.v1.FraudTypicalAmount
-	22, // 13: bytebasket.v1.StateEntry.fraud_key:type_name -> bytebasket.v1.FraudKeyState
+	21, // 12: bytebasket.v1.StateEntry.fraud_typical:type_name -> bytebasket.v1.FraudTypicalAmount
+	23, // 13: bytebasket.v1.StateEntry.fraud_key:type_name -> bytebasket.v1.FraudKeyState
 	16, // 14: bytebasket.v1.StateEntry.fraud_segment:type_name -> bytebasket.v1.FraudSegmentState
-	25, // 15: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
-	26, // 16: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
-	27, // 17: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
-	8,  // 18: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
-	28, // 19: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
-	9,  // 20: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
-	12, // 21: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
-	21, // 22: bytebasket.v1.FraudUserState.events:type_name -> bytebasket.v1.FraudEventState
-	14, // 23: bytebasket.v1.FraudUserState.profile:type_name -> bytebasket.v1.FraudProfile
-	18, // 24: bytebasket.v1.FraudProfile.seen:type_name -> bytebasket.v1.FraudSeenValue
-	19, // 25: bytebasket.v1.FraudProfile.orders:type_name -> bytebasket.v1.FraudOrderTotals
-	15, // 26: bytebasket.v1.FraudProfile.recent_orders:type_name -> bytebasket.v1.FraudRecentOrder
-	17, // 27: bytebasket.v1.FraudSegmentState.open:type_name -> bytebasket.v1.FraudMinuteStats
-	21, // 28: bytebasket.v1.FraudKeyState.events:type_name -> bytebasket.v1.FraudEventState
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	20, // 15: bytebasket.v1.StateEntry.fraud_partition:type_name -> bytebasket.v1.FraudPartitionState
+	26, // 16: bytebasket.v1.WindowState.revenue:type_name -> bytebasket.v1.WindowState.RevenueEntry
+	27, // 17: bytebasket.v1.WindowState.orders_by_currency:type_name -> bytebasket.v1.WindowState.OrdersByCurrencyEntry
+	28, // 18: bytebasket.v1.TopState.counts:type_name -> bytebasket.v1.TopState.CountsEntry
+	8,  // 19: bytebasket.v1.UserSessionsState.open:type_name -> bytebasket.v1.SessionState
+	29, // 20: bytebasket.v1.SessionState.revenue:type_name -> bytebasket.v1.SessionState.RevenueEntry
+	9,  // 21: bytebasket.v1.SessionState.recent:type_name -> bytebasket.v1.UserEventState
+	12, // 22: bytebasket.v1.FeedState.events:type_name -> bytebasket.v1.TxEventState
+	22, // 23: bytebasket.v1.FraudUserState.events:type_name -> bytebasket.v1.FraudEventState
+	14, // 24: bytebasket.v1.FraudUserState.profile:type_name -> bytebasket.v1.FraudProfile
+	18, // 25: bytebasket.v1.FraudProfile.seen:type_name -> bytebasket.v1.FraudSeenValue
+	19, // 26: bytebasket.v1.FraudProfile.orders:type_name -> bytebasket.v1.FraudOrderTotals
+	15, // 27: bytebasket.v1.FraudProfile.recent_orders:type_name -> bytebasket.v1.FraudRecentOrder
+	17, // 28: bytebasket.v1.FraudSegmentState.open:type_name -> bytebasket.v1.FraudMinuteStats
+	22, // 29: bytebasket.v1.FraudKeyState.events:type_name -> bytebasket.v1.FraudEventState
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_state_proto_init() }
@@ -2475,6 +2542,7 @@ func file_bytebasket_v1_state_proto_init() {
 		(*StateEntry_FraudTypical)(nil),
 		(*StateEntry_FraudKey)(nil),
 		(*StateEntry_FraudSegment)(nil),
+		(*StateEntry_FraudPartition)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2482,7 +2550,7 @@ func file_bytebasket_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_state_proto_rawDesc), len(file_bytebasket_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
