@@ -64,7 +64,8 @@ func TestEmbeddedPageMatchesScript(t *testing.T) {
 	}
 	for _, id := range []string{"latest-minute", "latest-orders", "latest-active-users", "latest-revenue", "total-revenue",
 		"current-page-views", "connection", "funnel-view-to-order", "top-product-views", "trends-table",
-		"tx-feed", "user-form", "user-id", "user-result", "error"} {
+		"tx-feed", "user-form", "user-id", "user-result", "error", "fraud-decisions", "fraud-blocked", "fraud-latency",
+		"fraud-rules", "fraud-alerts", "fraud-monitoring-alerts", "chart-fraud-scores"} {
 		if !strings.Contains(string(page), `id="`+id+`"`) {
 			t.Errorf("index.html has no element with id %q", id)
 		}

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -324,6 +325,51 @@ func TestDashboardShowsLiveDataInChromium(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`[data-testid="nav-transactions"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#tx-feed tr[data-user]`)))
 	screenshot("transactions.png")
+
+	// The fraud page shows the committed alerts the API holds, with their reasons.
+	do("open fraud", 90*time.Second,
+		chromedp.Click(chromedp.CSS(`[data-testid="nav-fraud"]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll('#fraud-alerts tr[data-event]').length > 0 &&
+			Number(document.getElementById('fraud-decisions').dataset.value) > 0 &&
+			document.querySelectorAll('#fraud-rules tr[data-rule]').length > 0`,
+			chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(80*time.Second)))
+	type pageAlert struct {
+		Event  string `json:"event"`
+		Action string `json:"action"`
+	}
+	var onPage []pageAlert
+	eval(`[...document.querySelectorAll('#fraud-alerts tr[data-event]')].map((e) => ({event: e.dataset.event, action: e.dataset.action}))`, &onPage)
+	var pageDecisions string
+	eval(`document.getElementById('fraud-decisions').dataset.value`, &pageDecisions)
+	var inAPI struct {
+		Alerts []struct {
+			EventID string `json:"event_id"`
+			Action  string `json:"action"`
+			Reasons []any  `json:"reasons"`
+		} `json:"alerts"`
+	}
+	getJSON(t, base+"/api/v1/fraud/alerts?kind=decision&limit=500", &inAPI)
+	var stats struct {
+		Decisions int `json:"decisions"`
+	}
+	getJSON(t, base+"/api/v1/fraud/stats", &stats)
+	actions := map[string]string{}
+	for _, a := range inAPI.Alerts {
+		actions[a.EventID] = a.Action
+		if len(a.Reasons) == 0 || (a.Action != "review" && a.Action != "block") {
+			t.Errorf("API alert %s: action %q with %d reasons", a.EventID, a.Action, len(a.Reasons))
+		}
+	}
+	for _, a := range onPage {
+		if got, ok := actions[a.Event]; !ok || got != a.Action {
+			t.Errorf("page alert %s (%s) is not the API's (%q, listed %v)", a.Event, a.Action, got, ok)
+		}
+	}
+	if n, _ := strconv.Atoi(pageDecisions); n < 1 || n > stats.Decisions {
+		t.Errorf("page shows %s decisions, the API %d a moment later", pageDecisions, stats.Decisions)
+	}
+	t.Logf("fraud page: %d alerts shown, all in the API's; %s decisions (API %d)", len(onPage), pageDecisions, stats.Decisions)
+	screenshot("fraud.png")
 
 	// User lookup for a user who has ordered, from the API's transaction list.
 	var txs struct {

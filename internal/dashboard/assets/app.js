@@ -6,6 +6,7 @@ const WINDOWS = 30; // minutes shown on the overview
 const MINUTE = 60 * 1000;
 const TRENDS_EVERY = 60 * 1000; // trends change when the 5-minute batch job runs
 const USER_EVERY = 2000;
+const FRAUD_EVERY = 2000; // alerts commit every 100 ms; the page need not follow every one
 
 const $ = (id) => document.getElementById(id);
 
@@ -17,6 +18,7 @@ const state = {
   seenTx: new Set(),
   trendsAt: 0,
   userAt: 0,
+  fraudAt: 0,
 };
 
 // ---------- formatting ----------
@@ -174,6 +176,7 @@ function makeCharts() {
   charts.revenue = new Chart($('chart-revenue'), { type: 'line', data: { labels: [], datasets: [] }, options: lineOptions('major units') });
   charts.orders = new Chart($('chart-orders'), { type: 'bar', data: { labels: [], datasets: [{ label: 'orders', data: [], backgroundColor: PALETTE[0] }] }, options: lineOptions('') });
   charts.users = new Chart($('chart-active-users'), { type: 'line', data: { labels: [], datasets: [{ label: 'active users', data: [], borderColor: PALETTE[1], backgroundColor: PALETTE[1], fill: false, tension: 0.2, pointRadius: 2 }] }, options: lineOptions('') });
+  charts.fraudScores = new Chart($('chart-fraud-scores'), { type: 'bar', data: { labels: [], datasets: [{ label: 'decisions', data: [], backgroundColor: PALETTE[4] }] }, options: lineOptions('') });
   const trendOpts = lineOptions('');
   trendOpts.scales.y1 = { beginAtZero: true, position: 'right', grid: { drawOnChartArea: false }, title: { display: true, text: 'orders' } };
   trendOpts.scales.y.title = { display: true, text: 'active users' };
@@ -355,7 +358,7 @@ async function refreshTrends() {
 
 // ---------- transactions ----------
 
-const KIND_LABEL = { order_placed: 'order', payment_failed: 'payment failed', refund: 'refund', chargeback: 'chargeback' };
+const KIND_LABEL = { order_placed: 'order', payment_authorized: 'payment', payment_failed: 'payment failed', refund: 'refund', chargeback: 'chargeback' };
 
 function userLink(id) {
   const a = el('a', { href: `#user/${encodeURIComponent(id)}`, class: 'id' }, id);
@@ -384,6 +387,66 @@ async function refreshTransactions() {
   if (rows.length === 0) rows.push(el('tr', {}, el('td', { colSpan: 7, class: 'muted' }, 'no transactions yet')));
   state.seenTx = seen;
   $('tx-feed').replaceChildren(...rows);
+}
+
+// ---------- fraud ----------
+
+function reasonText(r) {
+  const conds = (r.conditions || []).map((c) => `${c.measure} ${Number(c.value.toFixed(2))} ${c.compare} ${c.limit}`).join(', ');
+  return conds ? `${r.rule} (${conds})` : r.rule;
+}
+
+async function refreshFraud() {
+  state.fraudAt = Date.now();
+  const [stats, alerts, mon] = await Promise.all([
+    api('/api/v1/fraud/stats?hours=24'),
+    api('/api/v1/fraud/alerts?kind=decision&limit=50'),
+    api('/api/v1/fraud/alerts?kind=monitoring&limit=20'),
+  ]);
+  const range = $('fraud-range');
+  range.dataset.from = stats.from;
+  range.dataset.to = stats.to;
+  range.textContent = `${fmtDateTime(stats.from)} – ${fmtDateTime(stats.to)}${stats.truncated ? ' (newest 20,000)' : ''}`;
+  setNum('fraud-decisions', stats.decisions);
+  setNum('fraud-blocked', (stats.by_action || {}).block || 0);
+  setNum('fraud-reviewed', (stats.by_action || {}).review || 0);
+  setNum('fraud-monitoring', stats.monitoring_alerts);
+  const lat = $('fraud-latency');
+  lat.dataset.p50 = String(stats.latency_p50_ms);
+  lat.dataset.p99 = String(stats.latency_p99_ms);
+  lat.textContent = stats.decisions ? `${Math.round(stats.latency_p50_ms)} ms / ${Math.round(stats.latency_p99_ms)} ms` : '–';
+  const rules = (stats.rule_hits || []).map((r) => el('tr', { 'data-rule': r.id, 'data-value': String(r.value) },
+    el('td', { class: 'id' }, r.id), el('td', { class: 'num' }, intFmt.format(r.value))));
+  if (rules.length === 0) rules.push(el('tr', {}, el('td', { colSpan: 2, class: 'muted' }, 'no rule has fired')));
+  $('fraud-rules').replaceChildren(...rules);
+  charts.fraudScores.data.labels = (stats.scores || []).map((_, i) => (i === 9 ? '90-100' : `${i * 10}-${i * 10 + 9}`));
+  charts.fraudScores.data.datasets[0].data = stats.scores || [];
+  charts.fraudScores.update();
+
+  const rows = (alerts.alerts || []).map((a) => el('tr', { class: `alert ${a.action}`, 'data-event': a.event_id, 'data-action': a.action, 'data-user': a.user_id },
+    el('td', {}, fmtTime(a.decided_at, true)),
+    el('td', {}, el('span', { class: `badge ${a.action}` }, a.action)),
+    el('td', { class: 'num' }, String(a.score)),
+    el('td', {}, KIND_LABEL[a.kind] || a.kind),
+    el('td', {}, a.user_id ? userLink(a.user_id) : ''),
+    el('td', { class: 'id' }, a.order_id || ''),
+    el('td', { class: 'num' }, a.currency ? fmtMoney(a.amount_minor || 0, a.currency) : ''),
+    el('td', {}, (a.reasons || []).map(reasonText).join('; '))));
+  if (rows.length === 0) rows.push(el('tr', {}, el('td', { colSpan: 8, class: 'muted' }, 'no alerts in the last 24 hours')));
+  $('fraud-alerts').replaceChildren(...rows);
+
+  const mrows = (mon.alerts || []).map((a) => {
+    const m = a.monitoring || {};
+    return el('tr', { 'data-event': a.event_id },
+      el('td', {}, fmtDateTime(m.minute)),
+      el('td', {}, `${m.payment_method} · ${m.currency} · ${m.country}`),
+      el('td', {}, (a.reasons || []).map((r) => `${r.rule} ${Number(r.value.toFixed(2))} ≥ ${Number(r.limit.toFixed(2))}`).join('; ')),
+      el('td', { class: 'num' }, intFmt.format(m.attempts || 0)),
+      el('td', { class: 'num' }, intFmt.format(m.failed || 0)),
+      el('td', { class: 'num' }, `${(m.baseline_attempts || 0).toFixed(1)} / ${(m.baseline_failed || 0).toFixed(1)}`));
+  });
+  if (mrows.length === 0) mrows.push(el('tr', {}, el('td', { colSpan: 6, class: 'muted' }, 'no segment has left its baseline')));
+  $('fraud-monitoring-alerts').replaceChildren(...mrows);
 }
 
 // ---------- user lookup ----------
@@ -490,6 +553,7 @@ async function refresh(what) {
         if (w.all || Date.now() - state.trendsAt > TRENDS_EVERY) jobs.push(refreshTrends());
       }
       if (state.section === 'transactions' && (w.tx || w.all)) jobs.push(refreshTransactions());
+      if (state.section === 'fraud' && (w.all || Date.now() - state.fraudAt > FRAUD_EVERY)) jobs.push(refreshFraud());
       if (state.section === 'user' && state.user && (w.all || Date.now() - state.userAt > USER_EVERY)) jobs.push(refreshUser());
       const results = await Promise.allSettled(jobs);
       const failed = results.find((r) => r.status === 'rejected');
@@ -559,7 +623,7 @@ function connect() {
 function route() {
   const h = decodeURIComponent(location.hash.replace(/^#/, ''));
   let section = h.split('/')[0] || 'overview';
-  if (!['overview', 'products', 'transactions', 'user'].includes(section)) section = 'overview';
+  if (!['overview', 'products', 'transactions', 'fraud', 'user'].includes(section)) section = 'overview';
   state.section = section;
   for (const s of document.querySelectorAll('main > section')) s.hidden = s.id !== section;
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.section === section);
