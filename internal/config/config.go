@@ -49,11 +49,14 @@ type Fraud struct {
 
 // Stream tunes `bytebasket stream`: event-time rules, write cadence and store protection.
 type Stream struct {
-	Group              string        `yaml:"group"`
-	AllowedLateness    time.Duration `yaml:"allowed_lateness"`
-	SessionGap         time.Duration `yaml:"session_gap"`
-	FlushInterval      time.Duration `yaml:"flush_interval"`
-	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	Group           string        `yaml:"group"`
+	AllowedLateness time.Duration `yaml:"allowed_lateness"`
+	SessionGap      time.Duration `yaml:"session_gap"`
+	FlushInterval   time.Duration `yaml:"flush_interval"`
+	// EmbeddedFlushInterval replaces FlushInterval when the serving store is embedded: a
+	// local write costs little, so rows can be fresher (0: FlushInterval).
+	EmbeddedFlushInterval time.Duration `yaml:"embedded_flush_interval"`
+	CheckpointInterval    time.Duration `yaml:"checkpoint_interval"`
 	// MaxFuture is how far an event's time may be ahead of its record's Kafka timestamp
 	// (and of the clock) before it is a dead letter: a client whose clock runs fast.
 	MaxFuture time.Duration `yaml:"max_future"`
@@ -235,7 +238,7 @@ func Default() Config {
 		Spark: Spark{Remote: "sc://127.0.0.1:15002"},
 		Stream: Stream{
 			Group: "bytebasket-stream", AllowedLateness: 2 * time.Minute, SessionGap: 30 * time.Minute,
-			FlushInterval: 250 * time.Millisecond, CheckpointInterval: 5 * time.Second, MaxFuture: 5 * time.Minute,
+			FlushInterval: 250 * time.Millisecond, EmbeddedFlushInterval: 50 * time.Millisecond, CheckpointInterval: 5 * time.Second, MaxFuture: 5 * time.Minute,
 			ReadyMaxLag: 1_000_000, ShutdownTimeout: 20 * time.Second,
 		},
 		Fraud: Fraud{
@@ -312,10 +315,11 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	str("BYTEBASKET_FRAUD_GROUP", &cfg.Fraud.Group)
 	str("BYTEBASKET_FRAUD_RULES_FILE", &cfg.Fraud.RulesFile)
 	for key, dst := range map[string]*time.Duration{
-		"BYTEBASKET_STREAM_ALLOWED_LATENESS":    &cfg.Stream.AllowedLateness,
-		"BYTEBASKET_STREAM_SESSION_GAP":         &cfg.Stream.SessionGap,
-		"BYTEBASKET_STREAM_CHECKPOINT_INTERVAL": &cfg.Stream.CheckpointInterval,
-		"BYTEBASKET_STREAM_FLUSH_INTERVAL":      &cfg.Stream.FlushInterval,
+		"BYTEBASKET_STREAM_ALLOWED_LATENESS":        &cfg.Stream.AllowedLateness,
+		"BYTEBASKET_STREAM_SESSION_GAP":             &cfg.Stream.SessionGap,
+		"BYTEBASKET_STREAM_CHECKPOINT_INTERVAL":     &cfg.Stream.CheckpointInterval,
+		"BYTEBASKET_STREAM_FLUSH_INTERVAL":          &cfg.Stream.FlushInterval,
+		"BYTEBASKET_STREAM_EMBEDDED_FLUSH_INTERVAL": &cfg.Stream.EmbeddedFlushInterval,
 	} {
 		if v, ok := lookup(key); ok {
 			d, err := time.ParseDuration(v)
@@ -425,9 +429,9 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("config: kafka.sasl.mechanism %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.Kafka.SASL.Mechanism)
 	}
-	if c.Stream.FlushInterval <= 0 || c.Stream.CheckpointInterval < c.Stream.FlushInterval || c.Stream.AllowedLateness < 0 ||
+	if c.Stream.FlushInterval <= 0 || c.Stream.EmbeddedFlushInterval < 0 || c.Stream.CheckpointInterval < c.Stream.FlushInterval || c.Stream.AllowedLateness < 0 ||
 		c.Stream.SessionGap <= 0 || c.Stream.MaxFuture < 0 || c.Stream.ShutdownTimeout <= 0 {
-		return fmt.Errorf("config: stream: need flush_interval > 0, checkpoint_interval >= flush_interval, allowed_lateness >= 0, session_gap > 0, max_future >= 0, shutdown_timeout > 0")
+		return fmt.Errorf("config: stream: need flush_interval > 0, embedded_flush_interval >= 0, checkpoint_interval >= flush_interval, allowed_lateness >= 0, session_gap > 0, max_future >= 0, shutdown_timeout > 0")
 	}
 	if c.Fraud.CommitInterval <= 0 || c.Fraud.CheckpointInterval < c.Fraud.CommitInterval {
 		return fmt.Errorf("config: fraud: need commit_interval > 0 and checkpoint_interval >= commit_interval")

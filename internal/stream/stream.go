@@ -54,6 +54,9 @@ func FromConfig(cfg config.Config) Config {
 	loop := stateful.DefaultConfig()
 	loop.Group, loop.Topics, loop.Partitions = s.Group, event.Topics, cfg.Kafka.Partitions
 	loop.FlushInterval, loop.CheckpointInterval = s.FlushInterval, s.CheckpointInterval
+	if cfg.Store.Backend == "embedded" && s.EmbeddedFlushInterval > 0 {
+		loop.FlushInterval = s.EmbeddedFlushInterval
+	}
 	loop.MaxClockSkew = s.MaxFuture
 	// A copy of an event whose minute is final is late and not added anyway: ids need to
 	// be remembered only while their minute is open (the archive keeps its own horizon).
