@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -107,4 +109,17 @@ func MainWithBinary(m *testing.M, binary *string) {
 	code := m.Run()
 	cleanup()
 	os.Exit(code)
+}
+
+// CPUSeconds is the user and system CPU time process pid has used, from /proc.
+func CPUSeconds(t testing.TB, pid int) float64 {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // clock ticks; 100 on Linux
 }

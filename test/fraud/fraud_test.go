@@ -40,6 +40,7 @@ func TestMain(m *testing.M) { testenv.MainWithBinary(m, &binary) }
 // env is one isolated deployment on the shared Kafka: its own topics and group.
 type env struct {
 	t      testing.TB
+	pid    int // of the fraud instance started last
 	vars   []string
 	dir    string
 	prefix string // of the topics
@@ -92,6 +93,7 @@ func (e *env) start(extra ...string) (addr string, stop func()) {
 	if err := c.Start(); err != nil {
 		e.t.Fatal(err)
 	}
+	e.pid = c.Process.Pid
 	stop = func() { _ = c.Process.Signal(syscall.SIGTERM); _, _ = c.Process.Wait() }
 	r := bufio.NewReader(out)
 	line, _ := r.ReadString('\n')
@@ -112,10 +114,11 @@ func (e *env) score(extra ...string) {
 	e.caughtUp(addr)
 }
 
-// caughtUp waits for the fraud instance at addr to have read everything. The repartition
-// stage feeds itself (a decision visits its keys in turn), so everything is read once both
-// stages have shown no lag for a second: several commit intervals.
-func (e *env) caughtUp(addr string) {
+// caughtUp waits for the fraud instance at addr to have read everything and returns when it
+// first showed no lag. The repartition stage feeds itself (a decision visits its keys in
+// turn), so everything is read once both stages have shown no lag for a second: several
+// commit intervals.
+func (e *env) caughtUp(addr string) (at time.Time) {
 	e.t.Helper()
 	lagRe := regexp.MustCompile(`(?m)^bytebasket_(fraud|fraud_keys)_lag_records\{[^}]*\} (\S+)$`)
 	idle := 0
@@ -132,16 +135,20 @@ func (e *env) caughtUp(addr string) {
 			lag += v
 		}
 		if len(series) == 8+4 && lag == 0 {
+			if idle == 0 {
+				at = time.Now()
+			}
 			idle++
 		} else {
 			idle = 0
 		}
 		if idle == 4 {
 			time.Sleep(500 * time.Millisecond) // the last transaction commits
-			return
+			return at
 		}
 	}
 	e.t.Fatal("fraud did not catch up within 10 minutes")
+	return at
 }
 
 func (e *env) evaluate(extra ...string) evaluate.Report {
@@ -274,6 +281,29 @@ func BenchmarkFraudQuality(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Throughput of one fraud instance with the shipped rules over a backlog of 1,000,000 events
+// (5,000 users, produced first): events per second of wall time, from its start to its first
+// moment without lag (group joins included), and per CPU-second of the process (both stages,
+// the sink and the Kafka clients; not the brokers).
+//
+//	go test -run '^$' -bench FraudThroughput -benchtime 1x -timeout 30m ./test/fraud/
+func BenchmarkFraudThroughput(b *testing.B) {
+	const n = 1_000_000
+	for range b.N {
+		e := newEnv(b)
+		e.produce(n, 7, time.Now().Add(-2*time.Hour).Truncate(time.Second))
+		start := time.Now()
+		addr, stop := e.start()
+		done := e.caughtUp(addr)
+		cpu := testenv.CPUSeconds(b, e.pid)
+		stop()
+		wall := done.Sub(start).Seconds()
+		b.ReportMetric(n/wall, "events/s")
+		b.ReportMetric(n/cpu, "events/cpu-s")
+		b.ReportMetric(cpu/wall, "cores")
 	}
 }
 

@@ -2,7 +2,6 @@ package streamtest
 
 import (
 	"bufio"
-	"fmt"
 	"net/http"
 	"os"
 	"sort"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bytebasket/bytebasket/internal/testenv"
 )
 
 // Benchmarks of `bytebasket stream` on the real Kafka of deploy/local, with the Cassandra
@@ -87,18 +88,6 @@ func quantile(m map[string]float64, name, labels string, q float64) float64 {
 	return prevLe
 }
 
-// cpuSeconds is the user+system CPU time the process has used.
-func cpuSeconds(b *testing.B, pid int) float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // clock ticks; 100 on Linux
-}
-
 func storeArgs(store string, b *testing.B) []string {
 	if store == "embedded" {
 		return []string{"--store", "embedded", "--data-dir", b.TempDir()}
@@ -116,7 +105,7 @@ func BenchmarkStreamThroughput(b *testing.B) {
 			e.produce(n)
 			c, base := e.startStream(storeArgs(store, b)...)
 			start := time.Now()
-			cpu0 := cpuSeconds(b, c.Process.Pid)
+			cpu0 := testenv.CPUSeconds(b, c.Process.Pid)
 			for {
 				m := scrape(b, base)
 				if sumPrefix(m, "bytebasket_stream_events_total") >= n {
@@ -128,7 +117,7 @@ func BenchmarkStreamThroughput(b *testing.B) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			wall := time.Since(start).Seconds()
-			cpu := cpuSeconds(b, c.Process.Pid) - cpu0
+			cpu := testenv.CPUSeconds(b, c.Process.Pid) - cpu0
 			b.ReportMetric(n/wall, "events/s")
 			b.ReportMetric(n/cpu, "events/cpu-s")
 			b.ReportMetric(cpu/wall, "cores")
