@@ -96,20 +96,24 @@ type FraudAlertsQuery struct {
 	Limit  int
 }
 
-// FraudAlertsResult is the answer of /api/v1/fraud/alerts, newest first.
+// FraudAlertsResult is the answer of /api/v1/fraud/alerts, newest first (by the time of the
+// event decided on).
 type FraudAlertsResult struct {
 	From   time.Time    `json:"from,omitzero"`
 	To     time.Time    `json:"to,omitzero"`
 	Alerts []FraudAlert `json:"alerts"`
+	// Truncated: a kind filter read the newest maxStatsAlerts alerts and found fewer than
+	// the limit among them; older ones of that kind may exist.
+	Truncated bool `json:"truncated"`
 }
 
 // FraudAlerts returns the newest alerts of the period or of a user.
 func (s *Service) FraudAlerts(ctx context.Context, q FraudAlertsQuery) (*FraudAlertsResult, error) {
-	from, to, ds, err := s.fraudAlerts(ctx, q)
+	from, to, ds, truncated, err := s.fraudAlerts(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	r := &FraudAlertsResult{From: from, To: to, Alerts: make([]FraudAlert, 0, len(ds))}
+	r := &FraudAlertsResult{From: from, To: to, Alerts: make([]FraudAlert, 0, len(ds)), Truncated: truncated}
 	for _, d := range ds {
 		r.Alerts = append(r.Alerts, alertOf(d))
 	}
@@ -118,21 +122,21 @@ func (s *Service) FraudAlerts(ctx context.Context, q FraudAlertsQuery) (*FraudAl
 
 // fraudAlerts is what FraudAlerts answers, as the decisions themselves (the gRPC answer),
 // and the period (zero for a user's alerts).
-func (s *Service) fraudAlerts(ctx context.Context, q FraudAlertsQuery) (from, to time.Time, _ []*pb.FraudDecision, _ error) {
+func (s *Service) fraudAlerts(ctx context.Context, q FraudAlertsQuery) (from, to time.Time, _ []*pb.FraudDecision, truncated bool, _ error) {
 	kind := cmp.Or(q.Kind, "all")
 	if !slices.Contains(fraudKinds, kind) {
-		return from, to, nil, &ParamError{"kind", "must be one of " + strings.Join(fraudKinds, ", ")}
+		return from, to, nil, false, &ParamError{"kind", "must be one of " + strings.Join(fraudKinds, ", ")}
 	}
 	limit, err := intParam("limit", q.Limit, defaultFraudLimit, maxFraudLimit)
 	if err != nil {
-		return from, to, nil, err
+		return from, to, nil, false, err
 	}
 	hours, err := intParam("hours", q.Hours, defaultFraudHours, maxFraudHours)
 	if err != nil {
-		return from, to, nil, err
+		return from, to, nil, false, err
 	}
 	if len(q.UserID) > maxUserIDLen {
-		return from, to, nil, &ParamError{"user", fmt.Sprintf("must be a user id of 1..%d bytes", maxUserIDLen)}
+		return from, to, nil, false, &ParamError{"user", fmt.Sprintf("must be a user id of 1..%d bytes", maxUserIDLen)}
 	}
 	// A kind filter reads more rows than it returns: up to the stats bound.
 	read := limit
@@ -148,7 +152,7 @@ func (s *Service) fraudAlerts(ctx context.Context, q FraudAlertsQuery) (from, to
 		rows, err = s.store.FraudAlerts(ctx, from, to, read)
 	}
 	if err != nil {
-		return from, to, nil, storeErr(err)
+		return from, to, nil, false, storeErr(err)
 	}
 	out := []*pb.FraudDecision{}
 	for _, d := range decodeAlerts(rows) {
@@ -159,7 +163,7 @@ func (s *Service) fraudAlerts(ctx context.Context, q FraudAlertsQuery) (from, to
 			out = append(out, d)
 		}
 	}
-	return from, to, out, nil
+	return from, to, out, kind != "all" && len(rows) == read && len(out) < limit, nil
 }
 
 // FraudStatsQuery selects the period of /api/v1/fraud/stats: the last Hours (default 24).
@@ -219,7 +223,7 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 		r.Decisions++
 		r.ByAction[a.Action]++
 		r.ByKind[a.Kind]++
-		r.Scores[min(int(a.Score)/10, 9)]++
+		r.Scores[min(max(int(a.Score), 0)/10, 9)]++ // a stored row is outside data: clamped
 		for _, reason := range a.Reasons {
 			hits[reason.Rule]++
 		}

@@ -48,7 +48,7 @@ func fillFraud(t *testing.T, st alertWriter) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		alerts = append(alerts, model.FraudAlert{EventID: d.EventId, DecidedAt: at[i], UserID: d.UserId, Decision: b})
+		alerts = append(alerts, model.FraudAlert{EventID: d.EventId, EventTime: d.EventTime.AsTime(), UserID: d.UserId, Decision: b})
 	}
 	if err := st.WriteFraudAlerts(context.Background(), alerts); err != nil {
 		t.Fatal(err)

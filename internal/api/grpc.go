@@ -201,7 +201,7 @@ func (g grpcServer) WatchLive(_ *pb.WatchLiveRequest, stream grpc.ServerStreamin
 }
 
 func (g grpcServer) ListFraudAlerts(ctx context.Context, req *pb.ListFraudAlertsRequest) (*pb.ListFraudAlertsResponse, error) {
-	from, to, ds, err := g.s.fraudAlerts(ctx, FraudAlertsQuery{Hours: int(req.GetHours()), UserID: req.GetUserId(),
+	from, to, ds, _, err := g.s.fraudAlerts(ctx, FraudAlertsQuery{Hours: int(req.GetHours()), UserID: req.GetUserId(),
 		Kind: req.GetKind(), Limit: int(req.GetLimit())})
 	if err != nil {
 		return nil, grpcError(err)

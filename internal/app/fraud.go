@@ -128,7 +128,11 @@ type withSink struct {
 func (w withSink) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- w.sink.Run(ctx) }()
+	go func() {
+		err := w.sink.Run(ctx)
+		cancel() // alerts that reach no store are no use: the role stops too
+		done <- err
+	}()
 	err := w.proc.Run(ctx)
 	cancel()
 	return errors.Join(err, <-done)

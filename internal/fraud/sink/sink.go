@@ -1,8 +1,9 @@
 // Package sink copies the fraud role's committed alerts (review and block decisions,
 // transaction-monitoring alerts) from the fraud-alerts topic into the serving store, where
 // the API reads them. It reads committed records only, writes each batch whole and commits
-// the group's offsets after the write: at least once, made exact by rows keyed by the
-// alert's decision time and event id, which a redelivery rewrites.
+// the group's offsets after the write: at least once, made exact by rows keyed by the time
+// and id of the event decided on, which a redelivery (or the event decided again after a
+// state reset) rewrites.
 package sink
 
 import (
@@ -122,13 +123,21 @@ func (s *Sink) Run(ctx context.Context) error {
 	return nil
 }
 
+// maxID bounds the ids an alert row is keyed by (a Cassandra key is at most 64 KiB): a
+// longer one could never be written and would stall the sink.
+const maxID = 1024
+
 // alertOf is the alert record r holds.
 func (s *Sink) alertOf(r *kgo.Record) (model.FraudAlert, bool) {
 	var d pb.FraudDecision
-	if err := proto.Unmarshal(r.Value, &d); err != nil || d.GetEventId() == "" || d.GetDecidedAt() == nil {
+	err := proto.Unmarshal(r.Value, &d)
+	if err == nil && (d.GetEventId() == "" || d.GetEventTime() == nil || len(d.GetEventId()) > maxID || len(d.GetUserId()) > maxID) {
+		err = fmt.Errorf("no event id or time, or an id over %d bytes", maxID)
+	}
+	if err != nil {
 		s.m.unreadable.Inc()
-		slog.Error("fraud-alerts record is not a decision; skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
+		slog.Error("fraud-alerts record is not a decision the store can keep; skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return model.FraudAlert{}, false
 	}
-	return model.FraudAlert{EventID: d.GetEventId(), DecidedAt: d.GetDecidedAt().AsTime(), UserID: d.GetUserId(), Decision: r.Value}, true
+	return model.FraudAlert{EventID: d.GetEventId(), EventTime: d.GetEventTime().AsTime(), UserID: d.GetUserId(), Decision: r.Value}, true
 }

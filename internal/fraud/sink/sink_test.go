@@ -47,7 +47,7 @@ func TestAlertsReachTheStoreOnce(t *testing.T) {
 	produce := func(from, n int) {
 		for i := from; i < from+n; i++ {
 			d := &pb.FraudDecision{EventId: fmt.Sprintf("e%d", i), UserId: fmt.Sprintf("u%d", i%2), Kind: "order_placed",
-				Action: pb.FraudAction_FRAUD_ACTION_REVIEW, DecidedAt: timestamppb.New(base.Add(time.Duration(i) * time.Second))}
+				Action: pb.FraudAction_FRAUD_ACTION_REVIEW, EventTime: timestamppb.New(base.Add(time.Duration(i) * time.Second)), DecidedAt: timestamppb.Now()}
 			b, err := proto.Marshal(d)
 			if err != nil {
 				t.Fatal(err)

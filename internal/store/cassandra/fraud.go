@@ -10,14 +10,14 @@ import (
 	"github.com/bytebasket/bytebasket/internal/model"
 )
 
-// Fraud alerts (schema/0006_fraud.cql).
+// Fraud alerts (schema/0007_fraud_by_event_time.cql).
 
 func (st *Store) prepareFraud(ks string) []string {
-	st.insFraudAlert = insert(ks, "fraud_alerts_by_day", "day, decided_at, event_id, user_id, decision")
-	st.insFraudAlertByUser = insert(ks, "fraud_alerts_by_user", "user_id, decided_at, event_id, decision")
-	st.selFraudAlerts = "SELECT decided_at, event_id, user_id, decision FROM " + ks + ".fraud_alerts_by_day" +
-		" WHERE day = ? AND decided_at >= ? AND decided_at < ? LIMIT ?"
-	st.selFraudAlertsByUser = "SELECT decided_at, event_id, user_id, decision FROM " + ks + ".fraud_alerts_by_user WHERE user_id = ? LIMIT ?"
+	st.insFraudAlert = insert(ks, "fraud_alerts_by_event_day", "day, event_time, event_id, user_id, decision")
+	st.insFraudAlertByUser = insert(ks, "fraud_alerts_by_event_user", "user_id, event_time, event_id, decision")
+	st.selFraudAlerts = "SELECT event_time, event_id, user_id, decision FROM " + ks + ".fraud_alerts_by_event_day" +
+		" WHERE day = ? AND event_time >= ? AND event_time < ? LIMIT ?"
+	st.selFraudAlertsByUser = "SELECT event_time, event_id, user_id, decision FROM " + ks + ".fraud_alerts_by_event_user WHERE user_id = ? LIMIT ?"
 	return []string{st.insFraudAlert, st.insFraudAlertByUser, st.selFraudAlerts, st.selFraudAlertsByUser}
 }
 
@@ -26,15 +26,15 @@ func (st *Store) WriteFraudAlerts(ctx context.Context, alerts []model.FraudAlert
 	rows := make([]row, 0, 2*len(alerts))
 	for i := range alerts {
 		a := &alerts[i]
-		rows = append(rows, row{"fraud alert " + a.EventID, st.insFraudAlert, []any{utcDay(a.DecidedAt), a.DecidedAt, a.EventID, a.UserID, a.Decision}})
+		rows = append(rows, row{"fraud alert " + a.EventID, st.insFraudAlert, []any{utcDay(a.EventTime), a.EventTime, a.EventID, a.UserID, a.Decision}})
 		if a.UserID != "" {
-			rows = append(rows, row{"fraud alert of " + a.UserID, st.insFraudAlertByUser, []any{a.UserID, a.DecidedAt, a.EventID, a.Decision}})
+			rows = append(rows, row{"fraud alert of " + a.UserID, st.insFraudAlertByUser, []any{a.UserID, a.EventTime, a.EventID, a.Decision}})
 		}
 	}
 	return st.writeAll(ctx, rows, 0, 0)
 }
 
-// FraudAlerts returns the alerts decided in [from, to), newest first, at most limit (all if
+// FraudAlerts returns the alerts about events in [from, to), newest first, at most limit (all if
 // limit <= 0): one query per UTC day, newest day first.
 func (st *Store) FraudAlerts(ctx context.Context, from, to time.Time, limit int) ([]model.FraudAlert, error) {
 	from, to = ceilMillis(from), ceilMillis(to)
@@ -71,7 +71,7 @@ func (st *Store) FraudAlertsByUser(ctx context.Context, userID string, limit int
 
 func scanFraudAlert(sc gocql.Scanner) (model.FraudAlert, error) {
 	var a model.FraudAlert
-	err := sc.Scan(&a.DecidedAt, &a.EventID, &a.UserID, &a.Decision)
-	a.DecidedAt = a.DecidedAt.UTC()
+	err := sc.Scan(&a.EventTime, &a.EventID, &a.UserID, &a.Decision)
+	a.EventTime = a.EventTime.UTC()
 	return a, err
 }

@@ -387,7 +387,7 @@ func TestStoreTTL(t *testing.T) {
 	}
 	want := map[string]int{
 		"window_metrics": 48 * 3600, "top_items": 48 * 3600, "sessions_by_user": 48 * 3600, "session_windows": 48 * 3600,
-		"tx_feeds": 48 * 3600, "fraud_alerts_by_day": 48 * 3600, "fraud_alerts_by_user": 48 * 3600,
+		"tx_feeds": 48 * 3600, "fraud_alerts_by_event_day": 48 * 3600, "fraud_alerts_by_event_user": 48 * 3600,
 		"state_heads": 0, "state_log": 0, "schema_migrations": 0,
 	}
 	if got := tableTTLs(t, s, cfg.Keyspace); !mapContains(got, want) {

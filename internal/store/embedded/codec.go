@@ -24,8 +24,8 @@ import (
 //	trend_metrics:      'h' g start^ platform
 //	trend_tops:         'k' g start^ dimension platform
 //	tx_feeds:           'f' kind partition
-//	fraud_alerts:       'a' decided^ event_id        (user, decision)
-//	fraud_alerts_by_user: 'u' user decided^ event_id (user, decision)
+//	fraud_alerts_by_event_day: 'a' event_time^ event_id     (user, decision)
+//	fraud_alerts_by_event_user: 'u' user event_time^ event_id (user, decision)
 const (
 	tagWindow           byte = 'w'
 	tagTop              byte = 't'

@@ -37,10 +37,13 @@ func (s *Store) WriteFraudAlerts(ctx context.Context, alerts []model.FraudAlert)
 	return nil
 }
 
-// FraudAlerts returns the alerts decided in [from, to), newest first, at most limit (all if
-// limit <= 0).
+// FraudAlerts returns the alerts about events in [from, to), newest first, at most limit
+// (all if limit <= 0). Times are kept to the millisecond: to is rounded up to one.
 func (s *Store) FraudAlerts(ctx context.Context, from, to time.Time, limit int) ([]model.FraudAlert, error) {
 	prefix := []byte{tagFraudAlert}
+	if r := to.Truncate(time.Millisecond); !r.Equal(to) {
+		to = r.Add(time.Millisecond)
+	}
 	seek := binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(to.Add(-time.Millisecond)))
 	return s.fraudAlerts(ctx, prefix, seek, from, limit)
 }
@@ -55,7 +58,7 @@ func (s *Store) fraudAlerts(ctx context.Context, prefix, seek []byte, from time.
 	var out []model.FraudAlert
 	err := s.scan(ctx, prefix, seek, limit, func(k, v []byte) (bool, error) {
 		a, err := decodeFraudAlert(k[len(prefix):], v)
-		if err != nil || a.DecidedAt.Before(from) {
+		if err != nil || a.EventTime.Before(from) {
 			return false, err
 		}
 		out = append(out, a)
@@ -68,7 +71,7 @@ func (s *Store) fraudAlerts(ctx context.Context, prefix, seek []byte, from time.
 }
 
 func fraudAlertKey(prefix []byte, a *model.FraudAlert) []byte {
-	k := binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(a.DecidedAt))
+	k := binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(a.EventTime))
 	return appendStr(k, a.EventID)
 }
 
@@ -83,7 +86,7 @@ func encodeFraudAlert(a *model.FraudAlert) []byte {
 // decodeFraudAlert reads an alert from its key after the prefix (time, event id) and value.
 func decodeFraudAlert(key, val []byte) (model.FraudAlert, error) {
 	kd := dec{b: key}
-	a := model.FraudAlert{DecidedAt: kd.invTime(), EventID: kd.str()}
+	a := model.FraudAlert{EventTime: kd.invTime(), EventID: kd.str()}
 	if err := kd.done(); err != nil {
 		return a, err
 	}

@@ -308,7 +308,7 @@ func CheckFraudAlerts(t *testing.T, st FraudAlertStore, base time.Time) {
 			user = "" // a monitoring alert
 		}
 		at := base.Add(time.Duration(i)*8*time.Hour + 250*time.Microsecond).In(time.FixedZone("X", 3600))
-		alerts = append(alerts, model.FraudAlert{EventID: fmt.Sprintf("e%d", i), DecidedAt: at, UserID: user, Decision: []byte{byte(i), 0, 1}})
+		alerts = append(alerts, model.FraudAlert{EventID: fmt.Sprintf("e%d", i), EventTime: at, UserID: user, Decision: []byte{byte(i), 0, 1}})
 	}
 	for range 2 { // a redelivered batch rewrites the same rows
 		if err := st.WriteFraudAlerts(ctx, alerts); err != nil {
@@ -320,13 +320,13 @@ func CheckFraudAlerts(t *testing.T, st FraudAlertStore, base time.Time) {
 		for i := len(alerts) - 1; i >= 0; i-- {
 			if keep(i) && (limit <= 0 || len(out) < limit) {
 				a := alerts[i]
-				a.DecidedAt = a.DecidedAt.UTC().Truncate(time.Millisecond)
+				a.EventTime = a.EventTime.UTC().Truncate(time.Millisecond)
 				out = append(out, a)
 			}
 		}
 		return out
 	}
-	at := func(i int) time.Time { return alerts[i].DecidedAt }
+	at := func(i int) time.Time { return alerts[i].EventTime }
 	for _, c := range []struct {
 		name     string
 		from, to time.Time
