@@ -20,6 +20,7 @@ import (
 	"github.com/bytebasket/bytebasket/internal/app"
 	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/config"
+	"github.com/bytebasket/bytebasket/internal/fraud/riskmodel"
 	"github.com/bytebasket/bytebasket/internal/sim"
 )
 
@@ -40,6 +41,7 @@ Usage:
   bytebasket archive  [--brokers HOST:PORT] [--http ADDR] [--lake local|hdfs] [--lake-root DIR]  raw events to Parquet
   bytebasket serve    [--http ADDR] [--grpc ADDR] [--store embedded|cassandra] [--data-dir DIR]  API, gRPC and dashboard
   bytebasket batch    trends [--since D | --from T --to T] [--engine duckdb|spark]  hourly and daily history
+  bytebasket batch    fraud-train [--days N] [--label-window D] [--engine E] [--out FILE] [--publish]  fraud model from chargebacks
   bytebasket retention [--dry-run]                             delete lake partitions older than retention.days
   bytebasket topics   create|describe [--brokers HOST:PORT]
   bytebasket schema   apply [--config DIR]                      Cassandra keyspace, tables and TTLs
@@ -405,8 +407,11 @@ func archiveCmd(ctx context.Context, args []string) error {
 }
 
 func batchCmd(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "fraud-train" {
+		return fraudTrainCmd(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "trends" {
-		return usageError{errors.New("batch: want trends")}
+		return usageError{errors.New("batch: want trends or fraud-train")}
 	}
 	fs := flag.NewFlagSet("batch trends", flag.ContinueOnError)
 	since := fs.Duration("since", 48*time.Hour, "compute the trends of this much time before now")
@@ -439,6 +444,43 @@ func batchCmd(ctx context.Context, args []string) error {
 		return usageError{fmt.Errorf("batch trends: the range [%s, %s) is empty", start.Format(time.RFC3339), end.Format(time.RFC3339))}
 	}
 	return app.BatchTrends(ctx, cfg, start, end, os.Stdout)
+}
+
+func fraudTrainCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("batch fraud-train", flag.ContinueOnError)
+	days := fs.Int("days", 28, "train on the orders of this many days")
+	to := fs.String("to", "", "end of the orders' range, RFC 3339 (default now less --label-window)")
+	labelWindow := fs.Duration("label-window", 14*24*time.Hour, "how long after an order a chargeback still labels it; newer orders are not trained on")
+	tc := riskmodel.DefaultTrainConfig()
+	fs.Float64Var(&tc.ReviewAt, "review-at", tc.ReviewAt, "probability from which the model reviews an order")
+	fs.Float64Var(&tc.BlockAt, "block-at", tc.BlockAt, "probability from which the model blocks an order")
+	fs.Float64Var(&tc.L2, "l2", tc.L2, "L2 penalty on the standardized weights")
+	out := fs.String("out", "", "write the model to this file (JSON)")
+	publish := fs.Bool("publish", false, "publish the model to the fraud-rules topic: running fraud instances score with it")
+	engine := fs.String("engine", "", "SQL engine: duckdb (local lake) or spark")
+	dataDir := fs.String("data-dir", "", "data directory (local lake)")
+	brokers := brokersFlag(fs)
+	cfg, err := parse(fs, args, func(c *config.Config) {
+		setStr(&c.Batch.Engine, *engine)
+		setStr(&c.DataDir, *dataDir)
+		brokers(c)
+	})
+	if err != nil {
+		return err
+	}
+	ft := app.FraudTrain{Days: *days, LabelWindow: *labelWindow, Train: tc, Out: *out, Publish: *publish}
+	if *to != "" {
+		if ft.To, err = time.Parse(time.RFC3339, *to); err != nil {
+			return usageError{fmt.Errorf("batch fraud-train: --to: %w", err)}
+		}
+	}
+	if *publish {
+		if err := needBrokers(cfg, "batch fraud-train --publish"); err != nil {
+			return err
+		}
+	}
+	_, err = app.BatchFraudTrain(ctx, cfg, ft, os.Stdout)
+	return err
 }
 
 func retentionCmd(ctx context.Context, args []string) error {

@@ -36,20 +36,24 @@ var fraudKinds = []string{"all", "decision", "monitoring"}
 
 // FraudAlert is one review or block decision, or a transaction-monitoring alert.
 type FraudAlert struct {
-	EventID      string           `json:"event_id"`
-	Kind         string           `json:"kind"` // order_placed, payment_authorized, payment_failed, monitoring
-	OrderID      string           `json:"order_id,omitempty"`
-	PaymentID    string           `json:"payment_id,omitempty"`
-	UserID       string           `json:"user_id,omitempty"`
-	Action       string           `json:"action"` // review or block
-	Score        int32            `json:"score"`
-	Reasons      []FraudReason    `json:"reasons"`
-	AmountMinor  int64            `json:"amount_minor"`
-	Currency     string           `json:"currency"`
-	RulesVersion int64            `json:"rules_version"`
-	EventTime    time.Time        `json:"event_time"`
-	DecidedAt    time.Time        `json:"decided_at"`
-	Monitoring   *FraudMonitoring `json:"monitoring,omitempty"`
+	EventID      string        `json:"event_id"`
+	Kind         string        `json:"kind"` // order_placed, payment_authorized, payment_failed, monitoring
+	OrderID      string        `json:"order_id,omitempty"`
+	PaymentID    string        `json:"payment_id,omitempty"`
+	UserID       string        `json:"user_id,omitempty"`
+	Action       string        `json:"action"` // review or block
+	Score        int32         `json:"score"`
+	Reasons      []FraudReason `json:"reasons"`
+	AmountMinor  int64         `json:"amount_minor"`
+	Currency     string        `json:"currency"`
+	RulesVersion int64         `json:"rules_version"`
+	// The model that scored the order (orders only; 0 and omitted when none did) and its
+	// probability of fraud.
+	ModelVersion     int64            `json:"model_version,omitempty"`
+	ModelProbability float64          `json:"model_probability,omitempty"`
+	EventTime        time.Time        `json:"event_time"`
+	DecidedAt        time.Time        `json:"decided_at"`
+	Monitoring       *FraudMonitoring `json:"monitoring,omitempty"`
 }
 
 // FraudReason is a rule (or a monitoring signal) that fired, with what it measured.
@@ -269,7 +273,8 @@ func alertOf(d *pb.FraudDecision) FraudAlert {
 	a := FraudAlert{EventID: d.GetEventId(), Kind: d.GetKind(), OrderID: d.GetOrderId(), PaymentID: d.GetPaymentId(),
 		UserID: d.GetUserId(), Action: actionName(d.GetAction()), Score: d.GetScore(), AmountMinor: d.GetAmountMinor(),
 		Currency: d.GetCurrency(), RulesVersion: d.GetRulesVersion(), EventTime: d.GetEventTime().AsTime().UTC(),
-		DecidedAt: d.GetDecidedAt().AsTime().UTC(), Reasons: make([]FraudReason, 0, len(d.GetReasons()))}
+		DecidedAt: d.GetDecidedAt().AsTime().UTC(), Reasons: make([]FraudReason, 0, len(d.GetReasons())),
+		ModelVersion: d.GetModelVersion(), ModelProbability: d.GetModelProbability()}
 	for _, r := range d.GetReasons() {
 		fr := FraudReason{Rule: r.GetRule(), Weight: r.GetWeight(), Action: actionName(r.GetAction()), Value: r.GetValue(),
 			Limit: r.GetLimit(), Conditions: make([]FraudCondition, 0, len(r.GetConditions()))}

@@ -101,6 +101,11 @@ func fraudRules(ctx context.Context, cfg config.Config) (*rules.Set, int64, erro
 func runFraud(ctx context.Context, cfg config.Config, rs *rules.Set, from int64, st fraudStore, srv *ops.Server, reg prometheus.Registerer) error {
 	fc := fraud.FromConfig(cfg, rs, uuid.NewString())
 	fc.RulesFrom = from
+	m, err := fraud.LatestModel(ctx, cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	fc.Model = m
 	proc, err := fraud.New(fc, cfg.Kafka, st, reg)
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -41,6 +42,7 @@ import (
 
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/fraud/riskmodel"
 	"github.com/bytebasket/bytebasket/internal/fraud/rules"
 	"github.com/bytebasket/bytebasket/internal/model"
 	"github.com/bytebasket/bytebasket/internal/stateful"
@@ -54,9 +56,12 @@ const stateVersion = 2
 
 // Config tunes the fraud role.
 type Config struct {
-	Loop   stateful.Config
-	Rules  *rules.Set // the set in force at the start (see InForce)
-	Alerts string     // the physical fraud-alerts topic
+	Loop  stateful.Config
+	Rules *rules.Set // the set in force at the start (see InForce)
+	// Model scores orders beside the rules (nil: none yet); a newer one published to
+	// fraud-rules takes over as rule sets do.
+	Model  *riskmodel.Model
+	Alerts string // the physical fraud-alerts topic
 	// DeadLetters is the physical dead-letter topic: events a rule they are fed cannot be
 	// evaluated on (a field it needs is missing) go there too, and are scored by the rest.
 	DeadLetters string
@@ -101,6 +106,9 @@ func New(cfg Config, kafka config.Kafka, store stateful.Store, reg prometheus.Re
 	}
 	r := &role{cfg: cfg, m: newMetrics(reg)}
 	r.swap(cfg.Rules)
+	if cfg.Model != nil {
+		r.swapModel(cfg.Model)
+	}
 	users, err := stateful.New(cfg.Loop, kafka, r, store, reg)
 	if err != nil {
 		return nil, err
@@ -120,7 +128,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	defer cancel()
 	if p.from >= 0 {
 		go func() {
-			if err := follow(ctx, p.kafka, p.from, p.role.swap); err != nil {
+			if err := follow(ctx, p.kafka, p.from, p.role.swap, p.role.swapModel); err != nil {
 				slog.Error("fraud rules not followed; the set in force stays", "err", err)
 			}
 		}()
@@ -155,11 +163,30 @@ func (p *Processor) Ready() bool { return p.users.Ready() && p.keys.Ready() }
 // RulesVersion is the version of the rule set in force.
 func (p *Processor) RulesVersion() int64 { return p.role.set.Load().set.Version }
 
+// ModelVersion is the version of the model in force, 0 if none.
+func (p *Processor) ModelVersion() int64 {
+	if m := p.role.model.Load(); m != nil {
+		return m.Version()
+	}
+	return 0
+}
+
 // role is the fraud role as internal/stateful drives it.
 type role struct {
-	cfg Config
-	set atomic.Pointer[compiled] // the rule set in force; swapped by follow
-	m   metrics
+	cfg   Config
+	set   atomic.Pointer[compiled] // the rule set in force; swapped by follow
+	model atomic.Pointer[riskmodel.Model]
+	m     metrics
+}
+
+// swapModel puts m in force if it is newer than the model in force.
+func (r *role) swapModel(m *riskmodel.Model) {
+	if cur := r.model.Load(); cur != nil && m.Version() <= cur.Version() {
+		return
+	}
+	r.model.Store(m)
+	r.m.modelVersion.Set(float64(m.Version()))
+	slog.Info("fraud model in force", "version", m.Version(), "features", len(m.Proto().GetFeatures()))
 }
 
 // compiled is a rule set as the role evaluates it.
@@ -207,6 +234,13 @@ func (r *role) swap(rs *rules.Set) {
 		} else {
 			c.byKey[rule.GroupBy] = append(c.byKey[rule.GroupBy], rule)
 			c.keyHorizon[rule.GroupBy] = max(c.keyHorizon[rule.GroupBy], window)
+		}
+	}
+	// The model's features count the user's orders and failed payments of the last hour.
+	c.horizon = max(c.horizon, riskmodel.Window)
+	for _, k := range []event.Kind{event.KindOrderPlaced, event.KindPaymentFailed} {
+		if !slices.Contains(c.userKinds, k) {
+			c.userKinds = append(c.userKinds, k)
 		}
 	}
 	r.set.Store(c)
@@ -318,8 +352,9 @@ func (t *task) Apply(_ string, e *pb.Envelope) bool {
 	return false
 }
 
-// settle scores d from its reasons (their weights, capped at 100; the strongest action they
-// ask for) and produces it to fraud-alerts if it reviews or blocks.
+// settle scores d from its reasons (their weights, capped at 100, or the model's probability
+// in percent when higher; the strongest action they ask for) and produces it to
+// fraud-alerts if it reviews or blocks.
 func (r *role) settle(d *pb.FraudDecision, emit stateful.Emit) {
 	var score int32
 	strongest := pb.FraudAction_FRAUD_ACTION_ALLOW
@@ -327,7 +362,8 @@ func (r *role) settle(d *pb.FraudDecision, emit stateful.Emit) {
 		score += reason.GetWeight()
 		strongest = max(strongest, reason.GetAction()) // the enum orders allow < review < block
 	}
-	d.Score, d.Action, d.DecidedAt = min(score, 100), strongest, timestamppb.Now()
+	score = max(min(score, 100), int32(math.Round(100*d.GetModelProbability())))
+	d.Score, d.Action, d.DecidedAt = score, strongest, timestamppb.Now()
 	r.m.decisions.WithLabelValues(d.GetAction().String()).Inc()
 	if d.GetAction() == pb.FraudAction_FRAUD_ACTION_REVIEW || d.GetAction() == pb.FraudAction_FRAUD_ACTION_BLOCK {
 		emit(alertRecord(r.cfg.Alerts, d.GetUserId(), d))
@@ -373,8 +409,20 @@ func (r *role) decide(c *compiled, e *pb.Envelope, h *history, st *userState) *p
 			r.fired(d, rule, held)
 		}
 	}
+	if m := r.model.Load(); m != nil && e.GetOrderPlaced() != nil {
+		p := m.Probability(orderFeatures(e, h, at))
+		d.ModelVersion, d.ModelProbability = m.Version(), p
+		if a := m.Action(p); a != pb.FraudAction_FRAUD_ACTION_ALLOW {
+			r.m.ruleHits.WithLabelValues(modelReason).Inc()
+			d.Reasons = append(d.Reasons, &pb.FraudReason{Rule: modelReason, Value: p, Limit: m.ReviewAt(), Action: a,
+				Conditions: []*pb.FraudCondition{{Measure: "probability", Value: p, Compare: ">=", Limit: m.ReviewAt()}}})
+		}
+	}
 	return d
 }
+
+// modelReason is the rule name of a decision's reason when the model asked for it.
+const modelReason = "model"
 
 // holds is what each condition of rule measured for e when all of them hold, nil when one
 // does not. Conditions are tested in order and the first that fails ends the test. st is the

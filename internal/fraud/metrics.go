@@ -12,7 +12,7 @@ type metrics struct {
 	// transaction monitoring
 	monitorMinutes, monitorLate prometheus.Counter
 	monitorAlerts               *prometheus.CounterVec
-	rulesVersion                prometheus.Gauge
+	rulesVersion, modelVersion  prometheus.Gauge
 }
 
 // newMetrics registers the role's metrics on reg (nil: unregistered, still counted).
@@ -42,9 +42,12 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		rulesVersion: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bytebasket_fraud_rules_version", Help: "Version of the rule set in force.",
 		}),
+		modelVersion: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bytebasket_fraud_model_version", Help: "Version of the model in force (0: none; the rules alone decide).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.ruleHits, m.badRekeyed, m.incomplete, m.monitorMinutes, m.monitorLate, m.monitorAlerts, m.rulesVersion)
+		reg.MustRegister(m.decisions, m.ruleHits, m.badRekeyed, m.incomplete, m.monitorMinutes, m.monitorLate, m.monitorAlerts, m.rulesVersion, m.modelVersion)
 	}
 	return m
 }

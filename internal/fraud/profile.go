@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/fraud/riskmodel"
 	"github.com/bytebasket/bytebasket/internal/fraud/rules"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
@@ -182,4 +183,46 @@ func signal(c *rules.Condition, e *pb.Envelope, p *pb.FraudProfile, st *userStat
 		}
 	}
 	return 0
+}
+
+// orderFeatures are the model's inputs for order e (event time at, unix ms) of the user with
+// history h, as internal/batch's FraudFeaturesJob computes them over the lake: h holds e
+// already, its profile does not count e among the orders yet.
+func orderFeatures(e *pb.Envelope, h *history, at int64) riskmodel.Order {
+	o := e.GetOrderPlaced()
+	x := riskmodel.Order{AmountMinor: o.GetTotal().GetAmountMinor(), Currency: o.GetTotal().GetCurrency(),
+		PaymentMethod:   o.GetPaymentMethod(),
+		AddressMismatch: o.GetBillingCountry() != "" && o.GetShippingCountry() != "" && o.GetBillingCountry() != o.GetShippingCountry()}
+	p := h.profile
+	for _, t := range p.GetOrders() {
+		x.PriorOrders += t.GetOrders()
+	}
+	from := at - riskmodel.Window.Milliseconds()
+	for _, ev := range h.events {
+		if ev.GetTimeMs() <= from || ev.GetTimeMs() > at {
+			continue
+		}
+		switch event.Kind(ev.GetKind()) {
+		case event.KindOrderPlaced:
+			x.Orders1h++
+		case event.KindPaymentFailed:
+			x.Failed1h++
+		}
+	}
+	x.Orders1h = max(x.Orders1h-1, 0) // e itself
+	if first := p.GetFirstSeenMs(); first > 0 {
+		x.AccountAge = time.Duration(at-first) * time.Millisecond
+	}
+	if dev := o.GetDeviceId(); dev != "" {
+		if s := seenValue(p, rules.Device, dev); s != nil {
+			x.DeviceAge = time.Duration(at-s.GetFirstMs()) * time.Millisecond
+		}
+	}
+	countriesFrom := at - riskmodel.CountriesWindow.Milliseconds()
+	for _, s := range p.GetSeen() {
+		if s.GetAttribute() == string(rules.Country) && s.GetLastMs() > countriesFrom && s.GetFirstMs() <= at {
+			x.Countries24h++
+		}
+	}
+	return x
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
+	"github.com/bytebasket/bytebasket/internal/fraud/riskmodel"
 	"github.com/bytebasket/bytebasket/internal/fraud/rules"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
@@ -71,9 +72,9 @@ func Latest(ctx context.Context, kafka config.Kafka) (*rules.Set, int64, error) 
 	return latest, next, nil
 }
 
-// follow calls apply with every valid rule set written to fraud-rules after offset from,
-// until ctx ends.
-func follow(ctx context.Context, kafka config.Kafka, from int64, apply func(*rules.Set)) error {
+// follow calls apply with every valid rule set and applyModel with every valid model written
+// to fraud-rules after offset from, until ctx ends.
+func follow(ctx context.Context, kafka config.Kafka, from int64, apply func(*rules.Set), applyModel func(*riskmodel.Model)) error {
 	cl, err := rulesClient(kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
 		kafka.Topic(event.TopicFraudRules): {0: kgo.NewOffset().At(from)}}))
 	if err != nil {
@@ -84,6 +85,9 @@ func follow(ctx context.Context, kafka config.Kafka, from int64, apply func(*rul
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			if rs := parseRecord(r); rs != nil {
 				apply(rs)
+			}
+			if m := parseModel(r); m != nil {
+				applyModel(m)
 			}
 		})
 	}

@@ -22,6 +22,9 @@ const (
 	pPayFail        = 0.03
 	pRefund         = 0.06  // of authorized orders
 	pChargeback     = 0.004 // of authorized, unrefunded orders
+	// pFraudChargeback: of a fraud scenario's authorized orders, those the real card holder
+	// disputes (the labels a shop learns from, days later); the rest go unnoticed.
+	pFraudChargeback = 0.75
 )
 
 // Scenarios. The names are the FraudLabel.scenario values.
@@ -154,14 +157,14 @@ func (s *Simulator) drawPlan(p *plan) {
 		p.adds = s.between(1, 2)
 		p.browse = s.between(1, 3) + p.adds
 		p.fail = s.chance(0.1)
-		p.chargebk = !p.fail && s.chance(0.5)
+		p.chargebk = !p.fail && s.chance(pFraudChargeback)
 		// landing (login), account page, browse, adds, cart page, checkout, order, payment
 		p.events = 2 + p.browse + p.adds + 4 + b2i(p.chargebk)
 	case scHighValueFirstOrder:
 		p.adds = s.between(1, 3)
 		p.browse = s.between(1, 3) + p.adds
 		p.fail = s.chance(0.15)
-		p.chargebk = !p.fail && s.chance(0.4)
+		p.chargebk = !p.fail && s.chance(pFraudChargeback)
 		p.events = 1 + p.browse + p.adds + 4 + b2i(p.chargebk)
 	case scSharedFingerprint:
 		p.ring = s.between(3, maxRing)
@@ -170,7 +173,7 @@ func (s *Simulator) drawPlan(p *plan) {
 			m.adds = 1
 			m.browse = s.between(0, 2) + m.adds
 			m.fail = s.chance(0.1)
-			m.chargeback = !m.fail && s.chance(0.3)
+			m.chargeback = !m.fail && s.chance(pFraudChargeback)
 			p.events += 1 + m.browse + m.adds + 4 + b2i(m.chargeback)
 		}
 	}

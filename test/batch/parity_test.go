@@ -183,3 +183,63 @@ func (o onlyActivity) WriteAtomic(ctx context.Context, rel string, write func(io
 	}
 	return o.Backend.WriteAtomic(ctx, rel, write)
 }
+
+// The fraud model's training set (features and chargeback labels) is the same on both
+// engines over the same lake, row for row.
+func TestFraudFeaturesEnginesAgree(t *testing.T) {
+	ctx := context.Background()
+	fs, uri := openHDFS(t, fmt.Sprintf("/it/fraud-features-%d", time.Now().UnixNano()))
+	defer func() { _ = fs.RemoveAll(ctx, "/"); fs.Close() }()
+	dir := t.TempDir()
+	loc, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loc.Close()
+	// Slow simulated time (about a day and a half), so chargebacks days after orders are in.
+	l, err := batchtest.Build(ctx, batchtest.Options{
+		Sim:    sim.Config{Seed: 5, Users: 500, Start: time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC), Rate: 0.4, FraudRate: 0.05},
+		Events: 50_000, MaxFileRows: 5000,
+	}, loc, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	duck, err := duckdb.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer duck.Close()
+	sp := connectSpark(t, uri)
+	ff := batch.FraudFeatures{From: l.First.Add(6 * time.Hour), To: l.Last.Add(-6 * time.Hour), Lookback: 30 * 24 * time.Hour, LabelWindow: 7 * 24 * time.Hour}
+	var results [][][]any
+	for _, e := range []batch.Engine{duck, sp} {
+		if err := e.RegisterViews(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := ff.Rows(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, rows)
+	}
+	want, got := results[0], results[1]
+	fraud := 0
+	for _, r := range want {
+		if r[len(r)-1] == int64(1) {
+			fraud++
+		}
+	}
+	if len(want) < 200 || fraud == 0 {
+		t.Fatalf("DuckDB: %d orders, %d labelled fraud: the comparison would prove little", len(want), fraud)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Spark (%d rows) and DuckDB (%d rows) differ", len(got), len(want))
+		for i := range min(len(got), len(want)) {
+			if !reflect.DeepEqual(got[i], want[i]) {
+				t.Logf("row %d:\n spark  %v\n duckdb %v", i, got[i], want[i])
+				break
+			}
+		}
+	}
+	t.Logf("%d orders, %d labelled fraud, same on both engines", len(want), fraud)
+}

@@ -87,7 +87,8 @@ type FraudDecision struct {
 	OrderId   string `protobuf:"bytes,3,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	PaymentId string `protobuf:"bytes,4,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"` // payments only
 	UserId    string `protobuf:"bytes,5,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// 0-100: the fired rules' weights added up, capped at 100.
+	// 0-100: the fired rules' weights added up, capped at 100, or the model's probability
+	// in percent when higher.
 	Score   int32          `protobuf:"varint,6,opt,name=score,proto3" json:"score,omitempty"`
 	Action  FraudAction    `protobuf:"varint,7,opt,name=action,proto3,enum=bytebasket.v1.FraudAction" json:"action,omitempty"`
 	Reasons []*FraudReason `protobuf:"bytes,8,rep,name=reasons,proto3" json:"reasons,omitempty"`
@@ -101,9 +102,13 @@ type FraudDecision struct {
 	Currency    string                 `protobuf:"bytes,14,opt,name=currency,proto3" json:"currency,omitempty"`
 	// Set on a transaction-monitoring alert (kind "monitoring"): the segment's minute that
 	// departed from its baseline. Such an alert is about no order or user.
-	Monitoring    *FraudMonitoring `protobuf:"bytes,15,opt,name=monitoring,proto3" json:"monitoring,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Monitoring *FraudMonitoring `protobuf:"bytes,15,opt,name=monitoring,proto3" json:"monitoring,omitempty"`
+	// The model (FraudModel version) that scored the event, 0 if none did, and its
+	// probability that the order is fraud.
+	ModelVersion     int64   `protobuf:"varint,16,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	ModelProbability float64 `protobuf:"fixed64,17,opt,name=model_probability,json=modelProbability,proto3" json:"model_probability,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *FraudDecision) Reset() {
@@ -239,6 +244,20 @@ func (x *FraudDecision) GetMonitoring() *FraudMonitoring {
 		return x.Monitoring
 	}
 	return nil
+}
+
+func (x *FraudDecision) GetModelVersion() int64 {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return 0
+}
+
+func (x *FraudDecision) GetModelProbability() float64 {
+	if x != nil {
+		return x.ModelProbability
+	}
+	return 0
 }
 
 // FraudMonitoring is one minute of one segment (payment method, currency, billing country)
@@ -541,11 +560,278 @@ func (x *FraudCondition) GetLimit() float64 {
 	return 0
 }
 
+// FraudModel is a logistic regression trained by `bytebasket batch fraud-train` over the lake,
+// labels from chargebacks: the fraud role scores orders with the newest one in the fraud-rules
+// topic (key "model"). A feature's value is standardized, (x - mean) / scale, before its
+// weight applies; features are named as internal/fraud/model defines them ("currency=EUR"
+// is 1 for orders in euros).
+type FraudModel struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   int64                  `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	TrainedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=trained_at,json=trainedAt,proto3" json:"trained_at,omitempty"`
+	Engine    string                 `protobuf:"bytes,3,opt,name=engine,proto3" json:"engine,omitempty"` // duckdb, spark
+	Features  []string               `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
+	Means     []float64              `protobuf:"fixed64,5,rep,packed,name=means,proto3" json:"means,omitempty"`
+	Scales    []float64              `protobuf:"fixed64,6,rep,packed,name=scales,proto3" json:"scales,omitempty"`
+	Weights   []float64              `protobuf:"fixed64,7,rep,packed,name=weights,proto3" json:"weights,omitempty"`
+	Intercept float64                `protobuf:"fixed64,8,opt,name=intercept,proto3" json:"intercept,omitempty"`
+	// The probabilities from which an order is reviewed or blocked.
+	ReviewAt float64 `protobuf:"fixed64,9,opt,name=review_at,json=reviewAt,proto3" json:"review_at,omitempty"`
+	BlockAt  float64 `protobuf:"fixed64,10,opt,name=block_at,json=blockAt,proto3" json:"block_at,omitempty"`
+	// Training data: orders placed in [data_from, data_to), each labelled fraud when a chargeback
+	// for fraud came within label_window of it; the newest fifth of them held out.
+	DataFrom           *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=data_from,json=dataFrom,proto3" json:"data_from,omitempty"`
+	DataTo             *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=data_to,json=dataTo,proto3" json:"data_to,omitempty"`
+	LabelWindowSeconds int64                  `protobuf:"varint,13,opt,name=label_window_seconds,json=labelWindowSeconds,proto3" json:"label_window_seconds,omitempty"`
+	TrainOrders        int64                  `protobuf:"varint,14,opt,name=train_orders,json=trainOrders,proto3" json:"train_orders,omitempty"`
+	TrainFraud         int64                  `protobuf:"varint,15,opt,name=train_fraud,json=trainFraud,proto3" json:"train_fraud,omitempty"`
+	Holdout            *FraudModelMetrics     `protobuf:"bytes,16,opt,name=holdout,proto3" json:"holdout,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *FraudModel) Reset() {
+	*x = FraudModel{}
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudModel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudModel) ProtoMessage() {}
+
+func (x *FraudModel) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudModel.ProtoReflect.Descriptor instead.
+func (*FraudModel) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_fraud_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FraudModel) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *FraudModel) GetTrainedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TrainedAt
+	}
+	return nil
+}
+
+func (x *FraudModel) GetEngine() string {
+	if x != nil {
+		return x.Engine
+	}
+	return ""
+}
+
+func (x *FraudModel) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *FraudModel) GetMeans() []float64 {
+	if x != nil {
+		return x.Means
+	}
+	return nil
+}
+
+func (x *FraudModel) GetScales() []float64 {
+	if x != nil {
+		return x.Scales
+	}
+	return nil
+}
+
+func (x *FraudModel) GetWeights() []float64 {
+	if x != nil {
+		return x.Weights
+	}
+	return nil
+}
+
+func (x *FraudModel) GetIntercept() float64 {
+	if x != nil {
+		return x.Intercept
+	}
+	return 0
+}
+
+func (x *FraudModel) GetReviewAt() float64 {
+	if x != nil {
+		return x.ReviewAt
+	}
+	return 0
+}
+
+func (x *FraudModel) GetBlockAt() float64 {
+	if x != nil {
+		return x.BlockAt
+	}
+	return 0
+}
+
+func (x *FraudModel) GetDataFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DataFrom
+	}
+	return nil
+}
+
+func (x *FraudModel) GetDataTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DataTo
+	}
+	return nil
+}
+
+func (x *FraudModel) GetLabelWindowSeconds() int64 {
+	if x != nil {
+		return x.LabelWindowSeconds
+	}
+	return 0
+}
+
+func (x *FraudModel) GetTrainOrders() int64 {
+	if x != nil {
+		return x.TrainOrders
+	}
+	return 0
+}
+
+func (x *FraudModel) GetTrainFraud() int64 {
+	if x != nil {
+		return x.TrainFraud
+	}
+	return 0
+}
+
+func (x *FraudModel) GetHoldout() *FraudModelMetrics {
+	if x != nil {
+		return x.Holdout
+	}
+	return nil
+}
+
+// FraudModelMetrics: how a model did on orders it was not trained on, against chargeback
+// labels.
+type FraudModelMetrics struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Orders int64                  `protobuf:"varint,1,opt,name=orders,proto3" json:"orders,omitempty"`
+	Fraud  int64                  `protobuf:"varint,2,opt,name=fraud,proto3" json:"fraud,omitempty"`
+	Auprc  float64                `protobuf:"fixed64,3,opt,name=auprc,proto3" json:"auprc,omitempty"`
+	Auc    float64                `protobuf:"fixed64,4,opt,name=auc,proto3" json:"auc,omitempty"`
+	// At review_at: precision, recall and the share of labelled-honest orders flagged.
+	Precision     float64 `protobuf:"fixed64,5,opt,name=precision,proto3" json:"precision,omitempty"`
+	Recall        float64 `protobuf:"fixed64,6,opt,name=recall,proto3" json:"recall,omitempty"`
+	HonestFlagged float64 `protobuf:"fixed64,7,opt,name=honest_flagged,json=honestFlagged,proto3" json:"honest_flagged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudModelMetrics) Reset() {
+	*x = FraudModelMetrics{}
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudModelMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudModelMetrics) ProtoMessage() {}
+
+func (x *FraudModelMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_fraud_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudModelMetrics.ProtoReflect.Descriptor instead.
+func (*FraudModelMetrics) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_fraud_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FraudModelMetrics) GetOrders() int64 {
+	if x != nil {
+		return x.Orders
+	}
+	return 0
+}
+
+func (x *FraudModelMetrics) GetFraud() int64 {
+	if x != nil {
+		return x.Fraud
+	}
+	return 0
+}
+
+func (x *FraudModelMetrics) GetAuprc() float64 {
+	if x != nil {
+		return x.Auprc
+	}
+	return 0
+}
+
+func (x *FraudModelMetrics) GetAuc() float64 {
+	if x != nil {
+		return x.Auc
+	}
+	return 0
+}
+
+func (x *FraudModelMetrics) GetPrecision() float64 {
+	if x != nil {
+		return x.Precision
+	}
+	return 0
+}
+
+func (x *FraudModelMetrics) GetRecall() float64 {
+	if x != nil {
+		return x.Recall
+	}
+	return 0
+}
+
+func (x *FraudModelMetrics) GetHonestFlagged() float64 {
+	if x != nil {
+		return x.HonestFlagged
+	}
+	return 0
+}
+
 var File_bytebasket_v1_fraud_proto protoreflect.FileDescriptor
 
 const file_bytebasket_v1_fraud_proto_rawDesc = "" +
 	"\n" +
-	"\x19bytebasket/v1/fraud.proto\x12\rbytebasket.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x04\n" +
+	"\x19bytebasket/v1/fraud.proto\x12\rbytebasket.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x05\n" +
 	"\rFraudDecision\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x19\n" +
@@ -568,7 +854,9 @@ const file_bytebasket_v1_fraud_proto_rawDesc = "" +
 	"\bcurrency\x18\x0e \x01(\tR\bcurrency\x12>\n" +
 	"\n" +
 	"monitoring\x18\x0f \x01(\v2\x1e.bytebasket.v1.FraudMonitoringR\n" +
-	"monitoring\"\xcb\x03\n" +
+	"monitoring\x12#\n" +
+	"\rmodel_version\x18\x10 \x01(\x03R\fmodelVersion\x12+\n" +
+	"\x11model_probability\x18\x11 \x01(\x01R\x10modelProbability\"\xcb\x03\n" +
 	"\x0fFraudMonitoring\x12%\n" +
 	"\x0epayment_method\x18\x01 \x01(\tR\rpaymentMethod\x12\x1a\n" +
 	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x18\n" +
@@ -599,7 +887,36 @@ const file_bytebasket_v1_fraud_proto_rawDesc = "" +
 	"\ameasure\x18\x01 \x01(\tR\ameasure\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x18\n" +
 	"\acompare\x18\x03 \x01(\tR\acompare\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x01R\x05limit*t\n" +
+	"\x05limit\x18\x04 \x01(\x01R\x05limit\"\xd3\x04\n" +
+	"\n" +
+	"FraudModel\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x129\n" +
+	"\n" +
+	"trained_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\ttrainedAt\x12\x16\n" +
+	"\x06engine\x18\x03 \x01(\tR\x06engine\x12\x1a\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\x12\x14\n" +
+	"\x05means\x18\x05 \x03(\x01R\x05means\x12\x16\n" +
+	"\x06scales\x18\x06 \x03(\x01R\x06scales\x12\x18\n" +
+	"\aweights\x18\a \x03(\x01R\aweights\x12\x1c\n" +
+	"\tintercept\x18\b \x01(\x01R\tintercept\x12\x1b\n" +
+	"\treview_at\x18\t \x01(\x01R\breviewAt\x12\x19\n" +
+	"\bblock_at\x18\n" +
+	" \x01(\x01R\ablockAt\x127\n" +
+	"\tdata_from\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\bdataFrom\x123\n" +
+	"\adata_to\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x06dataTo\x120\n" +
+	"\x14label_window_seconds\x18\r \x01(\x03R\x12labelWindowSeconds\x12!\n" +
+	"\ftrain_orders\x18\x0e \x01(\x03R\vtrainOrders\x12\x1f\n" +
+	"\vtrain_fraud\x18\x0f \x01(\x03R\n" +
+	"trainFraud\x12:\n" +
+	"\aholdout\x18\x10 \x01(\v2 .bytebasket.v1.FraudModelMetricsR\aholdout\"\xc6\x01\n" +
+	"\x11FraudModelMetrics\x12\x16\n" +
+	"\x06orders\x18\x01 \x01(\x03R\x06orders\x12\x14\n" +
+	"\x05fraud\x18\x02 \x01(\x03R\x05fraud\x12\x14\n" +
+	"\x05auprc\x18\x03 \x01(\x01R\x05auprc\x12\x10\n" +
+	"\x03auc\x18\x04 \x01(\x01R\x03auc\x12\x1c\n" +
+	"\tprecision\x18\x05 \x01(\x01R\tprecision\x12\x16\n" +
+	"\x06recall\x18\x06 \x01(\x01R\x06recall\x12%\n" +
+	"\x0ehonest_flagged\x18\a \x01(\x01R\rhonestFlagged*t\n" +
 	"\vFraudAction\x12\x1c\n" +
 	"\x18FRAUD_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FRAUD_ACTION_ALLOW\x10\x01\x12\x17\n" +
@@ -619,30 +936,36 @@ func file_bytebasket_v1_fraud_proto_rawDescGZIP() []byte {
 }
 
 var file_bytebasket_v1_fraud_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_bytebasket_v1_fraud_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_bytebasket_v1_fraud_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_bytebasket_v1_fraud_proto_goTypes = []any{
 	(FraudAction)(0),              // 0: bytebasket.v1.FraudAction
 	(*FraudDecision)(nil),         // 1: bytebasket.v1.FraudDecision
 	(*FraudMonitoring)(nil),       // 2: bytebasket.v1.FraudMonitoring
 	(*FraudReason)(nil),           // 3: bytebasket.v1.FraudReason
 	(*FraudCondition)(nil),        // 4: bytebasket.v1.FraudCondition
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*FraudModel)(nil),            // 5: bytebasket.v1.FraudModel
+	(*FraudModelMetrics)(nil),     // 6: bytebasket.v1.FraudModelMetrics
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_bytebasket_v1_fraud_proto_depIdxs = []int32{
-	0, // 0: bytebasket.v1.FraudDecision.action:type_name -> bytebasket.v1.FraudAction
-	3, // 1: bytebasket.v1.FraudDecision.reasons:type_name -> bytebasket.v1.FraudReason
-	5, // 2: bytebasket.v1.FraudDecision.event_time:type_name -> google.protobuf.Timestamp
-	5, // 3: bytebasket.v1.FraudDecision.decided_at:type_name -> google.protobuf.Timestamp
-	5, // 4: bytebasket.v1.FraudDecision.received_at:type_name -> google.protobuf.Timestamp
-	2, // 5: bytebasket.v1.FraudDecision.monitoring:type_name -> bytebasket.v1.FraudMonitoring
-	5, // 6: bytebasket.v1.FraudMonitoring.minute:type_name -> google.protobuf.Timestamp
-	0, // 7: bytebasket.v1.FraudReason.action:type_name -> bytebasket.v1.FraudAction
-	4, // 8: bytebasket.v1.FraudReason.conditions:type_name -> bytebasket.v1.FraudCondition
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	0,  // 0: bytebasket.v1.FraudDecision.action:type_name -> bytebasket.v1.FraudAction
+	3,  // 1: bytebasket.v1.FraudDecision.reasons:type_name -> bytebasket.v1.FraudReason
+	7,  // 2: bytebasket.v1.FraudDecision.event_time:type_name -> google.protobuf.Timestamp
+	7,  // 3: bytebasket.v1.FraudDecision.decided_at:type_name -> google.protobuf.Timestamp
+	7,  // 4: bytebasket.v1.FraudDecision.received_at:type_name -> google.protobuf.Timestamp
+	2,  // 5: bytebasket.v1.FraudDecision.monitoring:type_name -> bytebasket.v1.FraudMonitoring
+	7,  // 6: bytebasket.v1.FraudMonitoring.minute:type_name -> google.protobuf.Timestamp
+	0,  // 7: bytebasket.v1.FraudReason.action:type_name -> bytebasket.v1.FraudAction
+	4,  // 8: bytebasket.v1.FraudReason.conditions:type_name -> bytebasket.v1.FraudCondition
+	7,  // 9: bytebasket.v1.FraudModel.trained_at:type_name -> google.protobuf.Timestamp
+	7,  // 10: bytebasket.v1.FraudModel.data_from:type_name -> google.protobuf.Timestamp
+	7,  // 11: bytebasket.v1.FraudModel.data_to:type_name -> google.protobuf.Timestamp
+	6,  // 12: bytebasket.v1.FraudModel.holdout:type_name -> bytebasket.v1.FraudModelMetrics
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_fraud_proto_init() }
@@ -656,7 +979,7 @@ func file_bytebasket_v1_fraud_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_fraud_proto_rawDesc), len(file_bytebasket_v1_fraud_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,432 @@
+// Package riskmodel is the fraud role's learned score: a logistic regression over a few
+// features of an order and its user's history, trained in batch over the lake (labels from
+// chargebacks, internal/batch FraudFeaturesJob) and applied online by the fraud role's first
+// stage. Both sides fill the same Order, so the features are defined once, here.
+package riskmodel
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
+)
+
+// Order is what an order's features are computed from: its own fields and what its user did
+// before it. Counts exclude the order itself; "first seen" times include it.
+type Order struct {
+	AmountMinor     int64
+	Currency        string
+	PaymentMethod   string
+	AddressMismatch bool  // billing and shipping countries both given and different
+	PriorOrders     int64 // the user's orders before this one (within the profile retention)
+	Orders1h        int64 // the user's other orders in the hour up to it
+	Failed1h        int64 // the user's failed payments in the hour up to it
+	// Since the user's first event, and since the first event from the order's device
+	// (0 when the order names no device), both within the profile retention.
+	AccountAge, DeviceAge time.Duration
+	Countries24h          int64 // distinct countries the user's shopper events came from in the 24 h up to it
+}
+
+// Window is how far back Orders1h and Failed1h look; CountriesWindow Countries24h.
+const (
+	Window          = time.Hour
+	CountriesWindow = 24 * time.Hour
+)
+
+// numeric are the features every model has, in order; categorical ones follow them, named
+// "currency=EUR" and "method=card" for each value seen often enough in training.
+var numeric = []string{"log_amount", "address_mismatch", "log_prior_orders", "orders_1h", "failed_1h",
+	"log_account_age_h", "log_device_age_h", "countries_24h"}
+
+// value is feature name's raw value for o.
+func value(name string, o Order) float64 {
+	switch name {
+	case "log_amount":
+		return math.Log1p(float64(max(o.AmountMinor, 0)))
+	case "address_mismatch":
+		if o.AddressMismatch {
+			return 1
+		}
+		return 0
+	case "log_prior_orders":
+		return math.Log1p(float64(max(o.PriorOrders, 0)))
+	case "orders_1h":
+		return float64(o.Orders1h)
+	case "failed_1h":
+		return float64(o.Failed1h)
+	case "log_account_age_h":
+		return math.Log1p(max(o.AccountAge.Hours(), 0))
+	case "log_device_age_h":
+		return math.Log1p(max(o.DeviceAge.Hours(), 0))
+	case "countries_24h":
+		return float64(o.Countries24h)
+	}
+	if v, ok := strings.CutPrefix(name, "currency="); ok {
+		return indicator(o.Currency == v)
+	}
+	if v, ok := strings.CutPrefix(name, "method="); ok {
+		return indicator(o.PaymentMethod == v)
+	}
+	return 0
+}
+
+func indicator(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Model is a trained FraudModel ready to score.
+type Model struct {
+	pb *pb.FraudModel
+}
+
+// FromProto checks m and returns it as a Model.
+func FromProto(m *pb.FraudModel) (*Model, error) {
+	n := len(m.GetFeatures())
+	if n == 0 || len(m.GetMeans()) != n || len(m.GetScales()) != n || len(m.GetWeights()) != n {
+		return nil, fmt.Errorf("fraud model v%d: %d features with %d means, %d scales, %d weights",
+			m.GetVersion(), n, len(m.GetMeans()), len(m.GetScales()), len(m.GetWeights()))
+	}
+	for i, f := range m.GetFeatures() {
+		if !known(f) {
+			return nil, fmt.Errorf("fraud model v%d: unknown feature %q (a newer release's model?)", m.GetVersion(), f)
+		}
+		for _, x := range []float64{m.GetMeans()[i], m.GetScales()[i], m.GetWeights()[i]} {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, fmt.Errorf("fraud model v%d: feature %q has a non-finite parameter", m.GetVersion(), f)
+			}
+		}
+		if m.GetScales()[i] <= 0 {
+			return nil, fmt.Errorf("fraud model v%d: feature %q has scale %v", m.GetVersion(), f, m.GetScales()[i])
+		}
+	}
+	if !(m.GetReviewAt() > 0 && m.GetReviewAt() <= m.GetBlockAt() && m.GetBlockAt() <= 1) {
+		return nil, fmt.Errorf("fraud model v%d: thresholds review_at %v, block_at %v: want 0 < review_at <= block_at <= 1",
+			m.GetVersion(), m.GetReviewAt(), m.GetBlockAt())
+	}
+	if math.IsNaN(m.GetIntercept()) || math.IsInf(m.GetIntercept(), 0) {
+		return nil, fmt.Errorf("fraud model v%d: non-finite intercept", m.GetVersion())
+	}
+	return &Model{pb: m}, nil
+}
+
+func known(f string) bool {
+	return slices.Contains(numeric, f) || strings.HasPrefix(f, "currency=") || strings.HasPrefix(f, "method=")
+}
+
+// Proto is the model's message.
+func (m *Model) Proto() *pb.FraudModel { return m.pb }
+
+// Version is the model's version.
+func (m *Model) Version() int64 { return m.pb.GetVersion() }
+
+// Probability is the model's probability that o is fraud.
+func (m *Model) Probability(o Order) float64 {
+	z := m.pb.GetIntercept()
+	for i, f := range m.pb.GetFeatures() {
+		z += m.pb.GetWeights()[i] * (value(f, o) - m.pb.GetMeans()[i]) / m.pb.GetScales()[i]
+	}
+	return sigmoid(z)
+}
+
+// Action is what probability p asks for.
+func (m *Model) Action(p float64) pb.FraudAction {
+	switch {
+	case p >= m.pb.GetBlockAt():
+		return pb.FraudAction_FRAUD_ACTION_BLOCK
+	case p >= m.pb.GetReviewAt():
+		return pb.FraudAction_FRAUD_ACTION_REVIEW
+	}
+	return pb.FraudAction_FRAUD_ACTION_ALLOW
+}
+
+// ReviewAt is the probability from which an order is reviewed.
+func (m *Model) ReviewAt() float64 { return m.pb.GetReviewAt() }
+
+func sigmoid(z float64) float64 {
+	if z >= 0 {
+		return 1 / (1 + math.Exp(-z))
+	}
+	e := math.Exp(z)
+	return e / (1 + e)
+}
+
+// Example is one labelled order.
+type Example struct {
+	Order Order
+	Time  time.Time
+	Fraud bool
+}
+
+// TrainConfig tunes Train.
+type TrainConfig struct {
+	// L2 penalty on the standardized weights (the intercept is not penalized).
+	L2 float64
+	// MinCategory: a currency or payment method gets its own feature once this many
+	// training orders have it.
+	MinCategory int
+	// HoldoutShare: the newest share of the examples is held out to measure the model.
+	HoldoutShare      float64
+	ReviewAt, BlockAt float64
+}
+
+// DefaultTrainConfig is what `batch fraud-train` uses unless told otherwise.
+func DefaultTrainConfig() TrainConfig {
+	return TrainConfig{L2: 1, MinCategory: 20, HoldoutShare: 0.2, ReviewAt: 0.5, BlockAt: 0.9}
+}
+
+// Train fits a model to examples: the oldest share by time to train, the newest to measure
+// (FraudModel.holdout). Version and provenance fields are the caller's.
+func Train(examples []Example, cfg TrainConfig) (*pb.FraudModel, error) {
+	ex := slices.Clone(examples)
+	slices.SortStableFunc(ex, func(a, b Example) int { return a.Time.Compare(b.Time) })
+	cut := len(ex) - int(float64(len(ex))*cfg.HoldoutShare)
+	train, hold := ex[:cut], ex[cut:]
+	pos := 0
+	for _, e := range train {
+		if e.Fraud {
+			pos++
+		}
+	}
+	if pos == 0 || pos == len(train) {
+		return nil, fmt.Errorf("fraud model: %d training orders, %d labelled fraud: both classes are needed (are chargebacks in the lake, and old enough?)", len(train), pos)
+	}
+	features := slices.Clone(numeric)
+	features = append(features, categories(train, "currency=", func(o Order) string { return o.Currency }, cfg.MinCategory)...)
+	features = append(features, categories(train, "method=", func(o Order) string { return o.PaymentMethod }, cfg.MinCategory)...)
+
+	// Standardize on the training examples.
+	d := len(features)
+	x := make([][]float64, len(train))
+	means, scales := make([]float64, d), make([]float64, d)
+	for i, e := range train {
+		x[i] = make([]float64, d)
+		for j, f := range features {
+			x[i][j] = value(f, e.Order)
+			means[j] += x[i][j]
+		}
+	}
+	for j := range means {
+		means[j] /= float64(len(train))
+	}
+	for i := range x {
+		for j := range d {
+			scales[j] += (x[i][j] - means[j]) * (x[i][j] - means[j])
+		}
+	}
+	for j := range scales {
+		scales[j] = math.Sqrt(scales[j] / float64(len(train)))
+		if scales[j] < 1e-9 { // constant in training: weight stays 0
+			scales[j] = 1
+		}
+	}
+	for i := range x {
+		for j := range d {
+			x[i][j] = (x[i][j] - means[j]) / scales[j]
+		}
+	}
+	y := make([]float64, len(train))
+	for i, e := range train {
+		y[i] = indicator(e.Fraud)
+	}
+	w, err := newton(x, y, cfg.L2)
+	if err != nil {
+		return nil, err
+	}
+	m := &pb.FraudModel{Features: features, Means: means, Scales: scales, Weights: w[1:], Intercept: w[0],
+		ReviewAt: cfg.ReviewAt, BlockAt: cfg.BlockAt, TrainOrders: int64(len(train)), TrainFraud: int64(pos)}
+	mm, err := FromProto(m)
+	if err != nil {
+		return nil, err
+	}
+	m.Holdout = Measure(mm, hold)
+	return m, nil
+}
+
+// categories are the feature names of the values of field seen at least min times.
+func categories(ex []Example, prefix string, field func(Order) string, min int) []string {
+	n := map[string]int{}
+	for _, e := range ex {
+		if v := field(e.Order); v != "" {
+			n[v]++
+		}
+	}
+	var out []string
+	for v, c := range n {
+		if c >= min {
+			out = append(out, prefix+v)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// newton fits logistic regression by Newton-Raphson (iteratively reweighted least squares)
+// with an L2 penalty; w[0] is the intercept.
+func newton(x [][]float64, y []float64, l2 float64) ([]float64, error) {
+	d := len(x[0]) + 1
+	w := make([]float64, d)
+	row := make([]float64, d)
+	for iter := 0; iter < 50; iter++ {
+		grad := make([]float64, d)
+		hess := make([][]float64, d)
+		for i := range hess {
+			hess[i] = make([]float64, d)
+		}
+		for i := range x {
+			row[0] = 1
+			copy(row[1:], x[i])
+			z := 0.0
+			for j := range d {
+				z += w[j] * row[j]
+			}
+			p := sigmoid(z)
+			r := p * (1 - p)
+			for j := range d {
+				grad[j] += (p - y[i]) * row[j]
+				for k := j; k < d; k++ {
+					hess[j][k] += r * row[j] * row[k]
+				}
+			}
+		}
+		for j := 1; j < d; j++ {
+			grad[j] += l2 * w[j]
+			hess[j][j] += l2
+		}
+		hess[0][0] += 1e-9
+		for j := range d {
+			for k := range j {
+				hess[j][k] = hess[k][j]
+			}
+		}
+		step, err := solve(hess, grad)
+		if err != nil {
+			return nil, err
+		}
+		change := 0.0
+		for j := range d {
+			w[j] -= step[j]
+			change = max(change, math.Abs(step[j]))
+		}
+		if change < 1e-8 {
+			break
+		}
+	}
+	for _, v := range w {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("fraud model: training diverged")
+		}
+	}
+	return w, nil
+}
+
+// solve solves a x = b for a symmetric positive definite a by Cholesky decomposition.
+func solve(a [][]float64, b []float64) ([]float64, error) {
+	n := len(b)
+	l := make([][]float64, n)
+	for i := range l {
+		l[i] = make([]float64, n)
+	}
+	for i := range n {
+		for j := 0; j <= i; j++ {
+			s := a[i][j]
+			for k := range j {
+				s -= l[i][k] * l[j][k]
+			}
+			if i == j {
+				if s <= 0 {
+					return nil, fmt.Errorf("fraud model: the training problem is singular")
+				}
+				l[i][i] = math.Sqrt(s)
+			} else {
+				l[i][j] = s / l[j][j]
+			}
+		}
+	}
+	z := make([]float64, n)
+	for i := range n {
+		s := b[i]
+		for k := range i {
+			s -= l[i][k] * z[k]
+		}
+		z[i] = s / l[i][i]
+	}
+	out := make([]float64, n)
+	for i := n - 1; i >= 0; i-- {
+		s := z[i]
+		for k := i + 1; k < n; k++ {
+			s -= l[k][i] * out[k]
+		}
+		out[i] = s / l[i][i]
+	}
+	return out, nil
+}
+
+// Measure is how m does on examples: AUPRC (average precision), AUC, and precision, recall
+// and honest orders flagged at its review threshold.
+func Measure(m *Model, examples []Example) *pb.FraudModelMetrics {
+	type scored struct {
+		p     float64
+		fraud bool
+	}
+	s := make([]scored, len(examples))
+	out := &pb.FraudModelMetrics{Orders: int64(len(examples))}
+	var tp, fp int64
+	for i, e := range examples {
+		p := m.Probability(e.Order)
+		s[i] = scored{p, e.Fraud}
+		if e.Fraud {
+			out.Fraud++
+		}
+		if p >= m.ReviewAt() {
+			if e.Fraud {
+				tp++
+			} else {
+				fp++
+			}
+		}
+	}
+	honest := out.Orders - out.Fraud
+	if tp+fp > 0 {
+		out.Precision = float64(tp) / float64(tp+fp)
+	}
+	if out.Fraud > 0 {
+		out.Recall = float64(tp) / float64(out.Fraud)
+	}
+	if honest > 0 {
+		out.HonestFlagged = float64(fp) / float64(honest)
+	}
+	if out.Fraud == 0 || honest == 0 {
+		return out
+	}
+	// Highest first; ties as one step (a threshold cannot split them).
+	slices.SortFunc(s, func(a, b scored) int { return cmp.Compare(b.p, a.p) })
+	var hits, seen, ap, rankSum float64
+	for i := 0; i < len(s); {
+		j := i
+		var pos float64
+		for j < len(s) && s[j].p == s[i].p {
+			if s[j].fraud {
+				pos++
+			}
+			j++
+		}
+		seen += float64(j - i)
+		hits += pos
+		ap += pos / float64(out.Fraud) * hits / seen
+		// AUC: each honest order here ranks below the fraud before it, and ties half of this
+		// group's.
+		neg := float64(j-i) - pos
+		rankSum += neg * (hits - pos/2)
+		i = j
+	}
+	out.Auprc = ap
+	out.Auc = rankSum / float64(out.Fraud*honest)
+	return out
+}
