@@ -29,14 +29,18 @@ func Fraud(ctx context.Context, cfg config.Config, out io.Writer) error {
 		return err
 	}
 	defer stop()
-	rs, from, err := fraudRules(ctx, cfg)
+	in, err := fraudInForce(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "bytebasket fraud: kafka %v, store %s, group %s, rules version %d, http http://%s\n",
-		cfg.Kafka.Brokers, cfg.Store.Backend, cfg.Fraud.Group, rs.Version, srv.Addr())
+	var model int64
+	if in.Model != nil {
+		model = in.Model.Version()
+	}
+	fmt.Fprintf(out, "bytebasket fraud: kafka %v, store %s, group %s, rules version %d, model version %d, http http://%s\n",
+		cfg.Kafka.Brokers, cfg.Store.Backend, cfg.Fraud.Group, in.Rules.Version, model, srv.Addr())
 	srv.SetHealthy(true)
-	return runFraud(ctx, cfg, rs, from, st, srv, srv.Registry)
+	return runFraud(ctx, cfg, in, st, srv, srv.Registry)
 }
 
 // FraudRulesApply is `bytebasket fraud rules apply FILE`: the set in FILE, checked whole,
@@ -58,54 +62,56 @@ func FraudRulesApply(ctx context.Context, cfg config.Config, file string, out io
 	return nil
 }
 
-// fraudRules is the rule set in force and the fraud-rules offset to follow newer ones from:
-// the newest set in the topic, or else the configured one (the file, or the shipped set),
-// published first so that every instance applies the same.
-func fraudRules(ctx context.Context, cfg config.Config) (*rules.Set, int64, error) {
+// configuredRules is the configured rule set (fraud.rules_file, else the shipped one) and
+// its text.
+func configuredRules(cfg config.Config) (*rules.Set, []byte, error) {
 	data := shipped.FraudRules
 	if f := cfg.Fraud.RulesFile; f != "" {
 		var err error
 		if data, err = os.ReadFile(f); err != nil {
-			return nil, 0, fmt.Errorf("fraud rules: %w", err)
+			return nil, nil, fmt.Errorf("fraud rules: %w", err)
 		}
 	}
-	configured, err := rules.Parse(data)
-	if err != nil {
-		return nil, 0, err
-	}
-	inForce, end, err := fraud.Latest(ctx, cfg.Kafka)
-	if err != nil {
-		return nil, 0, err
-	}
-	switch {
-	case inForce == nil:
-		_, err := fraud.Publish(ctx, cfg.Kafka, data)
-		if errors.Is(err, fraud.ErrNotNewer) { // another instance published first: take its
-			return fraudRules(ctx, cfg)
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		return configured, end, nil
-	case configured.Version > inForce.Version:
-		slog.Warn("the configured fraud rules are newer than the set in force; publish them with `bytebasket fraud rules apply`",
-			"configured", configured.Version, "in_force", inForce.Version)
-	}
-	return inForce, end, nil
+	rs, err := rules.Parse(data)
+	return rs, data, err
 }
 
-// runFraud runs the fraud role under rs, following newer sets from offset from, until ctx
+// fraudInForce is what the fraud role starts with: the newest rule set and model in the
+// fraud-rules topic and the offset to follow newer ones from. With no set there yet, the
+// configured one is published first, so that every instance applies the same.
+func fraudInForce(ctx context.Context, cfg config.Config) (fraud.InForce, error) {
+	configured, data, err := configuredRules(cfg)
+	if err != nil {
+		return fraud.InForce{}, err
+	}
+	in, err := fraud.Latest(ctx, cfg.Kafka)
+	if err != nil {
+		return fraud.InForce{}, err
+	}
+	switch {
+	case in.Rules == nil:
+		_, err := fraud.Publish(ctx, cfg.Kafka, data)
+		if errors.Is(err, fraud.ErrNotNewer) { // another instance published first: take its
+			return fraudInForce(ctx, cfg)
+		}
+		if err != nil {
+			return fraud.InForce{}, err
+		}
+		in.Rules = configured
+	case configured.Version > in.Rules.Version:
+		slog.Warn("the configured fraud rules are newer than the set in force; publish them with `bytebasket fraud rules apply`",
+			"configured", configured.Version, "in_force", in.Rules.Version)
+	}
+	return in, nil
+}
+
+// runFraud runs the fraud role under the rule set and model in force, following newer ones from in.Next, until ctx
 // ends, keeping /readyz of srv (if not nil) in step with it; its metrics go to reg. Each run
 // is its own transactional producer: the group's generation fences a zombie's commits.
 // Beside it runs the sink that copies committed alerts into the serving store.
-func runFraud(ctx context.Context, cfg config.Config, rs *rules.Set, from int64, st fraudStore, srv *ops.Server, reg prometheus.Registerer) error {
-	fc := fraud.FromConfig(cfg, rs, uuid.NewString())
-	fc.RulesFrom = from
-	m, err := fraud.LatestModel(ctx, cfg.Kafka)
-	if err != nil {
-		return err
-	}
-	fc.Model = m
+func runFraud(ctx context.Context, cfg config.Config, in fraud.InForce, st fraudStore, srv *ops.Server, reg prometheus.Registerer) error {
+	fc := fraud.FromConfig(cfg, in.Rules, uuid.NewString())
+	fc.RulesFrom, fc.Model = in.Next, in.Model
 	proc, err := fraud.New(fc, cfg.Kafka, st, reg)
 	if err != nil {
 		return err

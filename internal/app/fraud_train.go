@@ -10,12 +10,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	shipped "github.com/bytebasket/bytebasket/config"
 	"github.com/bytebasket/bytebasket/internal/batch"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/fraud"
 	"github.com/bytebasket/bytebasket/internal/fraud/riskmodel"
-	"github.com/bytebasket/bytebasket/internal/fraud/rules"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
@@ -105,14 +103,7 @@ func BatchFraudTrain(ctx context.Context, cfg config.Config, ft FraudTrain, out 
 // profileRetention is how far back the online profiles remember, which the training
 // features must look back too: the configured rule set's.
 func profileRetention(cfg config.Config) (time.Duration, error) {
-	data := shipped.FraudRules
-	if f := cfg.Fraud.RulesFile; f != "" {
-		var err error
-		if data, err = os.ReadFile(f); err != nil {
-			return 0, fmt.Errorf("fraud rules: %w", err)
-		}
-	}
-	rs, err := rules.Parse(data)
+	rs, _, err := configuredRules(cfg)
 	if err != nil {
 		return 0, err
 	}

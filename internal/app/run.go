@@ -75,13 +75,13 @@ func Run(ctx context.Context, cfg config.Config, out io.Writer) error {
 
 	// The fraud role scores orders and payments into fraud-alerts; its checkpoints share the
 	// store. Its readiness is its own (/metrics), not the dashboard's.
-	rs, from, err := fraudRules(ctx, cfg)
+	in, err := fraudInForce(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	fraudCtx, stopFraud := context.WithCancel(ctx)
 	fraudDone := make(chan error, 1)
-	go func() { fraudDone <- watch("fraud role", runFraud(fraudCtx, cfg, rs, from, st, nil, srv.Registry)) }()
+	go func() { fraudDone <- watch("fraud role", runFraud(fraudCtx, cfg, in, st, nil, srv.Registry)) }()
 	defer func() {
 		stopFraud()
 		if err := <-fraudDone; err != nil {

@@ -1,10 +1,9 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"strings"
-	"text/template"
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/fraud/riskmodel"
@@ -88,16 +87,7 @@ func (ff FraudFeatures) SQL(eng Engine) (string, error) {
 		"WindowS":       int64(riskmodel.Window.Seconds()), "CountriesS": int64(riskmodel.CountriesWindow.Seconds()),
 		"LookbackS": int64(ff.Lookback.Seconds()), "LabelS": int64(ff.LabelWindow.Seconds()),
 	}
-	t, err := template.New(FraudFeaturesJob.Name).Option("missingkey=error").
-		Funcs(template.FuncMap{"explode": eng.Explode}).Parse(rangeTmpl + featureTmpl + FraudFeaturesJob.Text)
-	if err != nil {
-		return "", fmt.Errorf("batch: job %s: %w", FraudFeaturesJob.Name, err)
-	}
-	var b strings.Builder
-	if err := t.Execute(&b, p); err != nil {
-		return "", fmt.Errorf("batch: job %s: %w", FraudFeaturesJob.Name, err)
-	}
-	return b.String(), nil
+	return render(eng, FraudFeaturesJob.Name, rangeTmpl+featureTmpl+FraudFeaturesJob.Text, p)
 }
 
 // Rows runs the job on eng (views registered) and returns its rows normalized, oldest
@@ -111,15 +101,8 @@ func (ff FraudFeatures) Rows(ctx context.Context, eng Engine) ([][]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, rows, err := eng.Query(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("batch: job %s on %s: %w", FraudFeaturesJob.Name, eng.Name(), err)
-	}
-	rows, err = Normalize(rows)
-	if err != nil {
-		return nil, fmt.Errorf("batch: job %s on %s: %w", FraudFeaturesJob.Name, eng.Name(), err)
-	}
-	return rows, nil
+	_, rows, err := query(ctx, eng, FraudFeaturesJob.Name, q)
+	return rows, err
 }
 
 // Examples runs the job on eng and reads its rows as examples.
@@ -148,12 +131,12 @@ func exampleOf(r []any) (FraudExample, error) {
 	var err error
 	str := func(i int) string {
 		s, e := String(r[i])
-		err = cmpErr(err, e)
+		err = cmp.Or(err, e)
 		return s
 	}
 	num := func(i int) int64 {
 		n, e := Int64(r[i])
-		err = cmpErr(err, e)
+		err = cmp.Or(err, e)
 		return n
 	}
 	at := func(i int) time.Time {
@@ -161,7 +144,7 @@ func exampleOf(r []any) (FraudExample, error) {
 			return time.Time{}
 		}
 		t, e := Time(r[i])
-		err = cmpErr(err, e)
+		err = cmp.Or(err, e)
 		return t
 	}
 	x.EventID, x.OrderID, x.Time = str(0), str(1), at(2)
@@ -178,11 +161,4 @@ func exampleOf(r []any) (FraudExample, error) {
 	o.Countries24h = num(12)
 	x.Fraud = num(13) == 1
 	return x, err
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }

@@ -132,16 +132,34 @@ func (j Job) SQL(eng Engine, g model.TrendGranularity, from, to time.Time) (stri
 	}
 	p.Dim.ProductViews, p.Dim.CategoryViews = model.TopProductViews, model.TopCategoryViews
 	p.Dim.ProductUnits, p.Dim.ProductRevenue, p.Dim.CategoryRevenue = model.TopProductUnits, model.TopProductRevenue, model.TopCategoryRevenue
-	t, err := template.New(j.Name).Option("missingkey=error").
-		Funcs(template.FuncMap{"explode": eng.Explode}).Parse(rangeTmpl + j.Text)
+	return render(eng, j.Name, rangeTmpl+j.Text, p)
+}
+
+// render fills template text (named name in errors) with p for eng.
+func render(eng Engine, name, text string, p any) (string, error) {
+	t, err := template.New(name).Option("missingkey=error").
+		Funcs(template.FuncMap{"explode": eng.Explode}).Parse(text)
 	if err != nil {
-		return "", fmt.Errorf("batch: job %s: %w", j.Name, err)
+		return "", fmt.Errorf("batch: job %s: %w", name, err)
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, p); err != nil {
-		return "", fmt.Errorf("batch: job %s: %w", j.Name, err)
+		return "", fmt.Errorf("batch: job %s: %w", name, err)
 	}
 	return b.String(), nil
+}
+
+// query runs q on eng and returns its rows normalized (see Normalize); what names the job in
+// errors.
+func query(ctx context.Context, eng Engine, what, q string) ([]string, [][]any, error) {
+	cols, rows, err := eng.Query(ctx, q)
+	if err == nil {
+		rows, err = Normalize(rows)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("batch: job %s on %s: %w", what, eng.Name(), err)
+	}
+	return cols, rows, nil
 }
 
 // Run runs the job on eng and returns its rows normalized (see Normalize). The views must
@@ -151,15 +169,7 @@ func (j Job) Run(ctx context.Context, eng Engine, g model.TrendGranularity, from
 	if err != nil {
 		return nil, nil, err
 	}
-	cols, rows, err := eng.Query(ctx, q)
-	if err != nil {
-		return nil, nil, fmt.Errorf("batch: job %s (%s) on %s: %w", j.Name, g, eng.Name(), err)
-	}
-	rows, err = Normalize(rows)
-	if err != nil {
-		return nil, nil, fmt.Errorf("batch: job %s (%s) on %s: %w", j.Name, g, eng.Name(), err)
-	}
-	return cols, rows, nil
+	return query(ctx, eng, fmt.Sprintf("%s (%s)", j.Name, g), q)
 }
 
 // Align widens [from, to) to whole buckets of g, so every bucket is computed from all of

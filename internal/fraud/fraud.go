@@ -236,7 +236,9 @@ func (r *role) swap(rs *rules.Set) {
 			c.keyHorizon[rule.GroupBy] = max(c.keyHorizon[rule.GroupBy], window)
 		}
 	}
-	// The model's features count the user's orders and failed payments of the last hour.
+	// The model's features count the user's orders and failed payments of the last hour:
+	// kept whether or not a model is in force, so one published later finds that hour there
+	// (the shipped rules keep those kinds that long anyway).
 	c.horizon = max(c.horizon, riskmodel.Window)
 	for _, k := range []event.Kind{event.KindOrderPlaced, event.KindPaymentFailed} {
 		if !slices.Contains(c.userKinds, k) {

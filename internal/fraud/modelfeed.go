@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/fraud/riskmodel"
@@ -24,14 +22,14 @@ const modelKey = "model"
 // the version after the newest one in the topic, and written to fraud-rules (acknowledged by
 // every in-sync replica). It returns the version.
 func PublishModel(ctx context.Context, kafka config.Kafka, m *pb.FraudModel) (int64, error) {
-	current, err := LatestModel(ctx, kafka)
+	in, err := Latest(ctx, kafka)
 	if err != nil {
 		return 0, err
 	}
 	m = proto.CloneOf(m)
 	m.Version = 1
-	if current != nil {
-		m.Version = current.Version() + 1
+	if in.Model != nil {
+		m.Version = in.Model.Version() + 1
 	}
 	if _, err := riskmodel.FromProto(m); err != nil {
 		return 0, err
@@ -46,23 +44,6 @@ func PublishModel(ctx context.Context, kafka config.Kafka, m *pb.FraudModel) (in
 		return 0, fmt.Errorf("fraud model: publish: %w", err)
 	}
 	return m.Version, nil
-}
-
-// LatestModel is the newest valid model in the fraud-rules topic, nil if it holds none.
-func LatestModel(ctx context.Context, kafka config.Kafka) (*riskmodel.Model, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var latest *riskmodel.Model
-	err := bus.ReadAll(ctx, kafka, kafka.Topic(event.TopicFraudRules), func(r *kgo.Record) error {
-		if m := parseModel(r); m != nil && (latest == nil || m.Version() > latest.Version()) {
-			latest = m
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("fraud model: %w", err)
-	}
-	return latest, nil
 }
 
 // parseModel reads a model record of fraud-rules (nil for other records); an unreadable or

@@ -11,7 +11,6 @@ import (
 
 	"github.com/bytebasket/bytebasket/internal/bus/bustest"
 	"github.com/bytebasket/bytebasket/internal/event"
-	"github.com/bytebasket/bytebasket/internal/store/embedded"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
@@ -30,25 +29,7 @@ func TestModelSwapsWithoutRestart(t *testing.T) {
 	if _, err := Publish(ctx, cfg.Kafka, []byte(ordersRule(1, 100))); err != nil { // rules that never fire
 		t.Fatal(err)
 	}
-	rs, from, err := Latest(ctx, cfg.Kafka)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := embedded.Open(t.TempDir(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	fc := FromConfig(cfg, rs, "model")
-	fc.RulesFrom = from
-	p, err := New(fc, cfg.Kafka, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
+	p := startFollowing(t, cfg, "model")
 
 	now := time.Now().Add(-10 * time.Minute)
 	send := func(user string, cents int64) {

@@ -153,10 +153,7 @@ func signal(c *rules.Condition, e *pb.Envelope, p *pb.FraudProfile, st *userStat
 		}
 		return float64(time.Duration(at-p.GetFirstSeenMs()) * time.Millisecond / time.Minute)
 	case rules.PriorOrders:
-		var n int64
-		for _, o := range p.GetOrders() {
-			n += o.GetOrders()
-		}
+		n := ordersOf(p)
 		// A payment's own order was counted when it was placed: it is not a prior one.
 		if id := rules.OrderIDOf(e); e.GetOrderPlaced() == nil && id != "" &&
 			slices.ContainsFunc(p.GetRecentOrders(), func(o *pb.FraudRecentOrder) bool { return o.GetOrderId() == id }) {
@@ -177,8 +174,7 @@ func signal(c *rules.Condition, e *pb.Envelope, p *pb.FraudProfile, st *userStat
 			}
 		}
 	case rules.AddressMismatch:
-		o := e.GetOrderPlaced()
-		if o.GetBillingCountry() != "" && o.GetShippingCountry() != "" && o.GetBillingCountry() != o.GetShippingCountry() {
+		if addressMismatch(e.GetOrderPlaced()) {
 			return 1
 		}
 	}
@@ -190,13 +186,9 @@ func signal(c *rules.Condition, e *pb.Envelope, p *pb.FraudProfile, st *userStat
 // already, its profile does not count e among the orders yet.
 func orderFeatures(e *pb.Envelope, h *history, at int64) riskmodel.Order {
 	o := e.GetOrderPlaced()
-	x := riskmodel.Order{AmountMinor: o.GetTotal().GetAmountMinor(), Currency: o.GetTotal().GetCurrency(),
-		PaymentMethod:   o.GetPaymentMethod(),
-		AddressMismatch: o.GetBillingCountry() != "" && o.GetShippingCountry() != "" && o.GetBillingCountry() != o.GetShippingCountry()}
 	p := h.profile
-	for _, t := range p.GetOrders() {
-		x.PriorOrders += t.GetOrders()
-	}
+	x := riskmodel.Order{AmountMinor: o.GetTotal().GetAmountMinor(), Currency: o.GetTotal().GetCurrency(),
+		PaymentMethod: o.GetPaymentMethod(), AddressMismatch: addressMismatch(o), PriorOrders: ordersOf(p)}
 	from := at - riskmodel.Window.Milliseconds()
 	for _, ev := range h.events {
 		if ev.GetTimeMs() <= from || ev.GetTimeMs() > at {
@@ -225,4 +217,18 @@ func orderFeatures(e *pb.Envelope, h *history, at int64) riskmodel.Order {
 		}
 	}
 	return x
+}
+
+// ordersOf is how many orders profile p counts, all currencies.
+func ordersOf(p *pb.FraudProfile) int64 {
+	var n int64
+	for _, o := range p.GetOrders() {
+		n += o.GetOrders()
+	}
+	return n
+}
+
+// addressMismatch: order o names billing and shipping countries, and they differ.
+func addressMismatch(o *pb.OrderPlaced) bool {
+	return o.GetBillingCountry() != "" && o.GetShippingCountry() != "" && o.GetBillingCountry() != o.GetShippingCountry()
 }

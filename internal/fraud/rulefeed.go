@@ -33,11 +33,11 @@ func Publish(ctx context.Context, kafka config.Kafka, data []byte) (*rules.Set, 
 	if err != nil {
 		return nil, err
 	}
-	current, _, err := Latest(ctx, kafka)
+	in, err := Latest(ctx, kafka)
 	if err != nil {
 		return nil, err
 	}
-	if current != nil && rs.Version <= current.Version {
+	if current := in.Rules; current != nil && rs.Version <= current.Version {
 		return nil, fmt.Errorf("%w: version %d is not above version %d, in force: raise it", ErrNotNewer, rs.Version, current.Version)
 	}
 	cl, err := rulesClient(kafka)
@@ -52,24 +52,33 @@ func Publish(ctx context.Context, kafka config.Kafka, data []byte) (*rules.Set, 
 	return rs, nil
 }
 
-// Latest is the newest valid rule set in the fraud-rules topic (nil if it holds none), and
-// the offset after the last record read: where to follow newer ones from.
-func Latest(ctx context.Context, kafka config.Kafka) (*rules.Set, int64, error) {
+// InForce is what the fraud-rules topic holds: the newest valid rule set and model (nil when
+// it holds none), and the offset after the last record read, where to follow newer ones from.
+type InForce struct {
+	Rules *rules.Set
+	Model *riskmodel.Model
+	Next  int64
+}
+
+// Latest reads the fraud-rules topic once for what is in force.
+func Latest(ctx context.Context, kafka config.Kafka) (InForce, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var latest *rules.Set
-	var next int64
+	var in InForce
 	err := bus.ReadAll(ctx, kafka, kafka.Topic(event.TopicFraudRules), func(r *kgo.Record) error {
-		next = r.Offset + 1
-		if rs := parseRecord(r); rs != nil && (latest == nil || rs.Version > latest.Version) {
-			latest = rs
+		in.Next = r.Offset + 1
+		if rs := parseRecord(r); rs != nil && (in.Rules == nil || rs.Version > in.Rules.Version) {
+			in.Rules = rs
+		}
+		if m := parseModel(r); m != nil && (in.Model == nil || m.Version() > in.Model.Version()) {
+			in.Model = m
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("fraud rules: %w", err)
+		return InForce{}, fmt.Errorf("fraud rules: %w", err)
 	}
-	return latest, next, nil
+	return in, nil
 }
 
 // follow calls apply with every valid rule set and applyModel with every valid model written

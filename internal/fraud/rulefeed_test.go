@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/bytebasket/bytebasket/internal/bus/bustest"
+	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/bytebasket/bytebasket/internal/store/embedded"
 )
@@ -31,6 +32,36 @@ rules:
 `, version, limit)
 }
 
+// startFollowing runs an instance under what fraud-rules holds, following what is published
+// there next, until the test ends.
+func startFollowing(t *testing.T, cfg config.Config, instance string) *Processor {
+	t.Helper()
+	in, err := Latest(context.Background(), cfg.Kafka)
+	if err != nil || in.Rules == nil {
+		t.Fatalf("in force: %+v, %v", in, err)
+	}
+	st, err := embedded.Open(t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := FromConfig(cfg, in.Rules, instance)
+	fc.RulesFrom, fc.Model = in.Next, in.Model
+	p, err := New(fc, cfg.Kafka, st, nil)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		st.Close()
+	})
+	return p
+}
+
 // A published rule set takes over a running instance without a restart; an invalid set, or
 // one whose version is not above the set in force, is refused whole and changes nothing.
 func TestRulesSwitchWithoutRestart(t *testing.T) {
@@ -39,25 +70,10 @@ func TestRulesSwitchWithoutRestart(t *testing.T) {
 	if _, err := Publish(ctx, cfg.Kafka, []byte(ordersRule(1, 10))); err != nil {
 		t.Fatal(err)
 	}
-	rs, from, err := Latest(ctx, cfg.Kafka)
-	if err != nil || rs == nil || rs.Version != 1 {
-		t.Fatalf("latest after publishing version 1: %v, %v", rs, err)
+	p := startFollowing(t, cfg, "swap")
+	if v := p.RulesVersion(); v != 1 {
+		t.Fatalf("version %d in force after publishing version 1", v)
 	}
-	st, err := embedded.Open(t.TempDir(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	fc := FromConfig(cfg, rs, "swap")
-	fc.RulesFrom = from
-	p, err := New(fc, cfg.Kafka, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
 
 	now := time.Now().Add(-10 * time.Minute)
 	orders := func(user string, from, n int) {

@@ -125,33 +125,56 @@ func Compute(orders []Order, decisions []*pb.FraudDecision) Report {
 	return r
 }
 
-// averagePrecision is the area under the precision-recall curve: orders ranked by score,
-// equal scores taken together, precision at each step weighted by the recall it adds.
+// averagePrecision is the area under the precision-recall curve of orders ranked by score
+// (see Ranking).
 func averagePrecision(orders []Order, score map[string]int32) float64 {
-	positives := 0
-	byScore := map[int32][2]int{} // score -> (orders, fraud orders)
-	for _, o := range orders {
-		c := byScore[score[o.ID]]
-		c[0]++
-		if o.Fraud != "" {
-			c[1]++
-			positives++
-		}
-		byScore[score[o.ID]] = c
+	scores, fraud := make([]float64, len(orders)), make([]bool, len(orders))
+	for i, o := range orders {
+		scores[i], fraud[i] = float64(score[o.ID]), o.Fraud != ""
 	}
-	if positives == 0 {
-		return 0
-	}
-	scores := slices.Collect(maps.Keys(byScore))
-	sort.Slice(scores, func(i, j int) bool { return scores[i] > scores[j] })
-	var ap float64
-	taken, tp := 0, 0
-	for _, s := range scores {
-		c := byScore[s]
-		taken, tp = taken+c[0], tp+c[1]
-		ap += float64(c[1]) / float64(positives) * float64(tp) / float64(taken)
-	}
+	ap, _ := Ranking(scores, fraud)
 	return ap
+}
+
+// Ranking measures scores against the truth positive: the average precision (area under the
+// precision-recall curve: precision at each step weighted by the recall it adds) and the AUC
+// (the chance that a positive outranks a negative). Equal scores are one step: no
+// threshold can split them. Both are 0 without positives, AUC also without negatives.
+func Ranking(scores []float64, positive []bool) (ap, auc float64) {
+	idx := make([]int, len(scores))
+	pos := 0
+	for i := range idx {
+		idx[i] = i
+		if positive[i] {
+			pos++
+		}
+	}
+	neg := len(scores) - pos
+	if pos == 0 {
+		return 0, 0
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] > scores[idx[b]] })
+	var hits, seen, above float64
+	for i := 0; i < len(idx); {
+		j := i
+		var p float64
+		for j < len(idx) && scores[idx[j]] == scores[idx[i]] {
+			if positive[idx[j]] {
+				p++
+			}
+			j++
+		}
+		seen += float64(j - i)
+		hits += p
+		ap += p / float64(pos) * hits / seen
+		// Each negative here ranks below the positives before it, and ties half of these.
+		above += (float64(j-i) - p) * (hits - p/2)
+		i = j
+	}
+	if neg > 0 {
+		auc = above / float64(pos*neg)
+	}
+	return ap, auc
 }
 
 func ratio(a, b int) float64 {

@@ -5,13 +5,13 @@
 package riskmodel
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/bytebasket/bytebasket/internal/fraud/evaluate"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
@@ -39,39 +39,47 @@ const (
 
 // numeric are the features every model has, in order; categorical ones follow them, named
 // "currency=EUR" and "method=card" for each value seen often enough in training.
-var numeric = []string{"log_amount", "address_mismatch", "log_prior_orders", "orders_1h", "failed_1h",
-	"log_account_age_h", "log_device_age_h", "countries_24h"}
+var numeric = []struct {
+	name string
+	fn   func(Order) float64
+}{
+	{"log_amount", func(o Order) float64 { return math.Log1p(float64(max(o.AmountMinor, 0))) }},
+	{"address_mismatch", func(o Order) float64 { return indicator(o.AddressMismatch) }},
+	{"log_prior_orders", func(o Order) float64 { return math.Log1p(float64(max(o.PriorOrders, 0))) }},
+	{"orders_1h", func(o Order) float64 { return float64(o.Orders1h) }},
+	{"failed_1h", func(o Order) float64 { return float64(o.Failed1h) }},
+	{"log_account_age_h", func(o Order) float64 { return math.Log1p(max(o.AccountAge.Hours(), 0)) }},
+	{"log_device_age_h", func(o Order) float64 { return math.Log1p(max(o.DeviceAge.Hours(), 0)) }},
+	{"countries_24h", func(o Order) float64 { return float64(o.Countries24h) }},
+}
 
-// value is feature name's raw value for o.
-func value(name string, o Order) float64 {
-	switch name {
-	case "log_amount":
-		return math.Log1p(float64(max(o.AmountMinor, 0)))
-	case "address_mismatch":
-		if o.AddressMismatch {
-			return 1
+// extractor is feature name's raw value, false for a name this release does not know.
+func extractor(name string) (func(Order) float64, bool) {
+	for _, f := range numeric {
+		if f.name == name {
+			return f.fn, true
 		}
-		return 0
-	case "log_prior_orders":
-		return math.Log1p(float64(max(o.PriorOrders, 0)))
-	case "orders_1h":
-		return float64(o.Orders1h)
-	case "failed_1h":
-		return float64(o.Failed1h)
-	case "log_account_age_h":
-		return math.Log1p(max(o.AccountAge.Hours(), 0))
-	case "log_device_age_h":
-		return math.Log1p(max(o.DeviceAge.Hours(), 0))
-	case "countries_24h":
-		return float64(o.Countries24h)
 	}
 	if v, ok := strings.CutPrefix(name, "currency="); ok {
-		return indicator(o.Currency == v)
+		return func(o Order) float64 { return indicator(o.Currency == v) }, true
 	}
 	if v, ok := strings.CutPrefix(name, "method="); ok {
-		return indicator(o.PaymentMethod == v)
+		return func(o Order) float64 { return indicator(o.PaymentMethod == v) }, true
 	}
-	return 0
+	return nil, false
+}
+
+// extractors are names' extractors, or the first name not known.
+func extractors(names []string) ([]func(Order) float64, error) {
+	fns := make([]func(Order) float64, len(names))
+	for i, f := range names {
+		fn, ok := extractor(f)
+		if !ok {
+			return nil, fmt.Errorf("unknown feature %q (a newer release's model?)", f)
+		}
+		fns[i] = fn
+	}
+	return fns, nil
 }
 
 func indicator(b bool) float64 {
@@ -81,9 +89,10 @@ func indicator(b bool) float64 {
 	return 0
 }
 
-// Model is a trained FraudModel ready to score.
+// Model is a trained FraudModel ready to score: its features' extractors resolved once.
 type Model struct {
-	pb *pb.FraudModel
+	pb  *pb.FraudModel
+	fns []func(Order) float64
 }
 
 // FromProto checks m and returns it as a Model.
@@ -93,10 +102,11 @@ func FromProto(m *pb.FraudModel) (*Model, error) {
 		return nil, fmt.Errorf("fraud model v%d: %d features with %d means, %d scales, %d weights",
 			m.GetVersion(), n, len(m.GetMeans()), len(m.GetScales()), len(m.GetWeights()))
 	}
+	fns, err := extractors(m.GetFeatures())
+	if err != nil {
+		return nil, fmt.Errorf("fraud model v%d: %w", m.GetVersion(), err)
+	}
 	for i, f := range m.GetFeatures() {
-		if !known(f) {
-			return nil, fmt.Errorf("fraud model v%d: unknown feature %q (a newer release's model?)", m.GetVersion(), f)
-		}
 		for _, x := range []float64{m.GetMeans()[i], m.GetScales()[i], m.GetWeights()[i]} {
 			if math.IsNaN(x) || math.IsInf(x, 0) {
 				return nil, fmt.Errorf("fraud model v%d: feature %q has a non-finite parameter", m.GetVersion(), f)
@@ -113,11 +123,7 @@ func FromProto(m *pb.FraudModel) (*Model, error) {
 	if math.IsNaN(m.GetIntercept()) || math.IsInf(m.GetIntercept(), 0) {
 		return nil, fmt.Errorf("fraud model v%d: non-finite intercept", m.GetVersion())
 	}
-	return &Model{pb: m}, nil
-}
-
-func known(f string) bool {
-	return slices.Contains(numeric, f) || strings.HasPrefix(f, "currency=") || strings.HasPrefix(f, "method=")
+	return &Model{pb: m, fns: fns}, nil
 }
 
 // Proto is the model's message.
@@ -129,8 +135,8 @@ func (m *Model) Version() int64 { return m.pb.GetVersion() }
 // Probability is the model's probability that o is fraud.
 func (m *Model) Probability(o Order) float64 {
 	z := m.pb.GetIntercept()
-	for i, f := range m.pb.GetFeatures() {
-		z += m.pb.GetWeights()[i] * (value(f, o) - m.pb.GetMeans()[i]) / m.pb.GetScales()[i]
+	for i, fn := range m.fns {
+		z += m.pb.GetWeights()[i] * (fn(o) - m.pb.GetMeans()[i]) / m.pb.GetScales()[i]
 	}
 	return sigmoid(z)
 }
@@ -197,18 +203,25 @@ func Train(examples []Example, cfg TrainConfig) (*pb.FraudModel, error) {
 	if pos == 0 || pos == len(train) {
 		return nil, fmt.Errorf("fraud model: %d training orders, %d labelled fraud: both classes are needed (are chargebacks in the lake, and old enough?)", len(train), pos)
 	}
-	features := slices.Clone(numeric)
+	var features []string
+	for _, f := range numeric {
+		features = append(features, f.name)
+	}
 	features = append(features, categories(train, "currency=", func(o Order) string { return o.Currency }, cfg.MinCategory)...)
 	features = append(features, categories(train, "method=", func(o Order) string { return o.PaymentMethod }, cfg.MinCategory)...)
 
+	fns, err := extractors(features)
+	if err != nil {
+		return nil, err
+	}
 	// Standardize on the training examples.
 	d := len(features)
 	x := make([][]float64, len(train))
 	means, scales := make([]float64, d), make([]float64, d)
 	for i, e := range train {
 		x[i] = make([]float64, d)
-		for j, f := range features {
-			x[i][j] = value(f, e.Order)
+		for j, fn := range fns {
+			x[i][j] = fn(e.Order)
 			means[j] += x[i][j]
 		}
 	}
@@ -371,16 +384,12 @@ func solve(a [][]float64, b []float64) ([]float64, error) {
 // Measure is how m does on examples: AUPRC (average precision), AUC, and precision, recall
 // and honest orders flagged at its review threshold.
 func Measure(m *Model, examples []Example) *pb.FraudModelMetrics {
-	type scored struct {
-		p     float64
-		fraud bool
-	}
-	s := make([]scored, len(examples))
 	out := &pb.FraudModelMetrics{Orders: int64(len(examples))}
+	scores, fraud := make([]float64, len(examples)), make([]bool, len(examples))
 	var tp, fp int64
 	for i, e := range examples {
 		p := m.Probability(e.Order)
-		s[i] = scored{p, e.Fraud}
+		scores[i], fraud[i] = p, e.Fraud
 		if e.Fraud {
 			out.Fraud++
 		}
@@ -392,41 +401,15 @@ func Measure(m *Model, examples []Example) *pb.FraudModelMetrics {
 			}
 		}
 	}
-	honest := out.Orders - out.Fraud
 	if tp+fp > 0 {
 		out.Precision = float64(tp) / float64(tp+fp)
 	}
 	if out.Fraud > 0 {
 		out.Recall = float64(tp) / float64(out.Fraud)
 	}
-	if honest > 0 {
+	if honest := out.Orders - out.Fraud; honest > 0 {
 		out.HonestFlagged = float64(fp) / float64(honest)
 	}
-	if out.Fraud == 0 || honest == 0 {
-		return out
-	}
-	// Highest first; ties as one step (a threshold cannot split them).
-	slices.SortFunc(s, func(a, b scored) int { return cmp.Compare(b.p, a.p) })
-	var hits, seen, ap, rankSum float64
-	for i := 0; i < len(s); {
-		j := i
-		var pos float64
-		for j < len(s) && s[j].p == s[i].p {
-			if s[j].fraud {
-				pos++
-			}
-			j++
-		}
-		seen += float64(j - i)
-		hits += pos
-		ap += pos / float64(out.Fraud) * hits / seen
-		// AUC: each honest order here ranks below the fraud before it, and ties half of this
-		// group's.
-		neg := float64(j-i) - pos
-		rankSum += neg * (hits - pos/2)
-		i = j
-	}
-	out.Auprc = ap
-	out.Auc = rankSum / float64(out.Fraud*honest)
+	out.Auprc, out.Auc = evaluate.Ranking(scores, fraud)
 	return out
 }
