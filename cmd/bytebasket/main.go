@@ -189,6 +189,7 @@ func produceCmd(ctx context.Context, args []string) error {
 	fraudRate := fs.Float64("fraud-rate", 0, "share of sessions that are fraud (default 0.01)")
 	fraudMix := fs.String("fraud-mix", "", "fraud scenarios' weights, e.g. card_testing=1,account_takeover=3 (default: equal; "+strings.Join(sim.Scenarios, ", ")+")")
 	fraudAmount := fs.Float64("fraud-amount", 0, "scale of what high-value fraud spends (default 1)")
+	skip := fs.Int64("skip", 0, "simulate N events first and send none: with the same --seed and --start, continue a run of --count N")
 	cfg, err := parse(fs, args, brokers)
 	if err != nil {
 		return err
@@ -196,8 +197,8 @@ func produceCmd(ctx context.Context, args []string) error {
 	if *count > 0 && *duration > 0 {
 		return usageError{errors.New("produce: give --count or --duration, not both")}
 	}
-	if *count < 0 || *duration < 0 || *rate < 0 || *users < 1 || *duplicates < 0 || *duplicates > 1 || *throttle < 0 || *simRate < 0 {
-		return usageError{errors.New("produce: --count, --duration, --rate, --sim-rate and --throttle must not be negative, --users at least 1, --duplicates in 0..1")}
+	if *count < 0 || *duration < 0 || *rate < 0 || *users < 1 || *duplicates < 0 || *duplicates > 1 || *throttle < 0 || *simRate < 0 || *skip < 0 {
+		return usageError{errors.New("produce: --count, --duration, --rate, --sim-rate, --throttle and --skip must not be negative, --users at least 1, --duplicates in 0..1")}
 	}
 	part, err := bus.Partitioner(*partitioner)
 	if err != nil {
@@ -228,7 +229,7 @@ func produceCmd(ctx context.Context, args []string) error {
 	sum, err := app.Produce(ctx, prod, app.ProduceOptions{
 		Count: *count, Duration: *duration, Rate: *rate, Users: *users, Seed: *seed, Start: startAt,
 		Diurnal: !*flat, Labels: *labels, Progress: true, Duplicates: *duplicates,
-		SimRate: *simRate, Throttle: *throttle, FraudRate: *fraudRate, FraudMix: mix, FraudAmount: *fraudAmount,
+		SimRate: *simRate, Throttle: *throttle, FraudRate: *fraudRate, FraudMix: mix, FraudAmount: *fraudAmount, Skip: *skip,
 	}, nil)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -452,8 +453,10 @@ func fraudTrainCmd(ctx context.Context, args []string) error {
 	to := fs.String("to", "", "end of the orders' range, RFC 3339 (default now less --label-window)")
 	labelWindow := fs.Duration("label-window", 14*24*time.Hour, "how long after an order a chargeback still labels it; newer orders are not trained on")
 	tc := riskmodel.DefaultTrainConfig()
-	fs.Float64Var(&tc.ReviewAt, "review-at", tc.ReviewAt, "probability from which the model reviews an order")
-	fs.Float64Var(&tc.BlockAt, "block-at", tc.BlockAt, "probability from which the model blocks an order")
+	fs.Float64Var(&tc.ReviewAt, "review-at", tc.ReviewAt, "probability from which the model reviews an order (default: from --review-budget)")
+	fs.Float64Var(&tc.BlockAt, "block-at", tc.BlockAt, "probability from which the model blocks an order (default: from --block-budget)")
+	fs.Float64Var(&tc.ReviewBudget, "review-budget", tc.ReviewBudget, "share of the undisputed training orders the model may review at most")
+	fs.Float64Var(&tc.BlockBudget, "block-budget", tc.BlockBudget, "share of the undisputed training orders the model may block at most")
 	fs.Float64Var(&tc.L2, "l2", tc.L2, "L2 penalty on the standardized weights")
 	out := fs.String("out", "", "write the model to this file (JSON)")
 	publish := fs.Bool("publish", false, "publish the model to the fraud-rules topic: running fraud instances score with it")
@@ -467,6 +470,9 @@ func fraudTrainCmd(ctx context.Context, args []string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if tc.ReviewAt < 0 || tc.BlockAt < 0 || tc.ReviewAt > 1 || tc.BlockAt > 1 || tc.ReviewBudget < 0 || tc.ReviewBudget >= 1 || tc.BlockBudget < 0 || tc.BlockBudget >= 1 {
+		return usageError{errors.New("batch fraud-train: --review-at and --block-at must be in 0..1, the budgets in [0, 1)")}
 	}
 	ft := app.FraudTrain{Days: *days, LabelWindow: *labelWindow, Train: tc, Out: *out, Publish: *publish}
 	if *to != "" {

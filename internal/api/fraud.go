@@ -16,10 +16,12 @@ import (
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
-// FraudStore is what the fraud queries read: the alerts the fraud role's sink wrote.
+// FraudStore is what the fraud queries read: the alerts and labels the fraud role's sink
+// wrote.
 type FraudStore interface {
 	FraudAlerts(ctx context.Context, from, to time.Time, limit int) ([]model.FraudAlert, error)
 	FraudAlertsByUser(ctx context.Context, userID string, limit int) ([]model.FraudAlert, error)
+	FraudLabels(ctx context.Context, from, to time.Time, limit int) ([]model.FraudLabel, error)
 }
 
 // Bounds of the fraud queries (docs/api.md).
@@ -195,6 +197,21 @@ type FraudStatsResult struct {
 	// Truncated: the period holds more alerts than one answer reads; the figures are the
 	// newest maxStatsAlerts'.
 	Truncated bool `json:"truncated"`
+	// GroundTruth: the period's alerts against its labelled orders; absent without labels.
+	GroundTruth *FraudGroundTruth `json:"ground_truth,omitempty"`
+}
+
+// FraudGroundTruth holds the review and block decisions of a period against the labelled
+// fraud orders placed in it (the simulator's sim-labels, or a shop's own labels, copied by
+// the alerts sink): how many flagged orders were fraud, how much fraud was flagged. With
+// truncated alerts, only the labels as new as the oldest alert read count.
+type FraudGroundTruth struct {
+	FraudOrders      int                `json:"fraud_orders"`
+	FlaggedOrders    int                `json:"flagged_orders"`
+	TruePositives    int                `json:"true_positives"`
+	Precision        float64            `json:"precision"`
+	Recall           float64            `json:"recall"`
+	RecallByScenario map[string]float64 `json:"recall_by_scenario"`
 }
 
 // FraudStats summarises the alerts of the last hours.
@@ -215,6 +232,7 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 	}
 	hits := map[string]int64{}
 	var lat []time.Duration
+	flagged := map[string]time.Time{} // order id -> the time of its newest alert
 	for _, d := range decodeAlerts(rows) {
 		a := alertOf(d)
 		if a.Kind == "monitoring" {
@@ -225,6 +243,9 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 			continue
 		}
 		r.Decisions++
+		if id := d.GetOrderId(); id != "" && flagged[id].IsZero() { // rows come newest first
+			flagged[id] = d.GetEventTime().AsTime()
+		}
 		r.ByAction[a.Action]++
 		r.ByKind[a.Kind]++
 		r.Scores[min(max(int(a.Score), 0)/10, 9)]++ // a stored row is outside data: clamped
@@ -244,7 +265,56 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 		r.LatencyP50Ms, r.LatencyP99Ms = ms(lat[len(lat)*50/100]), ms(lat[min(len(lat)*99/100, len(lat)-1)])
 	}
+	from := r.From
+	if r.Truncated {
+		from = rows[len(rows)-1].EventTime
+	}
+	if r.GroundTruth, err = s.groundTruth(ctx, from, r.To, flagged); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// groundTruth holds the orders flagged in [from, to) against the labels of the orders placed
+// then; nil without labels.
+func (s *Service) groundTruth(ctx context.Context, from, to time.Time, flagged map[string]time.Time) (*FraudGroundTruth, error) {
+	labels, err := s.store.FraudLabels(ctx, from, to, maxStatsAlerts)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	if len(labels) == 0 {
+		return nil, nil
+	}
+	if len(labels) == maxStatsAlerts { // more fraud than one answer reads: the newest labels' period
+		from = labels[len(labels)-1].EventTime
+	}
+	g := &FraudGroundTruth{RecallByScenario: map[string]float64{}}
+	for _, at := range flagged {
+		if !at.Before(from) {
+			g.FlaggedOrders++
+		}
+	}
+	fraud := map[string]string{}
+	for _, l := range labels {
+		fraud[l.OrderID] = l.Scenario
+	}
+	orders, caught := map[string]int{}, map[string]int{}
+	for id, scenario := range fraud {
+		orders[scenario]++
+		if at, ok := flagged[id]; ok && !at.Before(from) {
+			caught[scenario]++
+			g.TruePositives++
+		}
+	}
+	g.FraudOrders = len(fraud)
+	for scenario, n := range orders {
+		g.RecallByScenario[scenario] = float64(caught[scenario]) / float64(n)
+	}
+	g.Recall = float64(g.TruePositives) / float64(g.FraudOrders)
+	if g.FlaggedOrders > 0 {
+		g.Precision = float64(g.TruePositives) / float64(g.FlaggedOrders)
+	}
+	return g, nil
 }
 
 // decodeAlerts reads the decisions of rows; a row that does not decode is skipped and

@@ -19,6 +19,7 @@ import (
 type alertWriter interface {
 	api.Store
 	WriteFraudAlerts(ctx context.Context, alerts []model.FraudAlert) error
+	WriteFraudLabels(ctx context.Context, labels []model.FraudLabel) error
 }
 
 // fillFraud writes four decisions (u-1 twice, across midnight) and one monitoring alert.
@@ -115,6 +116,24 @@ func checkFraud(t *testing.T, st alertWriter) {
 		!slices.Equal(s.RuleHits, wantHits) || s.Scores[3] != 1 || s.Scores[5] != 1 || s.Scores[9] != 1 ||
 		s.MonitoringAlerts != 1 || s.BySignal["failure-rate"] != 1 || s.Truncated || s.LatencyP50Ms != 20 || s.LatencyP99Ms != 30 {
 		t.Errorf("stats: %+v", s)
+	}
+	if s.GroundTruth != nil {
+		t.Errorf("ground truth without labels: %+v", s.GroundTruth)
+	}
+	// Labels: o1 (flagged) and o5 (not) in the period, o0 30 hours ago: of the two orders
+	// flagged (o1, o3) one is fraud, and one of the two fraud orders was flagged.
+	if err := st.WriteFraudLabels(context.Background(), []model.FraudLabel{
+		{OrderID: "o1", EventTime: midnight.Add(-10 * time.Minute), UserID: "u-1", Scenario: "account_takeover"},
+		{OrderID: "o5", EventTime: midnight.Add(-5 * time.Minute), UserID: "u-5", Scenario: "card_testing"},
+		{OrderID: "o0", EventTime: midnight.Add(-30 * time.Hour), UserID: "u-1", Scenario: "card_testing"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s = api.FraudStatsResult{}
+	decode("/api/v1/fraud/stats", &s)
+	if g := s.GroundTruth; g == nil || g.FraudOrders != 2 || g.FlaggedOrders != 2 || g.TruePositives != 1 || g.Precision != 0.5 ||
+		g.Recall != 0.5 || g.RecallByScenario["account_takeover"] != 1 || g.RecallByScenario["card_testing"] != 0 {
+		t.Errorf("ground truth: %+v", s.GroundTruth)
 	}
 	for _, p := range []string{"/api/v1/fraud/alerts?kind=orders", "/api/v1/fraud/alerts?limit=501", "/api/v1/fraud/alerts?hours=0",
 		"/api/v1/fraud/stats?hours=745"} {

@@ -231,5 +231,9 @@ func (g grpcServer) GetFraudStats(ctx context.Context, req *pb.GetFraudStatsRequ
 	for _, n := range r.Scores {
 		out.Scores = append(out.Scores, int64(n))
 	}
+	if g := r.GroundTruth; g != nil {
+		out.GroundTruth = &pb.FraudGroundTruth{FraudOrders: int64(g.FraudOrders), FlaggedOrders: int64(g.FlaggedOrders),
+			TruePositives: int64(g.TruePositives), Precision: g.Precision, Recall: g.Recall, RecallByScenario: g.RecallByScenario}
+	}
 	return out, nil
 }

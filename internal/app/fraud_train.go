@@ -71,8 +71,8 @@ func BatchFraudTrain(ctx context.Context, cfg config.Config, ft FraudTrain, out 
 	h := m.GetHoldout()
 	fmt.Fprintf(out, "fraud model on %s: orders of %s .. %s, trained on %d (%d labelled fraud by chargebacks)\n",
 		eng.Name(), from.Format(time.RFC3339), to.Format(time.RFC3339), m.GetTrainOrders(), m.GetTrainFraud())
-	fmt.Fprintf(out, "held out (newest %d orders, %d fraud): AUPRC %.3f, AUC %.3f; at review_at %.2f: precision %.3f, recall %.3f, honest flagged %.2f%%\n",
-		h.GetOrders(), h.GetFraud(), h.GetAuprc(), h.GetAuc(), m.GetReviewAt(), h.GetPrecision(), h.GetRecall(), 100*h.GetHonestFlagged())
+	fmt.Fprintf(out, "held out (newest %d orders, %d fraud): AUPRC %.3f, AUC %.3f; at review_at %.3f (block_at %.3f): precision %.3f, recall %.3f, undisputed flagged %.2f%%\n",
+		h.GetOrders(), h.GetFraud(), h.GetAuprc(), h.GetAuc(), m.GetReviewAt(), m.GetBlockAt(), h.GetPrecision(), h.GetRecall(), 100*h.GetHonestFlagged())
 	for i, f := range m.GetFeatures() {
 		fmt.Fprintf(out, "  %-22s %+.3f\n", f, m.GetWeights()[i])
 	}

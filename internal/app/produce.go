@@ -48,6 +48,9 @@ type ProduceOptions struct {
 	FraudRate   float64
 	FraudMix    map[string]float64
 	FraudAmount float64
+	// Skip: simulate this many events first and send none of them, so a run with the same
+	// seed and start continues where an earlier run of Count = Skip stopped.
+	Skip int64
 }
 
 // ProduceSummary is what a produce run did. Sent and Labels count records the broker
@@ -58,6 +61,8 @@ type ProduceSummary struct {
 	ByTopic    map[string]int64
 	Labels     int64
 	Elapsed    time.Duration
+	// First and Last are the event times of the first and last event generated.
+	First, Last time.Time
 }
 
 func (s ProduceSummary) String() string {
@@ -66,8 +71,12 @@ func (s ProduceSummary) String() string {
 	if s.Duplicates > 0 {
 		dups = fmt.Sprintf(", %d of them copies", s.Duplicates)
 	}
-	return fmt.Sprintf("produced %d events (user-activity %d, transactions %d, labels %d%s) in %s: %.0f events/s",
-		s.Sent, s.ByTopic["user-activity"], s.ByTopic["transactions"], s.Labels, dups, s.Elapsed.Round(time.Millisecond), rate)
+	span := ""
+	if !s.First.IsZero() {
+		span = fmt.Sprintf("; event time %s .. %s", s.First.Format(time.RFC3339Nano), s.Last.Format(time.RFC3339Nano))
+	}
+	return fmt.Sprintf("produced %d events (user-activity %d, transactions %d, labels %d%s) in %s: %.0f events/s%s",
+		s.Sent, s.ByTopic["user-activity"], s.ByTopic["transactions"], s.Labels, dups, s.Elapsed.Round(time.Millisecond), rate, span)
 }
 
 // unpacedRate is the simulated event rate used when producing as fast as possible.
@@ -84,7 +93,7 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 	if start.IsZero() {
 		start = time.Now()
 		if opts.Rate <= 0 {
-			start = start.Add(-backfillSpan(opts.Count, rate))
+			start = start.Add(-backfillSpan(opts.Count+opts.Skip, rate))
 		}
 	}
 	if opts.Seed == 0 {
@@ -95,6 +104,9 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 		FraudRate: opts.FraudRate, FraudMix: opts.FraudMix, FraudAmount: opts.FraudAmount})
 	if err != nil {
 		return ProduceSummary{}, err
+	}
+	for range opts.Skip {
+		s.Next()
 	}
 	if opts.Start.IsZero() && opts.Rate > 0 {
 		s.Rebase(time.Now()) // live: the first event is now, not when warm-up began
@@ -132,12 +144,16 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 		throttle = xrate.NewLimiter(xrate.Limit(opts.Throttle), max(1, int(opts.Throttle/100)))
 	}
 	var dups int64
+	var first, last time.Time
 	var loopErr error
 	for opts.Count == 0 || events < opts.Count {
 		if runCtx.Err() != nil {
 			break
 		}
 		e, label := s.Next()
+		if last = e.GetEventTime().AsTime(); first.IsZero() {
+			first = last
+		}
 		if err := sleepUntil(runCtx, e.GetEventTime().AsTime()); err != nil {
 			break
 		}
@@ -177,7 +193,7 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 	defer cancel()
 	flushErr := p.Flush(flushCtx)
 	byTopic := p.AckedByTopic()
-	sum := ProduceSummary{ByTopic: byTopic, Labels: byTopic[event.TopicSimLabels], Elapsed: time.Since(t0), Duplicates: dups}
+	sum := ProduceSummary{ByTopic: byTopic, Labels: byTopic[event.TopicSimLabels], Elapsed: time.Since(t0), Duplicates: dups, First: first, Last: last}
 	for _, t := range event.Topics {
 		sum.Sent += byTopic[t]
 	}

@@ -10,6 +10,9 @@ import (
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
 func embeddedKafka(t *testing.T) config.Config {
@@ -118,3 +121,69 @@ func TestProduceFlushesOnCancel(t *testing.T) {
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// --skip continues a run: the same seed and start with Skip N send exactly the events a run
+// of more than N sent after its Nth, labels included.
+func TestProduceSkipContinues(t *testing.T) {
+	cfg := embeddedKafka(t)
+	p, err := bus.NewProducer(cfg.Kafka, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	opts := ProduceOptions{Count: 3000, Users: 200, Seed: 5, Start: start, Labels: true, FraudRate: 0.2}
+	whole, err := Produce(context.Background(), p, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Skip, opts.Count = 1000, 2000
+	p2, err := bus.NewProducer(cfg.Kafka, nil) // its own acknowledgement counts
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close(context.Background())
+	rest, err := Produce(context.Background(), p2, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rest.Sent != 2000 || !rest.Last.Equal(whole.Last) || !rest.First.After(whole.First) {
+		t.Fatalf("continuation: %s; whole run: %s", rest, whole)
+	}
+
+	opt, _ := bus.ClientOptions(cfg.Kafka)
+	cl, err := kgo.NewClient(append(opt, kgo.ConsumeTopics(append(event.Topics, event.TopicSimLabels)...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	seen := map[string]int{}
+	total := whole.Sent + whole.Labels + rest.Sent + rest.Labels
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for n := int64(0); n < total && ctx.Err() == nil; {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			id := string(r.Value) // a label; an event is its id (the producer stamps its ingest time)
+			var e pb.Envelope
+			if r.Topic != event.TopicSimLabels && proto.Unmarshal(r.Value, &e) == nil {
+				id = e.GetEventId()
+			}
+			seen[r.Topic+"/"+string(r.Key)+"/"+id]++
+			n++
+		})
+	}
+	once, twice := 0, 0
+	for _, c := range seen {
+		switch c {
+		case 1:
+			once++
+		case 2:
+			twice++
+		}
+	}
+	// Every record of the continuation is a copy of one of the whole run's.
+	if int64(twice) != rest.Sent+rest.Labels || int64(once+twice) != whole.Sent+whole.Labels || rest.Labels == 0 {
+		t.Fatalf("%d records once, %d twice: want %d twice (the continuation) of %d", once, twice, rest.Sent+rest.Labels, whole.Sent+whole.Labels)
+	}
+}

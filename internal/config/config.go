@@ -320,6 +320,7 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 		"BYTEBASKET_STREAM_CHECKPOINT_INTERVAL":     &cfg.Stream.CheckpointInterval,
 		"BYTEBASKET_STREAM_FLUSH_INTERVAL":          &cfg.Stream.FlushInterval,
 		"BYTEBASKET_STREAM_EMBEDDED_FLUSH_INTERVAL": &cfg.Stream.EmbeddedFlushInterval,
+		"BYTEBASKET_FRAUD_COMMIT_INTERVAL":          &cfg.Fraud.CommitInterval,
 	} {
 		if v, ok := lookup(key); ok {
 			d, err := time.ParseDuration(v)

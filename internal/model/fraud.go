@@ -14,3 +14,14 @@ type FraudAlert struct {
 	UserID    string // "" for monitoring alerts
 	Decision  []byte
 }
+
+// FraudLabel is the ground truth about one order (the simulator's sim-labels topic, or a
+// shop's own labels): the order was fraud of the named scenario. The serving store keeps it
+// by the order's event time, so the dashboard can hold the alerts of a period against it.
+// (EventTime, OrderID) is the key: a redelivered label rewrites its row.
+type FraudLabel struct {
+	OrderID   string
+	EventTime time.Time
+	UserID    string
+	Scenario  string
+}

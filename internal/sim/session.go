@@ -843,5 +843,5 @@ func (s *Simulator) label(ss *session, e *pb.Envelope) *pb.FraudLabel {
 	}
 	ts := s.a.ts.get()
 	ts.Seconds, ts.Nanos = e.EventTime.Seconds, e.EventTime.Nanos
-	return &pb.FraudLabel{EventId: e.EventId, UserId: e.UserId, OrderId: orderID, Scenario: ss.scenario, EventTime: ts}
+	return &pb.FraudLabel{EventId: e.EventId, UserId: e.UserId, OrderId: orderID, Scenario: ss.scenario, EventTime: ts, Kind: string(event.KindOf(e))}
 }

@@ -369,6 +369,29 @@ func TestDashboardShowsLiveDataInChromium(t *testing.T) {
 		t.Errorf("page shows %s decisions, the API %d a moment later", pageDecisions, stats.Decisions)
 	}
 	t.Logf("fraud page: %d alerts shown, all in the API's; %s decisions (API %d)", len(onPage), pageDecisions, stats.Decisions)
+	// The simulator of `run` writes its ground truth: the page holds the alerts against it
+	// as the API does.
+	do("fraud ground truth", 60*time.Second, chromedp.Poll[chromedp.Void](`document.getElementById('fraud-truth').dataset.fraud !== ''`,
+		chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(55*time.Second)))
+	var truth struct {
+		Fraud, Precision, Recall string
+	}
+	eval(`(() => { const d = document.getElementById('fraud-truth').dataset; return {Fraud: d.fraud, Precision: d.precision, Recall: d.recall}; })()`, &truth)
+	var withTruth struct {
+		GroundTruth *struct {
+			FraudOrders int     `json:"fraud_orders"`
+			Precision   float64 `json:"precision"`
+			Recall      float64 `json:"recall"`
+		} `json:"ground_truth"`
+	}
+	getJSON(t, base+"/api/v1/fraud/stats", &withTruth)
+	pageFraud, _ := strconv.Atoi(truth.Fraud)
+	p, errP := strconv.ParseFloat(truth.Precision, 64)
+	r, errR := strconv.ParseFloat(truth.Recall, 64)
+	if g := withTruth.GroundTruth; g == nil || pageFraud < 1 || pageFraud > g.FraudOrders || errP != nil || errR != nil || p < 0 || p > 1 || r < 0 || r > 1 {
+		t.Errorf("ground truth on the page %+v, in the API a moment later %+v", truth, withTruth.GroundTruth)
+	}
+	t.Logf("fraud page against ground truth: %d fraud orders, precision %s, recall %s", pageFraud, truth.Precision, truth.Recall)
 	screenshot("fraud.png")
 
 	// User lookup for a user who has ordered, from the API's transaction list.

@@ -86,7 +86,13 @@ func (e *env) produce(n int, seed uint64, start time.Time, extra ...string) {
 // start runs one fraud instance; it returns its base URL's host and a stop (SIGTERM, wait).
 func (e *env) start(extra ...string) (addr string, stop func()) {
 	e.t.Helper()
-	c := exec.Command(binary, append([]string{"fraud", "--http", "127.0.0.1:0"}, extra...)...)
+	return e.startRole("fraud", extra...)
+}
+
+// startRole runs one instance of role (fraud, archive) as start does.
+func (e *env) startRole(role string, extra ...string) (addr string, stop func()) {
+	e.t.Helper()
+	c := exec.Command(binary, append([]string{role, "--http", "127.0.0.1:0"}, extra...)...)
 	c.Env = e.vars
 	out, _ := c.StdoutPipe()
 	c.Stderr = io.Discard
@@ -100,7 +106,7 @@ func (e *env) start(extra ...string) (addr string, stop func()) {
 	m := regexp.MustCompile(`http://(\S+)`).FindStringSubmatch(line)
 	if m == nil {
 		stop()
-		e.t.Fatalf("fraud did not start: %q", line)
+		e.t.Fatalf("%s did not start: %q", role, line)
 	}
 	go func() { _, _ = io.Copy(io.Discard, r) }()
 	return m[1], stop
@@ -239,6 +245,23 @@ func TestEvaluateReadsOrdersLabelsAndDecisions(t *testing.T) {
 	}
 }
 
+// qualityCases: the quality benchmarks' two seeds, and another fraud mix with other
+// amounts and rate.
+var qualityCases = []struct {
+	name  string
+	seed  uint64
+	extra []string
+}{
+	{"seed=1", 1, nil},
+	{"seed=2", 2, nil},
+	{"other-mix", 3, []string{"--fraud-mix", "card_testing=1,account_takeover=3,shared_fingerprint=1,high_value_first_order=2",
+		"--fraud-amount", "0.6", "--fraud-rate", "0.015"}},
+}
+
+// benchThrottle is the wall-clock rate at which the quality benchmarks' backfills are
+// produced, so the roles follow them as live traffic.
+func benchThrottle() string { return cmp.Or(os.Getenv("BYTEBASKET_BENCH_THROTTLE"), "10000") }
+
 // The shipped rules on two seeds and on another fraud mix with other amounts
 // (`go test -run '^$' -bench FraudQuality ./test/fraud/`): precision, recall and false
 // positives as benchmark metrics, figures for docs/benchmarks.md. A day and a half of a
@@ -246,17 +269,8 @@ func TestEvaluateReadsOrdersLabelsAndDecisions(t *testing.T) {
 // hours build the profiles, as a shop's history does before it turns the role on, and the
 // orders after them are evaluated.
 func BenchmarkFraudQuality(b *testing.B) {
-	throttle := cmp.Or(os.Getenv("BYTEBASKET_BENCH_THROTTLE"), "10000")
-	for _, c := range []struct {
-		name  string
-		seed  uint64
-		extra []string
-	}{
-		{"seed=1", 1, nil},
-		{"seed=2", 2, nil},
-		{"other-mix", 3, []string{"--fraud-mix", "card_testing=1,account_takeover=3,shared_fingerprint=1,high_value_first_order=2",
-			"--fraud-amount", "0.6", "--fraud-rate", "0.015"}},
-	} {
+	throttle := benchThrottle()
+	for _, c := range qualityCases {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
 				e := newEnv(b)
@@ -272,16 +286,21 @@ func BenchmarkFraudQuality(b *testing.B) {
 				var sb strings.Builder
 				r.Print(&sb)
 				b.Log("\n" + sb.String())
-				b.ReportMetric(r.Precision, "precision")
-				b.ReportMetric(r.Recall, "recall")
-				b.ReportMetric(r.FalsePositiveRate*100, "honest-flagged-%")
-				b.ReportMetric(r.AUPRC, "AUPRC")
+				reportQuality(b, r)
 				for name, sc := range r.ByScenario {
 					b.ReportMetric(sc.Recall, "recall-"+name)
 				}
 			}
 		})
 	}
+}
+
+// reportQuality reports r's headline figures as benchmark metrics.
+func reportQuality(b *testing.B, r evaluate.Report) {
+	b.ReportMetric(r.Precision, "precision")
+	b.ReportMetric(r.Recall, "recall")
+	b.ReportMetric(r.FalsePositiveRate*100, "honest-flagged-%")
+	b.ReportMetric(r.AUPRC, "AUPRC")
 }
 
 // Throughput of one fraud instance with the shipped rules over a backlog of 1,000,000 events

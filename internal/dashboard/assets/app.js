@@ -415,6 +415,14 @@ async function refreshFraud() {
   lat.dataset.p50 = String(stats.latency_p50_ms);
   lat.dataset.p99 = String(stats.latency_p99_ms);
   lat.textContent = stats.decisions ? `${Math.round(stats.latency_p50_ms)} ms / ${Math.round(stats.latency_p99_ms)} ms` : '–';
+  const truth = $('fraud-truth');
+  const g = stats.ground_truth;
+  truth.dataset.precision = g ? String(g.precision) : '';
+  truth.dataset.recall = g ? String(g.recall) : '';
+  truth.dataset.fraud = g ? String(g.fraud_orders) : '';
+  truth.textContent = g
+    ? `${g.precision.toFixed(3)} / ${g.recall.toFixed(3)} (${intFmt.format(g.fraud_orders)} fraud orders labelled)`
+    : 'no labels in this period';
   const rules = (stats.rule_hits || []).map((r) => el('tr', { 'data-rule': r.id, 'data-value': String(r.value) },
     el('td', { class: 'id' }, r.id), el('td', { class: 'num' }, intFmt.format(r.value))));
   if (rules.length === 0) rules.push(el('tr', {}, el('td', { colSpan: 2, class: 'muted' }, 'no rule has fired')));

@@ -50,6 +50,41 @@ type Report struct {
 	// MonitoringAlerts: transaction-monitoring alerts in the topic (about no order: not
 	// measured here).
 	MonitoringAlerts int `json:"monitoring_alerts"`
+	// BySource: what the rules and the model each flagged (an order both flagged counts in
+	// both), so one run shows what the model adds to the rules. "model" is present once a
+	// decision was scored by a model.
+	BySource map[string]SourceReport `json:"by_source"`
+}
+
+// SourceReport is what one source of decisions (the rules, the model) flagged on its own.
+type SourceReport struct {
+	Flagged           int     `json:"flagged"`
+	TruePositives     int     `json:"true_positives"`
+	Precision         float64 `json:"precision"`
+	Recall            float64 `json:"recall"`
+	FalsePositiveRate float64 `json:"false_positive_rate"`
+	// Only: fraud orders this source alone flagged.
+	Only int `json:"fraud_flagged_only_by_it"`
+}
+
+// Sources of a decision's review or block.
+const (
+	SourceRules = "rules"
+	SourceModel = "model"
+)
+
+// sources is which sources asked for more than allow in d.
+func sources(d *pb.FraudDecision) (rules, model bool) {
+	for _, r := range d.GetReasons() {
+		if r.GetAction() == pb.FraudAction_FRAUD_ACTION_REVIEW || r.GetAction() == pb.FraudAction_FRAUD_ACTION_BLOCK {
+			if r.GetRule() == SourceModel {
+				model = true
+			} else {
+				rules = true
+			}
+		}
+	}
+	return rules, model
 }
 
 // ScenarioRecall is how many of a scenario's orders were flagged.
@@ -63,6 +98,8 @@ type ScenarioRecall struct {
 func Compute(orders []Order, decisions []*pb.FraudDecision) Report {
 	score := map[string]int32{}
 	flagged := map[string]bool{}
+	bySource := map[string]map[string]bool{SourceRules: {}}
+	scoredByModel := false
 	var lat []time.Duration
 	known := make(map[string]bool, len(orders))
 	for _, o := range orders {
@@ -85,6 +122,20 @@ func Compute(orders []Order, decisions []*pb.FraudDecision) Report {
 			flagged[id] = true
 		}
 		score[id] = max(score[id], d.GetScore())
+		if d.GetModelVersion() > 0 && !scoredByModel {
+			scoredByModel, bySource[SourceModel] = true, map[string]bool{}
+		}
+		if rules, model := sources(d); rules || model {
+			if rules {
+				bySource[SourceRules][id] = true
+			}
+			if model {
+				if bySource[SourceModel] == nil { // flagged by a model reason without a version
+					bySource[SourceModel] = map[string]bool{}
+				}
+				bySource[SourceModel][id] = true
+			}
+		}
 		if d.GetReceivedAt() != nil && d.GetDecidedAt() != nil {
 			lat = append(lat, d.GetDecidedAt().AsTime().Sub(d.GetReceivedAt().AsTime()))
 		}
@@ -117,6 +168,29 @@ func Compute(orders []Order, decisions []*pb.FraudDecision) Report {
 		r.F1 = 2 * r.Precision * r.Recall / (r.Precision + r.Recall)
 	}
 	r.FalsePositiveRate = ratio(r.FalsePositives, r.Orders-r.FraudOrders)
+	r.BySource = map[string]SourceReport{}
+	for name, ids := range bySource {
+		var s SourceReport
+		for _, o := range orders {
+			if !ids[o.ID] {
+				continue
+			}
+			s.Flagged++
+			if o.Fraud != "" {
+				s.TruePositives++
+				alone := true
+				for other, oids := range bySource {
+					alone = alone && (other == name || !oids[o.ID])
+				}
+				if alone {
+					s.Only++
+				}
+			}
+		}
+		s.Precision, s.Recall = ratio(s.TruePositives, s.Flagged), ratio(s.TruePositives, r.FraudOrders)
+		s.FalsePositiveRate = ratio(s.Flagged-s.TruePositives, r.Orders-r.FraudOrders)
+		r.BySource[name] = s
+	}
 	r.AUPRC = averagePrecision(orders, score)
 	if len(lat) > 0 {
 		slices.Sort(lat)
@@ -203,6 +277,13 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "%-26s %8.4f\n", m.name, m.v)
 	}
 	fmt.Fprintf(w, "%-26s %8s / %s\n", "decision latency p50/p99", r.LatencyP50.Round(time.Millisecond), r.LatencyP99.Round(time.Millisecond))
+	if len(r.BySource) > 1 {
+		fmt.Fprintf(w, "\n%-26s %8s %9s %8s %8s %14s\n", "flagged by", "flagged", "precision", "recall", "honest", "fraud only by")
+		for _, name := range slices.Sorted(maps.Keys(r.BySource)) {
+			s := r.BySource[name]
+			fmt.Fprintf(w, "%-26s %8d %9.4f %8.4f %8.4f %14d\n", name, s.Flagged, s.Precision, s.Recall, s.FalsePositiveRate, s.Only)
+		}
+	}
 	fmt.Fprintf(w, "\n%-26s %8s %8s %8s\n", "scenario", "orders", "flagged", "recall")
 	for _, name := range slices.Sorted(maps.Keys(r.ByScenario)) {
 		s := r.ByScenario[name]

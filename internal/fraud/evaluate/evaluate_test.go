@@ -52,3 +52,39 @@ func TestComputeByHand(t *testing.T) {
 		t.Errorf("latency p50 %s p99 %s, want 30ms and 40ms", r.LatencyP50, r.LatencyP99)
 	}
 }
+
+func reasoned(order string, model int64, reasons ...*pb.FraudReason) *pb.FraudDecision {
+	d := decision(order, pb.FraudAction_FRAUD_ACTION_ALLOW, 0, time.Millisecond)
+	d.ModelVersion, d.Reasons = model, reasons
+	for _, r := range reasons {
+		d.Action = max(d.Action, r.GetAction())
+	}
+	return d
+}
+
+// What the rules and the model each flagged, by hand: o1 by both, o2 (fraud) by the model
+// alone, o3 (honest) by a rule, o4 only by a rule that merely adds weight.
+func TestComputeBySource(t *testing.T) {
+	review := pb.FraudAction_FRAUD_ACTION_REVIEW
+	rule := &pb.FraudReason{Rule: "user-attempts-1h", Weight: 30, Action: review}
+	weightOnly := &pb.FraudReason{Rule: "new-device", Weight: 20, Action: pb.FraudAction_FRAUD_ACTION_ALLOW}
+	model := &pb.FraudReason{Rule: SourceModel, Value: 0.9, Action: pb.FraudAction_FRAUD_ACTION_BLOCK}
+	orders := []Order{{"o1", "card_testing"}, {"o2", "account_takeover"}, {"o3", ""}, {"o4", ""}, {"o5", ""}}
+	r := Compute(orders, []*pb.FraudDecision{
+		reasoned("o1", 1, rule, model), reasoned("o2", 1, model), reasoned("o3", 1, rule), reasoned("o4", 1, weightOnly),
+	})
+	rules, m := r.BySource[SourceRules], r.BySource[SourceModel]
+	if rules.Flagged != 2 || rules.TruePositives != 1 || rules.Recall != 0.5 || rules.Precision != 0.5 || rules.Only != 0 ||
+		math.Abs(rules.FalsePositiveRate-1.0/3) > 1e-9 {
+		t.Errorf("rules %+v", rules)
+	}
+	if m.Flagged != 2 || m.TruePositives != 2 || m.Recall != 1 || m.Precision != 1 || m.Only != 1 || m.FalsePositiveRate != 0 {
+		t.Errorf("model %+v", m)
+	}
+	if r.Recall != 1 || r.Flagged != 3 {
+		t.Errorf("together: recall %v, %d flagged", r.Recall, r.Flagged)
+	}
+	if _, ok := Compute(orders, []*pb.FraudDecision{reasoned("o3", 0, rule)}).BySource[SourceModel]; ok {
+		t.Error("a model source without a model")
+	}
+}

@@ -5,6 +5,7 @@
 package riskmodel
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -178,13 +179,21 @@ type TrainConfig struct {
 	// training orders have it.
 	MinCategory int
 	// HoldoutShare: the newest share of the examples is held out to measure the model.
-	HoldoutShare      float64
+	HoldoutShare float64
+	// ReviewAt and BlockAt are the probabilities from which the model reviews and blocks;
+	// 0 chooses them from the budgets instead.
 	ReviewAt, BlockAt float64
+	// ReviewBudget and BlockBudget: the share of the training orders without a chargeback
+	// the model may review (block) at most. They bound the honest orders it flags, since
+	// every honest order is among those (with the fraud nobody disputed).
+	ReviewBudget, BlockBudget float64
 }
 
-// DefaultTrainConfig is what `batch fraud-train` uses unless told otherwise.
+// DefaultTrainConfig is what `batch fraud-train` uses unless told otherwise: thresholds
+// that flag at most 0.3% (block 0.05%) of the orders nobody disputed, so that with the
+// rules' 0.1% or so the honest orders reviewed or blocked stay under 0.5%.
 func DefaultTrainConfig() TrainConfig {
-	return TrainConfig{L2: 1, MinCategory: 20, HoldoutShare: 0.2, ReviewAt: 0.5, BlockAt: 0.9}
+	return TrainConfig{L2: 1, MinCategory: 20, HoldoutShare: 0.2, ReviewBudget: 0.003, BlockBudget: 0.0005}
 }
 
 // Train fits a model to examples: the oldest share by time to train, the newest to measure
@@ -253,13 +262,42 @@ func Train(examples []Example, cfg TrainConfig) (*pb.FraudModel, error) {
 		return nil, err
 	}
 	m := &pb.FraudModel{Features: features, Means: means, Scales: scales, Weights: w[1:], Intercept: w[0],
-		ReviewAt: cfg.ReviewAt, BlockAt: cfg.BlockAt, TrainOrders: int64(len(train)), TrainFraud: int64(pos)}
+		TrainOrders: int64(len(train)), TrainFraud: int64(pos)}
+	// Thresholds are chosen on the training orders and measured on the held-out ones.
+	var undisputed []float64
+	for i, e := range train {
+		if !e.Fraud {
+			undisputed = append(undisputed, sigmoid(w[0]+dot(w[1:], x[i])))
+		}
+	}
+	m.ReviewAt = cmp.Or(cfg.ReviewAt, threshold(undisputed, cfg.ReviewBudget))
+	m.BlockAt = max(m.ReviewAt, cmp.Or(cfg.BlockAt, threshold(undisputed, cfg.BlockBudget)))
 	mm, err := FromProto(m)
 	if err != nil {
 		return nil, err
 	}
 	m.Holdout = Measure(mm, hold)
 	return m, nil
+}
+
+// threshold is the lowest probability that at most budget of scores reach.
+func threshold(scores []float64, budget float64) float64 {
+	s := slices.Clone(scores)
+	slices.SortFunc(s, func(a, b float64) int { return cmp.Compare(b, a) }) // highest first
+	k := int(budget * float64(len(s)))                                      // may reach it
+	if k >= len(s) {
+		return math.SmallestNonzeroFloat64
+	}
+	// Above the (k+1)th highest: ties with it fall below, so at most k reach.
+	return min(1, math.Nextafter(s[k], 2))
+}
+
+func dot(a, b []float64) float64 {
+	var z float64
+	for i := range a {
+		z += a[i] * b[i]
+	}
+	return z
 }
 
 // categories are the feature names of the values of field seen at least min times.

@@ -110,3 +110,75 @@ func TestFromProtoRefusesBrokenModels(t *testing.T) {
 		}
 	}
 }
+
+// Thresholds from budgets: at most the budget of the scores reach them, ties included, and
+// an explicit threshold wins over its budget.
+func TestThresholdKeepsTheBudget(t *testing.T) {
+	scores := []float64{0.9, 0.8, 0.8, 0.8, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05}
+	for _, c := range []struct {
+		budget float64
+		reach  int
+	}{{0, 0}, {0.1, 1}, {0.2, 1}, {0.3, 1}, {0.4, 4}, {0.99, 9}} {
+		at := threshold(scores, c.budget)
+		n := 0
+		for _, s := range scores {
+			if s >= at {
+				n++
+			}
+		}
+		if n != c.reach {
+			t.Errorf("budget %v: threshold %v reached by %d, want %d", c.budget, at, n, c.reach)
+		}
+	}
+	if at := threshold(scores, 1); at > 0.05 {
+		t.Errorf("budget 1: threshold %v should let every score reach it", at)
+	}
+}
+
+func TestTrainChoosesThresholdsFromBudgets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var ex []Example
+	for i := range 20000 {
+		fraud := rng.Float64() < 0.03
+		o := Order{AmountMinor: int64(1000 + rng.IntN(9000)), Currency: "EUR", PaymentMethod: "card", AccountAge: time.Duration(1+rng.IntN(3000)) * time.Hour}
+		if fraud {
+			o.AmountMinor *= 1 + int64(rng.IntN(4))
+			o.AccountAge /= time.Duration(1 + rng.IntN(20))
+		}
+		ex = append(ex, Example{Order: o, Time: base.Add(time.Duration(i) * time.Minute), Fraud: fraud})
+	}
+	cfg := DefaultTrainConfig()
+	cfg.ReviewBudget, cfg.BlockBudget = 0.01, 0.002
+	m, err := Train(ex, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, _ := FromProto(m)
+	var undisputed, review, block int
+	for _, e := range ex[:len(ex)-int(float64(len(ex))*cfg.HoldoutShare)] {
+		if e.Fraud {
+			continue
+		}
+		undisputed++
+		switch mm.Action(mm.Probability(e.Order)) {
+		case pb.FraudAction_FRAUD_ACTION_BLOCK:
+			block++
+			review++
+		case pb.FraudAction_FRAUD_ACTION_REVIEW:
+			review++
+		}
+	}
+	t.Logf("review_at %.4f block_at %.4f: %d reviewed, %d blocked of %d undisputed; holdout %+v", m.GetReviewAt(), m.GetBlockAt(), review, block, undisputed, m.GetHoldout())
+	if float64(review) > cfg.ReviewBudget*float64(undisputed) || float64(block) > cfg.BlockBudget*float64(undisputed) ||
+		float64(review) < cfg.ReviewBudget*float64(undisputed)/2 || m.GetBlockAt() < m.GetReviewAt() {
+		t.Errorf("%d reviewed, %d blocked of %d: want near and within the budgets", review, block, undisputed)
+	}
+	if h := m.GetHoldout().GetHonestFlagged(); h > 3*cfg.ReviewBudget {
+		t.Errorf("held out: %.4f of the undisputed flagged, far over the budget %v", h, cfg.ReviewBudget)
+	}
+	cfg.ReviewAt, cfg.BlockAt = 0.3, 0.6
+	if m, err = Train(ex, cfg); err != nil || m.GetReviewAt() != 0.3 || m.GetBlockAt() != 0.6 {
+		t.Errorf("explicit thresholds: %v %v, %v", m.GetReviewAt(), m.GetBlockAt(), err)
+	}
+}

@@ -1,6 +1,7 @@
 // Package sink copies the fraud role's committed alerts (review and block decisions,
 // transaction-monitoring alerts) from the fraud-alerts topic into the serving store, where
-// the API reads them. It reads committed records only, writes each batch whole and commits
+// the API reads them, and the ground truth of the sim-labels topic when there is one (the
+// dashboard's precision and recall). It reads committed records only, writes each batch whole and commits
 // the group's offsets after the write: at least once, made exact by rows keyed by the time
 // and id of the event decided on, which a redelivery (or the event decided again after a
 // state reset) rewrites.
@@ -26,25 +27,27 @@ import (
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
-// Store is where the alerts go; both serving stores implement it.
+// Store is where the alerts and labels go; both serving stores implement it.
 type Store interface {
 	WriteFraudAlerts(ctx context.Context, alerts []model.FraudAlert) error
+	WriteFraudLabels(ctx context.Context, labels []model.FraudLabel) error
 }
 
 // Sink is one member of the sink's consumer group. Create with New, then Run.
 type Sink struct {
 	client *kgo.Client
 	store  Store
+	labels string // the sim-labels topic
 	ready  atomic.Bool
 	m      metrics
 }
 
 type metrics struct {
-	written, unreadable prometheus.Counter
-	failures            prometheus.Counter
+	written, labels, unreadable prometheus.Counter
+	failures                    prometheus.Counter
 }
 
-// New joins group over the fraud-alerts topic of kafka. reg may be nil.
+// New joins group over the fraud-alerts and sim-labels topics of kafka. reg may be nil.
 func New(kafka config.Kafka, group string, store Store, reg prometheus.Registerer) (*Sink, error) {
 	opts, err := bus.ClientOptions(kafka)
 	if err != nil {
@@ -52,7 +55,7 @@ func New(kafka config.Kafka, group string, store Store, reg prometheus.Registere
 	}
 	cl, err := kgo.NewClient(append(opts,
 		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(kafka.Topic(event.TopicFraudAlerts)),
+		kgo.ConsumeTopics(kafka.Topic(event.TopicFraudAlerts), kafka.Topic(event.TopicSimLabels)),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
@@ -62,13 +65,14 @@ func New(kafka config.Kafka, group string, store Store, reg prometheus.Registere
 	if err != nil {
 		return nil, fmt.Errorf("fraud alerts sink: %w", err)
 	}
-	s := &Sink{client: cl, store: store, m: metrics{
+	s := &Sink{client: cl, store: store, labels: kafka.Topic(event.TopicSimLabels), m: metrics{
 		written:    prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_alerts_written_total", Help: "Fraud alerts written to the serving store (redeliveries included)."}),
-		unreadable: prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_unreadable_total", Help: "fraud-alerts records that are not a FraudDecision, skipped."}),
+		labels:     prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_labels_written_total", Help: "Fraud labels (ground truth) written to the serving store (redeliveries included)."}),
+		unreadable: prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_unreadable_total", Help: "fraud-alerts or sim-labels records that are not a FraudDecision or FraudLabel the store can keep, skipped."}),
 		failures:   prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_write_failures_total", Help: "Failed writes of a batch of alerts (each retried until it succeeds)."}),
 	}}
 	if reg != nil {
-		reg.MustRegister(s.m.written, s.m.unreadable, s.m.failures)
+		reg.MustRegister(s.m.written, s.m.labels, s.m.unreadable, s.m.failures)
 	}
 	return s, nil
 }
@@ -92,14 +96,27 @@ func (s *Sink) Run(ctx context.Context) error {
 			}
 		})
 		var alerts []model.FraudAlert
+		var labels []model.FraudLabel
 		fetches.EachRecord(func(r *kgo.Record) {
-			if a, ok := s.alertOf(r); ok {
+			if r.Topic == s.labels {
+				if l, ok := s.orderLabelOf(r); ok {
+					labels = append(labels, l)
+				}
+			} else if a, ok := s.alertOf(r); ok {
 				alerts = append(alerts, a)
 			}
 		})
-		if len(alerts) > 0 {
+		if len(alerts)+len(labels) > 0 {
 			err := retry.Until(ctx, retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}, func() error {
-				return s.store.WriteFraudAlerts(ctx, alerts)
+				if len(alerts) > 0 {
+					if err := s.store.WriteFraudAlerts(ctx, alerts); err != nil {
+						return err
+					}
+				}
+				if len(labels) > 0 {
+					return s.store.WriteFraudLabels(ctx, labels)
+				}
+				return nil
 			}, func(err error, wait time.Duration) {
 				s.ready.Store(false)
 				s.m.failures.Inc()
@@ -110,6 +127,7 @@ func (s *Sink) Run(ctx context.Context) error {
 			}
 			s.ready.Store(true)
 			s.m.written.Add(float64(len(alerts)))
+			s.m.labels.Add(float64(len(labels)))
 		}
 		// Committed on a context of its own: on shutdown what was written is still committed.
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -140,4 +158,24 @@ func (s *Sink) alertOf(r *kgo.Record) (model.FraudAlert, bool) {
 		return model.FraudAlert{}, false
 	}
 	return model.FraudAlert{EventID: d.GetEventId(), EventTime: d.GetEventTime().AsTime(), UserID: d.GetUserId(), Decision: r.Value}, true
+}
+
+// orderLabelOf is the label of an order that record r of sim-labels holds; false for the
+// labels of the order's other events (its payments, a chargeback: the order is labelled
+// once) and of events about no order (a fraud session's page views).
+func (s *Sink) orderLabelOf(r *kgo.Record) (model.FraudLabel, bool) {
+	var l pb.FraudLabel
+	err := proto.Unmarshal(r.Value, &l)
+	if err == nil && l.GetKind() != string(event.KindOrderPlaced) {
+		return model.FraudLabel{}, false
+	}
+	if err == nil && (l.GetOrderId() == "" || l.GetEventTime() == nil || len(l.GetOrderId()) > maxID || len(l.GetUserId()) > maxID || len(l.GetScenario()) > maxID) {
+		err = fmt.Errorf("no order id or time, or a field over %d bytes", maxID)
+	}
+	if err != nil {
+		s.m.unreadable.Inc()
+		slog.Error("sim-labels record is not a label the store can keep; skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return model.FraudLabel{}, false
+	}
+	return model.FraudLabel{OrderID: l.GetOrderId(), EventTime: l.GetEventTime().AsTime(), UserID: l.GetUserId(), Scenario: l.GetScenario()}, true
 }

@@ -99,3 +99,53 @@ func TestAlertsReachTheStoreOnce(t *testing.T) {
 		t.Fatalf("alerts of u1: %v %v, want e5, e3, e1", byUser, err)
 	}
 }
+
+// Ground truth reaches the store once per order: an order's label is kept, the labels of
+// its payment and of a page view are not, and a label that does not decode is skipped.
+func TestOrderLabelsReachTheStore(t *testing.T) {
+	_, cfg, cl := bustest.Embedded(t, 0)
+	st, err := embedded.Open(t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond).UTC()
+	for _, l := range []*pb.FraudLabel{
+		{EventId: "e1", UserId: "u1", OrderId: "o1", Scenario: "account_takeover", Kind: "order_placed", EventTime: timestamppb.New(at)},
+		{EventId: "e2", UserId: "u1", OrderId: "o1", Scenario: "account_takeover", Kind: "payment_authorized", EventTime: timestamppb.New(at.Add(time.Second))},
+		{EventId: "e3", UserId: "u1", Scenario: "account_takeover", Kind: "page_viewed", EventTime: timestamppb.New(at.Add(-time.Second))},
+		{EventId: "e4", UserId: "u2", OrderId: "o2", Scenario: "card_testing", Kind: "order_placed", EventTime: timestamppb.New(at.Add(2 * time.Second))},
+	} {
+		b, _ := proto.Marshal(l)
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: event.TopicSimLabels, Key: []byte(l.UserId), Value: b}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: event.TopicSimLabels, Value: []byte{0xff, 0xff}}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg.Kafka, "sink-labels", st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var got []model.FraudLabel
+	for deadline := time.Now().Add(30 * time.Second); len(got) < 2 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if got, err = st.FraudLabels(context.Background(), at.Add(-time.Hour), at.Add(time.Hour), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // nothing more arrives
+	got, _ = st.FraudLabels(context.Background(), at.Add(-time.Hour), at.Add(time.Hour), 0)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := []model.FraudLabel{{OrderID: "o2", EventTime: at.Add(2 * time.Second), UserID: "u2", Scenario: "card_testing"},
+		{OrderID: "o1", EventTime: at, UserID: "u1", Scenario: "account_takeover"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("labels in the store: %+v, want %+v", got, want)
+	}
+}

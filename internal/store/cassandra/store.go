@@ -3,6 +3,7 @@ package cassandra
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,7 @@ type Store struct {
 	insTrend, insTrendTop, selTrends, selTrendTops                           string
 	insTxFeed, selTxFeeds                                                    string
 	insFraudAlert, insFraudAlertByUser, selFraudAlerts, selFraudAlertsByUser string
+	insFraudLabel, selFraudLabels                                            string
 
 	// Checkpoints and fencing (state.go).
 	selHead, claimHead, claimNewHead, renewLease, commitHead string
@@ -317,7 +319,7 @@ func keyString(k model.WindowKey) string {
 // Windows returns the window metrics of granularity g with Start in [from, to), every
 // platform and partition, newest first.
 func (st *Store) Windows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.WindowMetrics, error) {
-	out, err := readDays(ctx, st, st.selWindows, g, from, to, func(sc gocql.Scanner) (model.WindowMetrics, error) {
+	out, err := readDays(ctx, st, st.selWindows, []any{string(g)}, from, to, 0, func(sc gocql.Scanner) (model.WindowMetrics, error) {
 		var w model.WindowMetrics
 		err := sc.Scan(&w.Key.Granularity, &w.Key.Start, &w.Key.Platform, &w.Key.Partition,
 			&w.PageViews, &w.ProductViews, &w.Searches, &w.CartAdds, &w.Checkouts, &w.Orders, &w.PaymentsFailed, &w.Refunds, &w.Chargebacks,
@@ -336,7 +338,7 @@ func (st *Store) Windows(ctx context.Context, g model.Granularity, from, to time
 // SessionWindows returns the session counts of granularity g with Start in [from, to),
 // every platform and partition, newest first.
 func (st *Store) SessionWindows(ctx context.Context, g model.Granularity, from, to time.Time) ([]model.SessionWindow, error) {
-	out, err := readDays(ctx, st, st.selSessionWindows, g, from, to, func(sc gocql.Scanner) (model.SessionWindow, error) {
+	out, err := readDays(ctx, st, st.selSessionWindows, []any{string(g)}, from, to, 0, func(sc gocql.Scanner) (model.SessionWindow, error) {
 		var w model.SessionWindow
 		err := sc.Scan(&w.Key.Granularity, &w.Key.Start, &w.Key.Platform, &w.Key.Partition,
 			&w.Sessions, &w.Browsed, &w.AbandonedCart, &w.AbandonedCheckout, &w.Purchased, &w.DurationSumMillis)
@@ -349,21 +351,33 @@ func (st *Store) SessionWindows(ctx context.Context, g model.Granularity, from, 
 	return out, nil
 }
 
-// readDays reads the rows of a (granularity, day)-bucketed table with window_start in
-// [from, to): one query per UTC day the range spans, newest day first, so the result is
-// newest first overall.
-func readDays[T any](ctx context.Context, st *Store, stmt string, g model.Granularity, from, to time.Time, scan func(gocql.Scanner) (T, error)) ([]T, error) {
+// readDays reads the rows of a day-bucketed table with a time in [from, to): one query per
+// UTC day the range spans, newest day first, so the result is newest first overall. stmt
+// takes key (the partition key before the day), the day, from and to, and a row limit
+// when it ends in "LIMIT ?"; then at most limit rows are read (all if limit <= 0).
+func readDays[T any](ctx context.Context, st *Store, stmt string, key []any, from, to time.Time, limit int, scan func(gocql.Scanner) (T, error)) ([]T, error) {
 	// Timestamps are stored in milliseconds: round both bounds up, so a sub-millisecond
 	// bound neither admits a row before from nor drops one before to.
 	from, to = ceilMillis(from), ceilMillis(to)
 	if !from.Before(to) {
 		return nil, nil
 	}
+	limited := strings.HasSuffix(stmt, "LIMIT ?")
 	var out []T
 	first := utcDay(from)
 	for day := utcDay(to.Add(-time.Millisecond)); !day.Before(first); day = day.Add(-24 * time.Hour) {
+		args := append(slices.Clone(key), day, from, to)
+		if limited {
+			n := 1 << 30
+			if limit > 0 {
+				if n = limit - len(out); n <= 0 {
+					break
+				}
+			}
+			args = append(args, n)
+		}
 		var err error
-		if out, err = readAll(ctx, st.query(stmt, string(g), day, from, to), out, scan); err != nil {
+		if out, err = readAll(ctx, st.query(stmt, args...), out, scan); err != nil {
 			return nil, fmt.Errorf("day %s: %w", day.Format(time.DateOnly), err)
 		}
 	}

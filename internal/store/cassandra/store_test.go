@@ -525,3 +525,8 @@ func TestStoreFraudAlerts(t *testing.T) {
 	st, _, _ := newTestStore(t)
 	storetest.CheckFraudAlerts(t, st, midnight.Add(3*time.Hour))
 }
+
+func TestStoreFraudLabels(t *testing.T) {
+	st, _, _ := newTestStore(t)
+	storetest.CheckFraudLabels(t, st, midnight.Add(5*time.Hour))
+}

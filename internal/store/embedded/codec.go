@@ -39,6 +39,7 @@ const (
 	tagTxFeed           byte = 'f'
 	tagFraudAlert       byte = 'a'
 	tagFraudAlertByUser byte = 'u'
+	tagFraudLabel       byte = 'g' // ground truth: fraud labels by order time
 )
 
 // valueVersion leads every value so the encoding can evolve without a migration.

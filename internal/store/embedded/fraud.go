@@ -96,3 +96,55 @@ func decodeFraudAlert(key, val []byte) (model.FraudAlert, error) {
 	a.Decision = slices.Clone(d.bytes())
 	return a, d.done()
 }
+
+// WriteFraudLabels upserts labels, living retention.
+func (s *Store) WriteFraudLabels(ctx context.Context, labels []model.FraudLabel) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	expiresAt := expiry(s.retention)
+	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
+	defer func() { w.txn.Discard() }()
+	for i := range labels {
+		l := &labels[i]
+		k := appendStr(binary.BigEndian.AppendUint64([]byte{tagFraudLabel}, invMillis(l.EventTime)), l.OrderID)
+		w.set(k, appendStr(appendStr([]byte{valueVersion}, l.UserID), l.Scenario), expiresAt)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.txn.Commit(); err != nil {
+		return fmt.Errorf("embedded: commit: %w", err)
+	}
+	return nil
+}
+
+// FraudLabels returns the labels of orders placed in [from, to), newest first, at most
+// limit (all if limit <= 0).
+func (s *Store) FraudLabels(ctx context.Context, from, to time.Time, limit int) ([]model.FraudLabel, error) {
+	prefix := []byte{tagFraudLabel}
+	if r := to.Truncate(time.Millisecond); !r.Equal(to) {
+		to = r.Add(time.Millisecond)
+	}
+	seek := binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(to.Add(-time.Millisecond)))
+	var out []model.FraudLabel
+	err := s.scan(ctx, prefix, seek, limit, func(k, v []byte) (bool, error) {
+		kd := dec{b: k[len(prefix):]}
+		l := model.FraudLabel{EventTime: kd.invTime(), OrderID: kd.str()}
+		if err := kd.done(); err != nil || l.EventTime.Before(from) {
+			return false, err
+		}
+		d := dec{b: v}
+		d.version()
+		l.UserID, l.Scenario = d.str(), d.str()
+		if err := d.done(); err != nil {
+			return false, err
+		}
+		out = append(out, l)
+		return limit <= 0 || len(out) < limit, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: fraud labels: %w", err)
+	}
+	return out, nil
+}

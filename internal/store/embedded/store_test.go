@@ -574,3 +574,7 @@ func TestSessionVersion1StillDecodes(t *testing.T) {
 func TestFraudAlerts(t *testing.T) {
 	storetest.CheckFraudAlerts(t, open(t, t.TempDir(), time.Hour), time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC))
 }
+
+func TestFraudLabels(t *testing.T) {
+	storetest.CheckFraudLabels(t, open(t, t.TempDir(), time.Hour), time.Date(2026, 11, 25, 5, 0, 0, 0, time.UTC))
+}

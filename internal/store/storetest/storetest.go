@@ -358,3 +358,56 @@ func CheckFraudAlerts(t *testing.T, st FraudAlertStore, base time.Time) {
 		t.Errorf("alerts of no user: %v %v", got, err)
 	}
 }
+
+// FraudLabelStore writes and reads fraud labels.
+type FraudLabelStore interface {
+	WriteFraudLabels(ctx context.Context, labels []model.FraudLabel) error
+	FraudLabels(ctx context.Context, from, to time.Time, limit int) ([]model.FraudLabel, error)
+}
+
+// CheckFraudLabels is the contract of the fraud labels table: labels of orders over three
+// days (sub-millisecond, non-UTC times) come back newest first by range and limit; writing
+// them again changes nothing.
+func CheckFraudLabels(t *testing.T, st FraudLabelStore, base time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	var labels []model.FraudLabel
+	for i := range 7 {
+		at := base.Add(time.Duration(i)*11*time.Hour + 250*time.Microsecond).In(time.FixedZone("X", -7200))
+		labels = append(labels, model.FraudLabel{OrderID: fmt.Sprintf("o%d", i), EventTime: at, UserID: fmt.Sprintf("u%d", i%3), Scenario: "card_testing"})
+	}
+	labels[3].Scenario = "account_takeover"
+	for range 2 {
+		if err := st.WriteFraudLabels(ctx, labels); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(lo, hi, limit int) []model.FraudLabel {
+		var out []model.FraudLabel
+		for i := hi - 1; i >= lo && (limit <= 0 || len(out) < limit); i-- {
+			l := labels[i]
+			l.EventTime = l.EventTime.UTC().Truncate(time.Millisecond)
+			out = append(out, l)
+		}
+		return out
+	}
+	at := func(i int) time.Time { return labels[i].EventTime.Truncate(time.Millisecond) }
+	for _, c := range []struct {
+		name          string
+		from, to      time.Time
+		limit, lo, hi int
+	}{
+		{"everything", base.Add(-time.Hour), base.Add(4 * 24 * time.Hour), 0, 0, 7},
+		{"limit across days", base.Add(-time.Hour), base.Add(4 * 24 * time.Hour), 3, 0, 7},
+		{"a range: from included, to not", at(1), at(5), 0, 1, 5},
+		{"nothing before", base.Add(-48 * time.Hour), base.Add(-time.Hour), 0, 0, 0},
+	} {
+		got, err := st.FraudLabels(ctx, c.from, c.to, c.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := want(c.lo, c.hi, c.limit); !reflect.DeepEqual(got, w) {
+			t.Errorf("%s: got %+v\nwant %+v", c.name, got, w)
+		}
+	}
+}

@@ -220,8 +220,10 @@ type GetFraudStatsResponse struct {
 	LatencyP50Ms     float64          `protobuf:"fixed64,10,opt,name=latency_p50_ms,json=latencyP50Ms,proto3" json:"latency_p50_ms,omitempty"`
 	LatencyP99Ms     float64          `protobuf:"fixed64,11,opt,name=latency_p99_ms,json=latencyP99Ms,proto3" json:"latency_p99_ms,omitempty"`
 	Truncated        bool             `protobuf:"varint,12,opt,name=truncated,proto3" json:"truncated,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The period's alerts against its labelled orders; absent without labels.
+	GroundTruth   *FraudGroundTruth `protobuf:"bytes,13,opt,name=ground_truth,json=groundTruth,proto3" json:"ground_truth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetFraudStatsResponse) Reset() {
@@ -338,6 +340,100 @@ func (x *GetFraudStatsResponse) GetTruncated() bool {
 	return false
 }
 
+func (x *GetFraudStatsResponse) GetGroundTruth() *FraudGroundTruth {
+	if x != nil {
+		return x.GroundTruth
+	}
+	return nil
+}
+
+// FraudGroundTruth: review and block decisions held against the labelled (fraud) orders
+// placed in the same period (the simulator's sim-labels, copied by the alerts sink).
+type FraudGroundTruth struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FraudOrders int64                  `protobuf:"varint,1,opt,name=fraud_orders,json=fraudOrders,proto3" json:"fraud_orders,omitempty"`
+	// Orders with a review or block decision, and the labelled fraud among them.
+	FlaggedOrders    int64              `protobuf:"varint,2,opt,name=flagged_orders,json=flaggedOrders,proto3" json:"flagged_orders,omitempty"`
+	TruePositives    int64              `protobuf:"varint,3,opt,name=true_positives,json=truePositives,proto3" json:"true_positives,omitempty"`
+	Precision        float64            `protobuf:"fixed64,4,opt,name=precision,proto3" json:"precision,omitempty"`
+	Recall           float64            `protobuf:"fixed64,5,opt,name=recall,proto3" json:"recall,omitempty"`
+	RecallByScenario map[string]float64 `protobuf:"bytes,6,rep,name=recall_by_scenario,json=recallByScenario,proto3" json:"recall_by_scenario,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FraudGroundTruth) Reset() {
+	*x = FraudGroundTruth{}
+	mi := &file_bytebasket_v1_api_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudGroundTruth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudGroundTruth) ProtoMessage() {}
+
+func (x *FraudGroundTruth) ProtoReflect() protoreflect.Message {
+	mi := &file_bytebasket_v1_api_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudGroundTruth.ProtoReflect.Descriptor instead.
+func (*FraudGroundTruth) Descriptor() ([]byte, []int) {
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FraudGroundTruth) GetFraudOrders() int64 {
+	if x != nil {
+		return x.FraudOrders
+	}
+	return 0
+}
+
+func (x *FraudGroundTruth) GetFlaggedOrders() int64 {
+	if x != nil {
+		return x.FlaggedOrders
+	}
+	return 0
+}
+
+func (x *FraudGroundTruth) GetTruePositives() int64 {
+	if x != nil {
+		return x.TruePositives
+	}
+	return 0
+}
+
+func (x *FraudGroundTruth) GetPrecision() float64 {
+	if x != nil {
+		return x.Precision
+	}
+	return 0
+}
+
+func (x *FraudGroundTruth) GetRecall() float64 {
+	if x != nil {
+		return x.Recall
+	}
+	return 0
+}
+
+func (x *FraudGroundTruth) GetRecallByScenario() map[string]float64 {
+	if x != nil {
+		return x.RecallByScenario
+	}
+	return nil
+}
+
 // FunnelCounts are distinct users per funnel stage.
 type FunnelCounts struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -351,7 +447,7 @@ type FunnelCounts struct {
 
 func (x *FunnelCounts) Reset() {
 	*x = FunnelCounts{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[4]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +459,7 @@ func (x *FunnelCounts) String() string {
 func (*FunnelCounts) ProtoMessage() {}
 
 func (x *FunnelCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[4]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +472,7 @@ func (x *FunnelCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunnelCounts.ProtoReflect.Descriptor instead.
 func (*FunnelCounts) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FunnelCounts) GetViewers() int64 {
@@ -435,7 +531,7 @@ type Window struct {
 
 func (x *Window) Reset() {
 	*x = Window{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[5]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +543,7 @@ func (x *Window) String() string {
 func (*Window) ProtoMessage() {}
 
 func (x *Window) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[5]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +556,7 @@ func (x *Window) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Window.ProtoReflect.Descriptor instead.
 func (*Window) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Window) GetStart() *timestamppb.Timestamp {
@@ -596,7 +692,7 @@ type GetLiveRequest struct {
 
 func (x *GetLiveRequest) Reset() {
 	*x = GetLiveRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[6]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +704,7 @@ func (x *GetLiveRequest) String() string {
 func (*GetLiveRequest) ProtoMessage() {}
 
 func (x *GetLiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[6]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +717,7 @@ func (x *GetLiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLiveRequest.ProtoReflect.Descriptor instead.
 func (*GetLiveRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetLiveRequest) GetGranularity() string {
@@ -656,7 +752,7 @@ type GetLiveResponse struct {
 
 func (x *GetLiveResponse) Reset() {
 	*x = GetLiveResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[7]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +764,7 @@ func (x *GetLiveResponse) String() string {
 func (*GetLiveResponse) ProtoMessage() {}
 
 func (x *GetLiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[7]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +777,7 @@ func (x *GetLiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLiveResponse.ProtoReflect.Descriptor instead.
 func (*GetLiveResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetLiveResponse) GetGranularity() string {
@@ -718,7 +814,7 @@ type GetFunnelRequest struct {
 
 func (x *GetFunnelRequest) Reset() {
 	*x = GetFunnelRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[8]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +826,7 @@ func (x *GetFunnelRequest) String() string {
 func (*GetFunnelRequest) ProtoMessage() {}
 
 func (x *GetFunnelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[8]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +839,7 @@ func (x *GetFunnelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFunnelRequest.ProtoReflect.Descriptor instead.
 func (*GetFunnelRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetFunnelRequest) GetPlatform() string {
@@ -787,7 +883,7 @@ type GetFunnelResponse struct {
 
 func (x *GetFunnelResponse) Reset() {
 	*x = GetFunnelResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[9]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +895,7 @@ func (x *GetFunnelResponse) String() string {
 func (*GetFunnelResponse) ProtoMessage() {}
 
 func (x *GetFunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[9]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +908,7 @@ func (x *GetFunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFunnelResponse.ProtoReflect.Descriptor instead.
 func (*GetFunnelResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetFunnelResponse) GetFrom() *timestamppb.Timestamp {
@@ -910,7 +1006,7 @@ type RankedItem struct {
 
 func (x *RankedItem) Reset() {
 	*x = RankedItem{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[10]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1018,7 @@ func (x *RankedItem) String() string {
 func (*RankedItem) ProtoMessage() {}
 
 func (x *RankedItem) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[10]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1031,7 @@ func (x *RankedItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RankedItem.ProtoReflect.Descriptor instead.
 func (*RankedItem) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RankedItem) GetId() string {
@@ -967,7 +1063,7 @@ type GetTopRequest struct {
 
 func (x *GetTopRequest) Reset() {
 	*x = GetTopRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[11]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1075,7 @@ func (x *GetTopRequest) String() string {
 func (*GetTopRequest) ProtoMessage() {}
 
 func (x *GetTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[11]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1088,7 @@ func (x *GetTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTopRequest.ProtoReflect.Descriptor instead.
 func (*GetTopRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetTopRequest) GetDimension() string {
@@ -1036,7 +1132,7 @@ type GetTopResponse struct {
 
 func (x *GetTopResponse) Reset() {
 	*x = GetTopResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[12]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1144,7 @@ func (x *GetTopResponse) String() string {
 func (*GetTopResponse) ProtoMessage() {}
 
 func (x *GetTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[12]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1157,7 @@ func (x *GetTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTopResponse.ProtoReflect.Descriptor instead.
 func (*GetTopResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetTopResponse) GetDimension() string {
@@ -1119,7 +1215,7 @@ type Trend struct {
 
 func (x *Trend) Reset() {
 	*x = Trend{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[13]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1227,7 @@ func (x *Trend) String() string {
 func (*Trend) ProtoMessage() {}
 
 func (x *Trend) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[13]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1240,7 @@ func (x *Trend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trend.ProtoReflect.Descriptor instead.
 func (*Trend) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Trend) GetStart() *timestamppb.Timestamp {
@@ -1280,7 +1376,7 @@ type GetTrendsRequest struct {
 
 func (x *GetTrendsRequest) Reset() {
 	*x = GetTrendsRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[14]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1388,7 @@ func (x *GetTrendsRequest) String() string {
 func (*GetTrendsRequest) ProtoMessage() {}
 
 func (x *GetTrendsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[14]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1401,7 @@ func (x *GetTrendsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrendsRequest.ProtoReflect.Descriptor instead.
 func (*GetTrendsRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetTrendsRequest) GetGranularity() string {
@@ -1347,7 +1443,7 @@ type GetTrendsResponse struct {
 
 func (x *GetTrendsResponse) Reset() {
 	*x = GetTrendsResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[15]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1455,7 @@ func (x *GetTrendsResponse) String() string {
 func (*GetTrendsResponse) ProtoMessage() {}
 
 func (x *GetTrendsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[15]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1468,7 @@ func (x *GetTrendsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrendsResponse.ProtoReflect.Descriptor instead.
 func (*GetTrendsResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetTrendsResponse) GetGranularity() string {
@@ -1412,7 +1508,7 @@ type GetTrendTopRequest struct {
 
 func (x *GetTrendTopRequest) Reset() {
 	*x = GetTrendTopRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[16]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1520,7 @@ func (x *GetTrendTopRequest) String() string {
 func (*GetTrendTopRequest) ProtoMessage() {}
 
 func (x *GetTrendTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[16]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1533,7 @@ func (x *GetTrendTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrendTopRequest.ProtoReflect.Descriptor instead.
 func (*GetTrendTopRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetTrendTopRequest) GetGranularity() string {
@@ -1484,7 +1580,7 @@ type GetTrendTopResponse struct {
 
 func (x *GetTrendTopResponse) Reset() {
 	*x = GetTrendTopResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[17]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1592,7 @@ func (x *GetTrendTopResponse) String() string {
 func (*GetTrendTopResponse) ProtoMessage() {}
 
 func (x *GetTrendTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[17]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1605,7 @@ func (x *GetTrendTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrendTopResponse.ProtoReflect.Descriptor instead.
 func (*GetTrendTopResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetTrendTopResponse) GetItems() []*RankedItem {
@@ -1536,7 +1632,7 @@ type Transaction struct {
 
 func (x *Transaction) Reset() {
 	*x = Transaction{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[18]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1644,7 @@ func (x *Transaction) String() string {
 func (*Transaction) ProtoMessage() {}
 
 func (x *Transaction) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[18]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1657,7 @@ func (x *Transaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transaction.ProtoReflect.Descriptor instead.
 func (*Transaction) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Transaction) GetTime() *timestamppb.Timestamp {
@@ -1632,7 +1728,7 @@ type ListTransactionsRequest struct {
 
 func (x *ListTransactionsRequest) Reset() {
 	*x = ListTransactionsRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[19]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1740,7 @@ func (x *ListTransactionsRequest) String() string {
 func (*ListTransactionsRequest) ProtoMessage() {}
 
 func (x *ListTransactionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[19]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1753,7 @@ func (x *ListTransactionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransactionsRequest.ProtoReflect.Descriptor instead.
 func (*ListTransactionsRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListTransactionsRequest) GetKind() string {
@@ -1683,7 +1779,7 @@ type ListTransactionsResponse struct {
 
 func (x *ListTransactionsResponse) Reset() {
 	*x = ListTransactionsResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[20]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1791,7 @@ func (x *ListTransactionsResponse) String() string {
 func (*ListTransactionsResponse) ProtoMessage() {}
 
 func (x *ListTransactionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[20]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1804,7 @@ func (x *ListTransactionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransactionsResponse.ProtoReflect.Descriptor instead.
 func (*ListTransactionsResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListTransactionsResponse) GetTransactions() []*Transaction {
@@ -1732,7 +1828,7 @@ type UserEvent struct {
 
 func (x *UserEvent) Reset() {
 	*x = UserEvent{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[21]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +1840,7 @@ func (x *UserEvent) String() string {
 func (*UserEvent) ProtoMessage() {}
 
 func (x *UserEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[21]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +1853,7 @@ func (x *UserEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserEvent.ProtoReflect.Descriptor instead.
 func (*UserEvent) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UserEvent) GetTime() *timestamppb.Timestamp {
@@ -1817,7 +1913,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[22]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1925,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[22]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +1938,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Session) GetSessionId() string {
@@ -1947,7 +2043,7 @@ type GetUserRequest struct {
 
 func (x *GetUserRequest) Reset() {
 	*x = GetUserRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[23]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2055,7 @@ func (x *GetUserRequest) String() string {
 func (*GetUserRequest) ProtoMessage() {}
 
 func (x *GetUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[23]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2068,7 @@ func (x *GetUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserRequest.ProtoReflect.Descriptor instead.
 func (*GetUserRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetUserRequest) GetUserId() string {
@@ -1999,7 +2095,7 @@ type GetUserResponse struct {
 
 func (x *GetUserResponse) Reset() {
 	*x = GetUserResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[24]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2107,7 @@ func (x *GetUserResponse) String() string {
 func (*GetUserResponse) ProtoMessage() {}
 
 func (x *GetUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[24]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2120,7 @@ func (x *GetUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserResponse.ProtoReflect.Descriptor instead.
 func (*GetUserResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetUserResponse) GetUserId() string {
@@ -2049,7 +2145,7 @@ type WatchLiveRequest struct {
 
 func (x *WatchLiveRequest) Reset() {
 	*x = WatchLiveRequest{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[25]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2157,7 @@ func (x *WatchLiveRequest) String() string {
 func (*WatchLiveRequest) ProtoMessage() {}
 
 func (x *WatchLiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[25]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2170,7 @@ func (x *WatchLiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLiveRequest.ProtoReflect.Descriptor instead.
 func (*WatchLiveRequest) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 // WatchLiveResponse holds GetLive(windows=1) of every platform, "all" first.
@@ -2087,7 +2183,7 @@ type WatchLiveResponse struct {
 
 func (x *WatchLiveResponse) Reset() {
 	*x = WatchLiveResponse{}
-	mi := &file_bytebasket_v1_api_proto_msgTypes[26]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2195,7 @@ func (x *WatchLiveResponse) String() string {
 func (*WatchLiveResponse) ProtoMessage() {}
 
 func (x *WatchLiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bytebasket_v1_api_proto_msgTypes[26]
+	mi := &file_bytebasket_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2208,7 @@ func (x *WatchLiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLiveResponse.ProtoReflect.Descriptor instead.
 func (*WatchLiveResponse) Descriptor() ([]byte, []int) {
-	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_bytebasket_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchLiveResponse) GetPlatforms() []*GetLiveResponse {
@@ -2137,7 +2233,7 @@ const file_bytebasket_v1_api_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x124\n" +
 	"\x06alerts\x18\x03 \x03(\v2\x1c.bytebasket.v1.FraudDecisionR\x06alerts\",\n" +
 	"\x14GetFraudStatsRequest\x12\x14\n" +
-	"\x05hours\x18\x01 \x01(\x05R\x05hours\"\x9a\x06\n" +
+	"\x05hours\x18\x01 \x01(\x05R\x05hours\"\xde\x06\n" +
 	"\x15GetFraudStatsResponse\x12.\n" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1c\n" +
@@ -2151,7 +2247,8 @@ const file_bytebasket_v1_api_proto_rawDesc = "" +
 	"\x0elatency_p50_ms\x18\n" +
 	" \x01(\x01R\flatencyP50Ms\x12$\n" +
 	"\x0elatency_p99_ms\x18\v \x01(\x01R\flatencyP99Ms\x12\x1c\n" +
-	"\ttruncated\x18\f \x01(\bR\ttruncated\x1a;\n" +
+	"\ttruncated\x18\f \x01(\bR\ttruncated\x12B\n" +
+	"\fground_truth\x18\r \x01(\v2\x1f.bytebasket.v1.FraudGroundTruthR\vgroundTruth\x1a;\n" +
 	"\rByActionEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a9\n" +
@@ -2160,7 +2257,17 @@ const file_bytebasket_v1_api_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a;\n" +
 	"\rBySignalEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"v\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe3\x02\n" +
+	"\x10FraudGroundTruth\x12!\n" +
+	"\ffraud_orders\x18\x01 \x01(\x03R\vfraudOrders\x12%\n" +
+	"\x0eflagged_orders\x18\x02 \x01(\x03R\rflaggedOrders\x12%\n" +
+	"\x0etrue_positives\x18\x03 \x01(\x03R\rtruePositives\x12\x1c\n" +
+	"\tprecision\x18\x04 \x01(\x01R\tprecision\x12\x16\n" +
+	"\x06recall\x18\x05 \x01(\x01R\x06recall\x12c\n" +
+	"\x12recall_by_scenario\x18\x06 \x03(\v25.bytebasket.v1.FraudGroundTruth.RecallByScenarioEntryR\x10recallByScenario\x1aC\n" +
+	"\x15RecallByScenarioEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"v\n" +
 	"\fFunnelCounts\x12\x18\n" +
 	"\aviewers\x18\x01 \x01(\x03R\aviewers\x12\x18\n" +
 	"\acarters\x18\x02 \x01(\x03R\acarters\x12\x1a\n" +
@@ -2359,115 +2466,119 @@ func file_bytebasket_v1_api_proto_rawDescGZIP() []byte {
 	return file_bytebasket_v1_api_proto_rawDescData
 }
 
-var file_bytebasket_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_bytebasket_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_bytebasket_v1_api_proto_goTypes = []any{
 	(*ListFraudAlertsRequest)(nil),   // 0: bytebasket.v1.ListFraudAlertsRequest
 	(*ListFraudAlertsResponse)(nil),  // 1: bytebasket.v1.ListFraudAlertsResponse
 	(*GetFraudStatsRequest)(nil),     // 2: bytebasket.v1.GetFraudStatsRequest
 	(*GetFraudStatsResponse)(nil),    // 3: bytebasket.v1.GetFraudStatsResponse
-	(*FunnelCounts)(nil),             // 4: bytebasket.v1.FunnelCounts
-	(*Window)(nil),                   // 5: bytebasket.v1.Window
-	(*GetLiveRequest)(nil),           // 6: bytebasket.v1.GetLiveRequest
-	(*GetLiveResponse)(nil),          // 7: bytebasket.v1.GetLiveResponse
-	(*GetFunnelRequest)(nil),         // 8: bytebasket.v1.GetFunnelRequest
-	(*GetFunnelResponse)(nil),        // 9: bytebasket.v1.GetFunnelResponse
-	(*RankedItem)(nil),               // 10: bytebasket.v1.RankedItem
-	(*GetTopRequest)(nil),            // 11: bytebasket.v1.GetTopRequest
-	(*GetTopResponse)(nil),           // 12: bytebasket.v1.GetTopResponse
-	(*Trend)(nil),                    // 13: bytebasket.v1.Trend
-	(*GetTrendsRequest)(nil),         // 14: bytebasket.v1.GetTrendsRequest
-	(*GetTrendsResponse)(nil),        // 15: bytebasket.v1.GetTrendsResponse
-	(*GetTrendTopRequest)(nil),       // 16: bytebasket.v1.GetTrendTopRequest
-	(*GetTrendTopResponse)(nil),      // 17: bytebasket.v1.GetTrendTopResponse
-	(*Transaction)(nil),              // 18: bytebasket.v1.Transaction
-	(*ListTransactionsRequest)(nil),  // 19: bytebasket.v1.ListTransactionsRequest
-	(*ListTransactionsResponse)(nil), // 20: bytebasket.v1.ListTransactionsResponse
-	(*UserEvent)(nil),                // 21: bytebasket.v1.UserEvent
-	(*Session)(nil),                  // 22: bytebasket.v1.Session
-	(*GetUserRequest)(nil),           // 23: bytebasket.v1.GetUserRequest
-	(*GetUserResponse)(nil),          // 24: bytebasket.v1.GetUserResponse
-	(*WatchLiveRequest)(nil),         // 25: bytebasket.v1.WatchLiveRequest
-	(*WatchLiveResponse)(nil),        // 26: bytebasket.v1.WatchLiveResponse
-	nil,                              // 27: bytebasket.v1.GetFraudStatsResponse.ByActionEntry
-	nil,                              // 28: bytebasket.v1.GetFraudStatsResponse.ByKindEntry
-	nil,                              // 29: bytebasket.v1.GetFraudStatsResponse.BySignalEntry
-	nil,                              // 30: bytebasket.v1.Window.RevenueEntry
-	nil,                              // 31: bytebasket.v1.Window.OrdersByCurrencyEntry
-	nil,                              // 32: bytebasket.v1.Window.AverageOrderValueEntry
-	nil,                              // 33: bytebasket.v1.Trend.RevenueEntry
-	nil,                              // 34: bytebasket.v1.Trend.OrdersByCurrencyEntry
-	nil,                              // 35: bytebasket.v1.Trend.AverageOrderValueEntry
-	nil,                              // 36: bytebasket.v1.Session.RevenueEntry
-	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
-	(*FraudDecision)(nil),            // 38: bytebasket.v1.FraudDecision
+	(*FraudGroundTruth)(nil),         // 4: bytebasket.v1.FraudGroundTruth
+	(*FunnelCounts)(nil),             // 5: bytebasket.v1.FunnelCounts
+	(*Window)(nil),                   // 6: bytebasket.v1.Window
+	(*GetLiveRequest)(nil),           // 7: bytebasket.v1.GetLiveRequest
+	(*GetLiveResponse)(nil),          // 8: bytebasket.v1.GetLiveResponse
+	(*GetFunnelRequest)(nil),         // 9: bytebasket.v1.GetFunnelRequest
+	(*GetFunnelResponse)(nil),        // 10: bytebasket.v1.GetFunnelResponse
+	(*RankedItem)(nil),               // 11: bytebasket.v1.RankedItem
+	(*GetTopRequest)(nil),            // 12: bytebasket.v1.GetTopRequest
+	(*GetTopResponse)(nil),           // 13: bytebasket.v1.GetTopResponse
+	(*Trend)(nil),                    // 14: bytebasket.v1.Trend
+	(*GetTrendsRequest)(nil),         // 15: bytebasket.v1.GetTrendsRequest
+	(*GetTrendsResponse)(nil),        // 16: bytebasket.v1.GetTrendsResponse
+	(*GetTrendTopRequest)(nil),       // 17: bytebasket.v1.GetTrendTopRequest
+	(*GetTrendTopResponse)(nil),      // 18: bytebasket.v1.GetTrendTopResponse
+	(*Transaction)(nil),              // 19: bytebasket.v1.Transaction
+	(*ListTransactionsRequest)(nil),  // 20: bytebasket.v1.ListTransactionsRequest
+	(*ListTransactionsResponse)(nil), // 21: bytebasket.v1.ListTransactionsResponse
+	(*UserEvent)(nil),                // 22: bytebasket.v1.UserEvent
+	(*Session)(nil),                  // 23: bytebasket.v1.Session
+	(*GetUserRequest)(nil),           // 24: bytebasket.v1.GetUserRequest
+	(*GetUserResponse)(nil),          // 25: bytebasket.v1.GetUserResponse
+	(*WatchLiveRequest)(nil),         // 26: bytebasket.v1.WatchLiveRequest
+	(*WatchLiveResponse)(nil),        // 27: bytebasket.v1.WatchLiveResponse
+	nil,                              // 28: bytebasket.v1.GetFraudStatsResponse.ByActionEntry
+	nil,                              // 29: bytebasket.v1.GetFraudStatsResponse.ByKindEntry
+	nil,                              // 30: bytebasket.v1.GetFraudStatsResponse.BySignalEntry
+	nil,                              // 31: bytebasket.v1.FraudGroundTruth.RecallByScenarioEntry
+	nil,                              // 32: bytebasket.v1.Window.RevenueEntry
+	nil,                              // 33: bytebasket.v1.Window.OrdersByCurrencyEntry
+	nil,                              // 34: bytebasket.v1.Window.AverageOrderValueEntry
+	nil,                              // 35: bytebasket.v1.Trend.RevenueEntry
+	nil,                              // 36: bytebasket.v1.Trend.OrdersByCurrencyEntry
+	nil,                              // 37: bytebasket.v1.Trend.AverageOrderValueEntry
+	nil,                              // 38: bytebasket.v1.Session.RevenueEntry
+	(*timestamppb.Timestamp)(nil),    // 39: google.protobuf.Timestamp
+	(*FraudDecision)(nil),            // 40: bytebasket.v1.FraudDecision
 }
 var file_bytebasket_v1_api_proto_depIdxs = []int32{
-	37, // 0: bytebasket.v1.ListFraudAlertsResponse.from:type_name -> google.protobuf.Timestamp
-	37, // 1: bytebasket.v1.ListFraudAlertsResponse.to:type_name -> google.protobuf.Timestamp
-	38, // 2: bytebasket.v1.ListFraudAlertsResponse.alerts:type_name -> bytebasket.v1.FraudDecision
-	37, // 3: bytebasket.v1.GetFraudStatsResponse.from:type_name -> google.protobuf.Timestamp
-	37, // 4: bytebasket.v1.GetFraudStatsResponse.to:type_name -> google.protobuf.Timestamp
-	27, // 5: bytebasket.v1.GetFraudStatsResponse.by_action:type_name -> bytebasket.v1.GetFraudStatsResponse.ByActionEntry
-	28, // 6: bytebasket.v1.GetFraudStatsResponse.by_kind:type_name -> bytebasket.v1.GetFraudStatsResponse.ByKindEntry
-	10, // 7: bytebasket.v1.GetFraudStatsResponse.rule_hits:type_name -> bytebasket.v1.RankedItem
-	29, // 8: bytebasket.v1.GetFraudStatsResponse.by_signal:type_name -> bytebasket.v1.GetFraudStatsResponse.BySignalEntry
-	37, // 9: bytebasket.v1.Window.start:type_name -> google.protobuf.Timestamp
-	37, // 10: bytebasket.v1.Window.end:type_name -> google.protobuf.Timestamp
-	30, // 11: bytebasket.v1.Window.revenue:type_name -> bytebasket.v1.Window.RevenueEntry
-	31, // 12: bytebasket.v1.Window.orders_by_currency:type_name -> bytebasket.v1.Window.OrdersByCurrencyEntry
-	32, // 13: bytebasket.v1.Window.average_order_value:type_name -> bytebasket.v1.Window.AverageOrderValueEntry
-	4,  // 14: bytebasket.v1.Window.funnel:type_name -> bytebasket.v1.FunnelCounts
-	37, // 15: bytebasket.v1.Window.updated_at:type_name -> google.protobuf.Timestamp
-	5,  // 16: bytebasket.v1.GetLiveResponse.windows:type_name -> bytebasket.v1.Window
-	37, // 17: bytebasket.v1.GetFunnelRequest.start:type_name -> google.protobuf.Timestamp
-	37, // 18: bytebasket.v1.GetFunnelResponse.from:type_name -> google.protobuf.Timestamp
-	37, // 19: bytebasket.v1.GetFunnelResponse.to:type_name -> google.protobuf.Timestamp
-	37, // 20: bytebasket.v1.GetTopRequest.start:type_name -> google.protobuf.Timestamp
-	37, // 21: bytebasket.v1.GetTopResponse.start:type_name -> google.protobuf.Timestamp
-	10, // 22: bytebasket.v1.GetTopResponse.items:type_name -> bytebasket.v1.RankedItem
-	37, // 23: bytebasket.v1.Trend.start:type_name -> google.protobuf.Timestamp
-	33, // 24: bytebasket.v1.Trend.revenue:type_name -> bytebasket.v1.Trend.RevenueEntry
-	34, // 25: bytebasket.v1.Trend.orders_by_currency:type_name -> bytebasket.v1.Trend.OrdersByCurrencyEntry
-	35, // 26: bytebasket.v1.Trend.average_order_value:type_name -> bytebasket.v1.Trend.AverageOrderValueEntry
-	37, // 27: bytebasket.v1.GetTrendsRequest.from:type_name -> google.protobuf.Timestamp
-	37, // 28: bytebasket.v1.GetTrendsRequest.to:type_name -> google.protobuf.Timestamp
-	13, // 29: bytebasket.v1.GetTrendsResponse.buckets:type_name -> bytebasket.v1.Trend
-	37, // 30: bytebasket.v1.GetTrendTopRequest.start:type_name -> google.protobuf.Timestamp
-	10, // 31: bytebasket.v1.GetTrendTopResponse.items:type_name -> bytebasket.v1.RankedItem
-	37, // 32: bytebasket.v1.Transaction.time:type_name -> google.protobuf.Timestamp
-	18, // 33: bytebasket.v1.ListTransactionsResponse.transactions:type_name -> bytebasket.v1.Transaction
-	37, // 34: bytebasket.v1.UserEvent.time:type_name -> google.protobuf.Timestamp
-	37, // 35: bytebasket.v1.Session.start:type_name -> google.protobuf.Timestamp
-	37, // 36: bytebasket.v1.Session.end:type_name -> google.protobuf.Timestamp
-	36, // 37: bytebasket.v1.Session.revenue:type_name -> bytebasket.v1.Session.RevenueEntry
-	21, // 38: bytebasket.v1.Session.recent:type_name -> bytebasket.v1.UserEvent
-	22, // 39: bytebasket.v1.GetUserResponse.sessions:type_name -> bytebasket.v1.Session
-	7,  // 40: bytebasket.v1.WatchLiveResponse.platforms:type_name -> bytebasket.v1.GetLiveResponse
-	6,  // 41: bytebasket.v1.AnalyticsService.GetLive:input_type -> bytebasket.v1.GetLiveRequest
-	8,  // 42: bytebasket.v1.AnalyticsService.GetFunnel:input_type -> bytebasket.v1.GetFunnelRequest
-	11, // 43: bytebasket.v1.AnalyticsService.GetTop:input_type -> bytebasket.v1.GetTopRequest
-	14, // 44: bytebasket.v1.AnalyticsService.GetTrends:input_type -> bytebasket.v1.GetTrendsRequest
-	16, // 45: bytebasket.v1.AnalyticsService.GetTrendTop:input_type -> bytebasket.v1.GetTrendTopRequest
-	19, // 46: bytebasket.v1.AnalyticsService.ListTransactions:input_type -> bytebasket.v1.ListTransactionsRequest
-	23, // 47: bytebasket.v1.AnalyticsService.GetUser:input_type -> bytebasket.v1.GetUserRequest
-	25, // 48: bytebasket.v1.AnalyticsService.WatchLive:input_type -> bytebasket.v1.WatchLiveRequest
-	0,  // 49: bytebasket.v1.AnalyticsService.ListFraudAlerts:input_type -> bytebasket.v1.ListFraudAlertsRequest
-	2,  // 50: bytebasket.v1.AnalyticsService.GetFraudStats:input_type -> bytebasket.v1.GetFraudStatsRequest
-	7,  // 51: bytebasket.v1.AnalyticsService.GetLive:output_type -> bytebasket.v1.GetLiveResponse
-	9,  // 52: bytebasket.v1.AnalyticsService.GetFunnel:output_type -> bytebasket.v1.GetFunnelResponse
-	12, // 53: bytebasket.v1.AnalyticsService.GetTop:output_type -> bytebasket.v1.GetTopResponse
-	15, // 54: bytebasket.v1.AnalyticsService.GetTrends:output_type -> bytebasket.v1.GetTrendsResponse
-	17, // 55: bytebasket.v1.AnalyticsService.GetTrendTop:output_type -> bytebasket.v1.GetTrendTopResponse
-	20, // 56: bytebasket.v1.AnalyticsService.ListTransactions:output_type -> bytebasket.v1.ListTransactionsResponse
-	24, // 57: bytebasket.v1.AnalyticsService.GetUser:output_type -> bytebasket.v1.GetUserResponse
-	26, // 58: bytebasket.v1.AnalyticsService.WatchLive:output_type -> bytebasket.v1.WatchLiveResponse
-	1,  // 59: bytebasket.v1.AnalyticsService.ListFraudAlerts:output_type -> bytebasket.v1.ListFraudAlertsResponse
-	3,  // 60: bytebasket.v1.AnalyticsService.GetFraudStats:output_type -> bytebasket.v1.GetFraudStatsResponse
-	51, // [51:61] is the sub-list for method output_type
-	41, // [41:51] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	39, // 0: bytebasket.v1.ListFraudAlertsResponse.from:type_name -> google.protobuf.Timestamp
+	39, // 1: bytebasket.v1.ListFraudAlertsResponse.to:type_name -> google.protobuf.Timestamp
+	40, // 2: bytebasket.v1.ListFraudAlertsResponse.alerts:type_name -> bytebasket.v1.FraudDecision
+	39, // 3: bytebasket.v1.GetFraudStatsResponse.from:type_name -> google.protobuf.Timestamp
+	39, // 4: bytebasket.v1.GetFraudStatsResponse.to:type_name -> google.protobuf.Timestamp
+	28, // 5: bytebasket.v1.GetFraudStatsResponse.by_action:type_name -> bytebasket.v1.GetFraudStatsResponse.ByActionEntry
+	29, // 6: bytebasket.v1.GetFraudStatsResponse.by_kind:type_name -> bytebasket.v1.GetFraudStatsResponse.ByKindEntry
+	11, // 7: bytebasket.v1.GetFraudStatsResponse.rule_hits:type_name -> bytebasket.v1.RankedItem
+	30, // 8: bytebasket.v1.GetFraudStatsResponse.by_signal:type_name -> bytebasket.v1.GetFraudStatsResponse.BySignalEntry
+	4,  // 9: bytebasket.v1.GetFraudStatsResponse.ground_truth:type_name -> bytebasket.v1.FraudGroundTruth
+	31, // 10: bytebasket.v1.FraudGroundTruth.recall_by_scenario:type_name -> bytebasket.v1.FraudGroundTruth.RecallByScenarioEntry
+	39, // 11: bytebasket.v1.Window.start:type_name -> google.protobuf.Timestamp
+	39, // 12: bytebasket.v1.Window.end:type_name -> google.protobuf.Timestamp
+	32, // 13: bytebasket.v1.Window.revenue:type_name -> bytebasket.v1.Window.RevenueEntry
+	33, // 14: bytebasket.v1.Window.orders_by_currency:type_name -> bytebasket.v1.Window.OrdersByCurrencyEntry
+	34, // 15: bytebasket.v1.Window.average_order_value:type_name -> bytebasket.v1.Window.AverageOrderValueEntry
+	5,  // 16: bytebasket.v1.Window.funnel:type_name -> bytebasket.v1.FunnelCounts
+	39, // 17: bytebasket.v1.Window.updated_at:type_name -> google.protobuf.Timestamp
+	6,  // 18: bytebasket.v1.GetLiveResponse.windows:type_name -> bytebasket.v1.Window
+	39, // 19: bytebasket.v1.GetFunnelRequest.start:type_name -> google.protobuf.Timestamp
+	39, // 20: bytebasket.v1.GetFunnelResponse.from:type_name -> google.protobuf.Timestamp
+	39, // 21: bytebasket.v1.GetFunnelResponse.to:type_name -> google.protobuf.Timestamp
+	39, // 22: bytebasket.v1.GetTopRequest.start:type_name -> google.protobuf.Timestamp
+	39, // 23: bytebasket.v1.GetTopResponse.start:type_name -> google.protobuf.Timestamp
+	11, // 24: bytebasket.v1.GetTopResponse.items:type_name -> bytebasket.v1.RankedItem
+	39, // 25: bytebasket.v1.Trend.start:type_name -> google.protobuf.Timestamp
+	35, // 26: bytebasket.v1.Trend.revenue:type_name -> bytebasket.v1.Trend.RevenueEntry
+	36, // 27: bytebasket.v1.Trend.orders_by_currency:type_name -> bytebasket.v1.Trend.OrdersByCurrencyEntry
+	37, // 28: bytebasket.v1.Trend.average_order_value:type_name -> bytebasket.v1.Trend.AverageOrderValueEntry
+	39, // 29: bytebasket.v1.GetTrendsRequest.from:type_name -> google.protobuf.Timestamp
+	39, // 30: bytebasket.v1.GetTrendsRequest.to:type_name -> google.protobuf.Timestamp
+	14, // 31: bytebasket.v1.GetTrendsResponse.buckets:type_name -> bytebasket.v1.Trend
+	39, // 32: bytebasket.v1.GetTrendTopRequest.start:type_name -> google.protobuf.Timestamp
+	11, // 33: bytebasket.v1.GetTrendTopResponse.items:type_name -> bytebasket.v1.RankedItem
+	39, // 34: bytebasket.v1.Transaction.time:type_name -> google.protobuf.Timestamp
+	19, // 35: bytebasket.v1.ListTransactionsResponse.transactions:type_name -> bytebasket.v1.Transaction
+	39, // 36: bytebasket.v1.UserEvent.time:type_name -> google.protobuf.Timestamp
+	39, // 37: bytebasket.v1.Session.start:type_name -> google.protobuf.Timestamp
+	39, // 38: bytebasket.v1.Session.end:type_name -> google.protobuf.Timestamp
+	38, // 39: bytebasket.v1.Session.revenue:type_name -> bytebasket.v1.Session.RevenueEntry
+	22, // 40: bytebasket.v1.Session.recent:type_name -> bytebasket.v1.UserEvent
+	23, // 41: bytebasket.v1.GetUserResponse.sessions:type_name -> bytebasket.v1.Session
+	8,  // 42: bytebasket.v1.WatchLiveResponse.platforms:type_name -> bytebasket.v1.GetLiveResponse
+	7,  // 43: bytebasket.v1.AnalyticsService.GetLive:input_type -> bytebasket.v1.GetLiveRequest
+	9,  // 44: bytebasket.v1.AnalyticsService.GetFunnel:input_type -> bytebasket.v1.GetFunnelRequest
+	12, // 45: bytebasket.v1.AnalyticsService.GetTop:input_type -> bytebasket.v1.GetTopRequest
+	15, // 46: bytebasket.v1.AnalyticsService.GetTrends:input_type -> bytebasket.v1.GetTrendsRequest
+	17, // 47: bytebasket.v1.AnalyticsService.GetTrendTop:input_type -> bytebasket.v1.GetTrendTopRequest
+	20, // 48: bytebasket.v1.AnalyticsService.ListTransactions:input_type -> bytebasket.v1.ListTransactionsRequest
+	24, // 49: bytebasket.v1.AnalyticsService.GetUser:input_type -> bytebasket.v1.GetUserRequest
+	26, // 50: bytebasket.v1.AnalyticsService.WatchLive:input_type -> bytebasket.v1.WatchLiveRequest
+	0,  // 51: bytebasket.v1.AnalyticsService.ListFraudAlerts:input_type -> bytebasket.v1.ListFraudAlertsRequest
+	2,  // 52: bytebasket.v1.AnalyticsService.GetFraudStats:input_type -> bytebasket.v1.GetFraudStatsRequest
+	8,  // 53: bytebasket.v1.AnalyticsService.GetLive:output_type -> bytebasket.v1.GetLiveResponse
+	10, // 54: bytebasket.v1.AnalyticsService.GetFunnel:output_type -> bytebasket.v1.GetFunnelResponse
+	13, // 55: bytebasket.v1.AnalyticsService.GetTop:output_type -> bytebasket.v1.GetTopResponse
+	16, // 56: bytebasket.v1.AnalyticsService.GetTrends:output_type -> bytebasket.v1.GetTrendsResponse
+	18, // 57: bytebasket.v1.AnalyticsService.GetTrendTop:output_type -> bytebasket.v1.GetTrendTopResponse
+	21, // 58: bytebasket.v1.AnalyticsService.ListTransactions:output_type -> bytebasket.v1.ListTransactionsResponse
+	25, // 59: bytebasket.v1.AnalyticsService.GetUser:output_type -> bytebasket.v1.GetUserResponse
+	27, // 60: bytebasket.v1.AnalyticsService.WatchLive:output_type -> bytebasket.v1.WatchLiveResponse
+	1,  // 61: bytebasket.v1.AnalyticsService.ListFraudAlerts:output_type -> bytebasket.v1.ListFraudAlertsResponse
+	3,  // 62: bytebasket.v1.AnalyticsService.GetFraudStats:output_type -> bytebasket.v1.GetFraudStatsResponse
+	53, // [53:63] is the sub-list for method output_type
+	43, // [43:53] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_api_proto_init() }
@@ -2482,7 +2593,7 @@ func file_bytebasket_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bytebasket_v1_api_proto_rawDesc), len(file_bytebasket_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

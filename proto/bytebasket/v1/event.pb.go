@@ -1655,12 +1655,15 @@ func (x *Chargeback) GetReason() string {
 // FraudLabel is the simulator's ground truth, written to a side channel (topic
 // sim-labels), never inside the events, so detectors cannot read it.
 type FraudLabel struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	EventId       string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	OrderId       string                 `protobuf:"bytes,3,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	Scenario      string                 `protobuf:"bytes,4,opt,name=scenario,proto3" json:"scenario,omitempty"` // card_testing, account_takeover, shared_fingerprint, high_value_first_order
-	EventTime     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	EventId   string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	UserId    string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	OrderId   string                 `protobuf:"bytes,3,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Scenario  string                 `protobuf:"bytes,4,opt,name=scenario,proto3" json:"scenario,omitempty"` // card_testing, account_takeover, shared_fingerprint, high_value_first_order
+	EventTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
+	// The labelled event's kind (order_placed, payment_failed, ...): one label per order is
+	// its order_placed one.
+	Kind          string `protobuf:"bytes,6,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1728,6 +1731,13 @@ func (x *FraudLabel) GetEventTime() *timestamppb.Timestamp {
 		return x.EventTime
 	}
 	return nil
+}
+
+func (x *FraudLabel) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
 }
 
 var File_bytebasket_v1_event_proto protoreflect.FileDescriptor
@@ -1875,7 +1885,7 @@ const file_bytebasket_v1_event_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12#\n" +
 	"\rchargeback_id\x18\x02 \x01(\tR\fchargebackId\x12,\n" +
 	"\x06amount\x18\x03 \x01(\v2\x14.bytebasket.v1.MoneyR\x06amount\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xb2\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xc6\x01\n" +
 	"\n" +
 	"FraudLabel\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x17\n" +
@@ -1883,7 +1893,8 @@ const file_bytebasket_v1_event_proto_rawDesc = "" +
 	"\border_id\x18\x03 \x01(\tR\aorderId\x12\x1a\n" +
 	"\bscenario\x18\x04 \x01(\tR\bscenario\x129\n" +
 	"\n" +
-	"event_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime*h\n" +
+	"event_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\x12\x12\n" +
+	"\x04kind\x18\x06 \x01(\tR\x04kind*h\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
