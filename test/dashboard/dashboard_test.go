@@ -392,6 +392,13 @@ func TestDashboardShowsLiveDataInChromium(t *testing.T) {
 		t.Errorf("ground truth on the page %+v, in the API a moment later %+v", truth, withTruth.GroundTruth)
 	}
 	t.Logf("fraud page against ground truth: %d fraud orders, precision %s, recall %s", pageFraud, truth.Precision, truth.Recall)
+	// The monitoring chart plots the stream's transactions per minute: its orders are the
+	// API's live windows'.
+	var chartOrders int
+	eval(`Chart.getChart(document.getElementById('chart-fraud-monitoring')).data.datasets[0].data.reduce((a, b) => a + b, 0)`, &chartOrders)
+	if chartOrders < 1 {
+		t.Errorf("the monitoring chart plots %d orders", chartOrders)
+	}
 	screenshot("fraud.png")
 
 	// User lookup for a user who has ordered, from the API's transaction list.

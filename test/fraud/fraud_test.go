@@ -357,54 +357,61 @@ func fraudLatency(b *testing.B, rate float64, set string) {
 		k.Brokers = []string{testenv.Addr(b, testenv.Kafka)}
 		k.TopicPrefix = e.prefix
 		ctx, cancel := context.WithCancel(context.Background())
-		lat := make(chan []time.Duration, 1)
+		lat := make(chan [2][]time.Duration, 1)
 		// Decisions on events of the first 5 s are left out: the group is still forming.
 		from := time.Now().Add(5 * time.Second)
-		go func() { lat <- follow(ctx, b, k, from) }()
+		go func() {
+			readable, decided := follow(ctx, b, k, from)
+			lat <- [2][]time.Duration{readable, decided}
+		}()
 		e.run("produce", "--rate", fmt.Sprint(rate), "--flat", "--duration", "60s", "--users", "5000", "--create-topics=false")
 		time.Sleep(3 * time.Second) // the last decisions commit
 		cancel()
 		stop()
 		got := <-lat
-		if len(got) < 100 {
-			b.Fatalf("%d decisions seen", len(got))
+		if len(got[0]) < 100 {
+			b.Fatalf("%d decisions seen", len(got[0]))
 		}
-		slices.Sort(got)
-		q := func(p int) float64 { return float64(got[min(len(got)*p/100, len(got)-1)].Milliseconds()) }
-		b.ReportMetric(q(50), "p50-ms")
-		b.ReportMetric(q(99), "p99-ms")
-		b.ReportMetric(float64(got[len(got)-1].Milliseconds()), "max-ms")
-		b.ReportMetric(float64(len(got)), "decisions")
+		slices.Sort(got[0])
+		slices.Sort(got[1])
+		q := func(d []time.Duration, p int) float64 { return float64(d[min(len(d)*p/100, len(d)-1)].Milliseconds()) }
+		b.ReportMetric(q(got[0], 50), "p50-ms")
+		b.ReportMetric(q(got[0], 99), "p99-ms")
+		// Of that, until the decision was made (what is left is the commit and the fetch).
+		b.ReportMetric(q(got[1], 50), "decided-p50-ms")
+		b.ReportMetric(q(got[1], 99), "decided-p99-ms")
+		b.ReportMetric(float64(got[0][len(got[0])-1].Milliseconds()), "max-ms")
+		b.ReportMetric(float64(len(got[0])), "decisions")
 	}
 }
 
 // follow reads fraud-alerts read_committed from its start until ctx ends and returns the
 // latency of each decision on an event ingested after from: when it became readable here,
 // minus its event's ingest time.
-func follow(ctx context.Context, t testing.TB, k config.Kafka, from time.Time) []time.Duration {
+func follow(ctx context.Context, t testing.TB, k config.Kafka, from time.Time) (readable, decided []time.Duration) {
 	opts, err := bus.ClientOptions(k)
 	if err != nil {
 		t.Error(err)
-		return nil
+		return nil, nil
 	}
 	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(k.Topic(event.TopicFraudAlerts)),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(50*time.Millisecond))...)
 	if err != nil {
 		t.Error(err)
-		return nil
+		return nil, nil
 	}
 	defer cl.Close()
-	var out []time.Duration
 	for ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
 		now := time.Now()
 		fs.EachRecord(func(r *kgo.Record) {
 			var d pb.FraudDecision
 			if proto.Unmarshal(r.Value, &d) == nil && d.GetReceivedAt() != nil && d.GetReceivedAt().AsTime().After(from) {
-				out = append(out, now.Sub(d.GetReceivedAt().AsTime()))
+				readable = append(readable, now.Sub(d.GetReceivedAt().AsTime()))
+				decided = append(decided, d.GetDecidedAt().AsTime().Sub(d.GetReceivedAt().AsTime()))
 			}
 		})
 	}
-	return out
+	return readable, decided
 }

@@ -176,6 +176,12 @@ function makeCharts() {
   charts.revenue = new Chart($('chart-revenue'), { type: 'line', data: { labels: [], datasets: [] }, options: lineOptions('major units') });
   charts.orders = new Chart($('chart-orders'), { type: 'bar', data: { labels: [], datasets: [{ label: 'orders', data: [], backgroundColor: PALETTE[0] }] }, options: lineOptions('') });
   charts.users = new Chart($('chart-active-users'), { type: 'line', data: { labels: [], datasets: [{ label: 'active users', data: [], borderColor: PALETTE[1], backgroundColor: PALETTE[1], fill: false, tension: 0.2, pointRadius: 2 }] }, options: lineOptions('') });
+  const line = (label, i) => ({ label, data: [], borderColor: PALETTE[i], backgroundColor: PALETTE[i], fill: false, tension: 0.2, pointRadius: 2 });
+  charts.monitoring = new Chart($('chart-fraud-monitoring'), {
+    type: 'line',
+    data: { labels: [], datasets: [line('orders', 0), line('failed payments', 3), line('refunds', 2), line('chargebacks', 4)] },
+    options: lineOptions(''),
+  });
   charts.fraudScores = new Chart($('chart-fraud-scores'), { type: 'bar', data: { labels: [], datasets: [{ label: 'decisions', data: [], backgroundColor: PALETTE[4] }] }, options: lineOptions('') });
   const trendOpts = lineOptions('');
   trendOpts.scales.y1 = { beginAtZero: true, position: 'right', grid: { drawOnChartArea: false }, title: { display: true, text: 'orders' } };
@@ -275,6 +281,13 @@ function renderLive(live) {
   charts.users.data.labels = labels;
   charts.users.data.datasets[0].data = slots.map((s) => (byStart.get(s) || {}).active_users || 0);
   charts.users.update('none');
+  // Transaction monitoring at a glance: the stream's counts per minute, all segments together
+  // (the role's alerts name the segment that left its baseline).
+  charts.monitoring.data.labels = labels;
+  ['orders', 'payments_failed', 'refunds', 'chargebacks'].forEach((f, i) => {
+    charts.monitoring.data.datasets[i].data = slots.map((s) => (byStart.get(s) || {})[f] || 0);
+  });
+  charts.monitoring.update('none');
 }
 
 function renderFunnel(f) {
