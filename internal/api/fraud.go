@@ -206,6 +206,10 @@ type FraudStatsResult struct {
 // the alerts sink): how many flagged orders were fraud, how much fraud was flagged. With
 // truncated alerts, only the labels as new as the oldest alert read count.
 type FraudGroundTruth struct {
+	// From is where the period held against the labels starts: the period's, or later when
+	// the alerts or labels were more than one answer reads (Truncated).
+	From             time.Time          `json:"from"`
+	Truncated        bool               `json:"truncated"`
 	FraudOrders      int                `json:"fraud_orders"`
 	FlaggedOrders    int                `json:"flagged_orders"`
 	TruePositives    int                `json:"true_positives"`
@@ -272,6 +276,9 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 	if r.GroundTruth, err = s.groundTruth(ctx, from, r.To, flagged); err != nil {
 		return nil, err
 	}
+	if r.GroundTruth != nil {
+		r.GroundTruth.Truncated = r.GroundTruth.Truncated || r.Truncated
+	}
 	return r, nil
 }
 
@@ -285,10 +292,11 @@ func (s *Service) groundTruth(ctx context.Context, from, to time.Time, flagged m
 	if len(labels) == 0 {
 		return nil, nil
 	}
-	if len(labels) == maxStatsAlerts { // more fraud than one answer reads: the newest labels' period
-		from = labels[len(labels)-1].EventTime
-	}
 	g := &FraudGroundTruth{RecallByScenario: map[string]float64{}}
+	if len(labels) == maxStatsAlerts { // more fraud than one answer reads: the newest labels' period
+		from, g.Truncated = labels[len(labels)-1].EventTime, true
+	}
+	g.From = from
 	for _, at := range flagged {
 		if !at.Before(from) {
 			g.FlaggedOrders++

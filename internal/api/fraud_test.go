@@ -132,7 +132,8 @@ func checkFraud(t *testing.T, st alertWriter) {
 	s = api.FraudStatsResult{}
 	decode("/api/v1/fraud/stats", &s)
 	if g := s.GroundTruth; g == nil || g.FraudOrders != 2 || g.FlaggedOrders != 2 || g.TruePositives != 1 || g.Precision != 0.5 ||
-		g.Recall != 0.5 || g.RecallByScenario["account_takeover"] != 1 || g.RecallByScenario["card_testing"] != 0 {
+		g.Recall != 0.5 || g.RecallByScenario["account_takeover"] != 1 || g.RecallByScenario["card_testing"] != 0 ||
+		g.Truncated || !g.From.Equal(s.From) {
 		t.Errorf("ground truth: %+v", s.GroundTruth)
 	}
 	for _, p := range []string{"/api/v1/fraud/alerts?kind=orders", "/api/v1/fraud/alerts?limit=501", "/api/v1/fraud/alerts?hours=0",

@@ -233,7 +233,8 @@ func (g grpcServer) GetFraudStats(ctx context.Context, req *pb.GetFraudStatsRequ
 	}
 	if g := r.GroundTruth; g != nil {
 		out.GroundTruth = &pb.FraudGroundTruth{FraudOrders: int64(g.FraudOrders), FlaggedOrders: int64(g.FlaggedOrders),
-			TruePositives: int64(g.TruePositives), Precision: g.Precision, Recall: g.Recall, RecallByScenario: g.RecallByScenario}
+			TruePositives: int64(g.TruePositives), Precision: g.Precision, Recall: g.Recall, RecallByScenario: g.RecallByScenario,
+			From: ts(g.From), Truncated: g.Truncated}
 	}
 	return out, nil
 }

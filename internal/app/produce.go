@@ -93,7 +93,11 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 	if start.IsZero() {
 		start = time.Now()
 		if opts.Rate <= 0 {
-			start = start.Add(-backfillSpan(opts.Count+opts.Skip, rate))
+			n := opts.Count
+			if n > 0 {
+				n += opts.Skip
+			}
+			start = start.Add(-backfillSpan(n, rate))
 		}
 	}
 	if opts.Seed == 0 {
@@ -105,8 +109,15 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 	if err != nil {
 		return ProduceSummary{}, err
 	}
-	for range opts.Skip {
+	dupRand := rand.New(rand.NewPCG(opts.Seed, 0xd0b1e)) // its own stream: the events stay the same
+	for i := range opts.Skip {
+		if i%4096 == 0 && ctx.Err() != nil {
+			return ProduceSummary{}, ctx.Err()
+		}
 		s.Next()
+		if opts.Duplicates > 0 { // the copies drawn for the skipped events, so the rest match too
+			dupRand.Float64()
+		}
 	}
 	if opts.Start.IsZero() && opts.Rate > 0 {
 		s.Rebase(time.Now()) // live: the first event is now, not when warm-up began
@@ -138,7 +149,6 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 		defer func() { repStop(); <-done }()
 	}
 
-	dupRand := rand.New(rand.NewPCG(opts.Seed, 0xd0b1e)) // its own stream: the events stay the same
 	throttle := xrate.NewLimiter(xrate.Inf, 0)
 	if opts.Throttle > 0 {
 		throttle = xrate.NewLimiter(xrate.Limit(opts.Throttle), max(1, int(opts.Throttle/100)))
@@ -151,9 +161,6 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 			break
 		}
 		e, label := s.Next()
-		if last = e.GetEventTime().AsTime(); first.IsZero() {
-			first = last
-		}
 		if err := sleepUntil(runCtx, e.GetEventTime().AsTime()); err != nil {
 			break
 		}
@@ -165,6 +172,9 @@ func Produce(ctx context.Context, p *bus.Producer, opts ProduceOptions, reg prom
 		if err := p.Send(ctx, e); err != nil {
 			loopErr = err
 			break
+		}
+		if last = e.GetEventTime().AsTime(); first.IsZero() {
+			first = last
 		}
 		handed.Add(1)
 		events++

@@ -424,7 +424,7 @@ func (r *role) decide(c *compiled, e *pb.Envelope, h *history, st *userState) *p
 }
 
 // modelReason is the rule name of a decision's reason when the model asked for it.
-const modelReason = "model"
+const modelReason = rules.ModelReason
 
 // holds is what each condition of rule measured for e when all of them hold, nil when one
 // does not. Conditions are tested in order and the first that fails ends the test. st is the

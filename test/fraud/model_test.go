@@ -13,10 +13,10 @@ import (
 )
 
 // The model trained from chargebacks, deployed as a shop would (`go test -run '^$' -bench
-// FraudModelQuality -benchtime 1x -timeout 90m ./test/fraud/`): a 5,000-user shop's 13 days
+// FraudModelQuality -benchtime 1x -timeout 60m ./test/fraud/`): a 5,000-user shop's 13 days
 // are produced while the fraud role (rules only) and the archive follow them; `batch
-// fraud-train` learns from the lake's chargebacks (orders of days 1-9, four days for their
-// chargebacks to come) and publishes the model; the running role picks it up, and the next two
+// fraud-train` learns from the lake's chargebacks (the orders of the 8 days that end 4 days
+// before the last event, four days for their chargebacks to come) and publishes the model; the running role picks it up, and the next two
 // days are scored by rules and model together. `fraud evaluate` over those two days gives the
 // combined figures, and what the rules and the model each flagged in the same run. Two seeds
 // and the other mix, as for BenchmarkFraudQuality. BYTEBASKET_BENCH_REVIEW_BUDGET trains with

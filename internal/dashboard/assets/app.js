@@ -434,7 +434,7 @@ async function refreshFraud() {
   truth.dataset.recall = g ? String(g.recall) : '';
   truth.dataset.fraud = g ? String(g.fraud_orders) : '';
   truth.textContent = g
-    ? `${g.precision.toFixed(3)} / ${g.recall.toFixed(3)} (${intFmt.format(g.fraud_orders)} fraud orders labelled)`
+    ? `${g.flagged_orders ? g.precision.toFixed(3) : '–'} / ${g.recall.toFixed(3)} (${intFmt.format(g.fraud_orders)} fraud orders labelled${g.truncated ? ', newest' : ''})`
     : 'no labels in this period';
   const rules = (stats.rule_hits || []).map((r) => el('tr', { 'data-rule': r.id, 'data-value': String(r.value) },
     el('td', { class: 'id' }, r.id), el('td', { class: 'num' }, intFmt.format(r.value))));

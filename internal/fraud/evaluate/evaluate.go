@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bytebasket/bytebasket/internal/fraud/rules"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
 
@@ -70,7 +71,7 @@ type SourceReport struct {
 // Sources of a decision's review or block.
 const (
 	SourceRules = "rules"
-	SourceModel = "model"
+	SourceModel = rules.ModelReason
 )
 
 // sources is which sources asked for more than allow in d.

@@ -184,14 +184,16 @@ type TrainConfig struct {
 	// 0 chooses them from the budgets instead.
 	ReviewAt, BlockAt float64
 	// ReviewBudget and BlockBudget: the share of the training orders without a chargeback
-	// the model may review (block) at most. They bound the honest orders it flags, since
-	// every honest order is among those (with the fraud nobody disputed).
+	// the model may review (block) at most. Every honest order is among those (with the
+	// fraud nobody disputed), so at most budget x undisputed orders flagged are honest: as
+	// a share of the honest orders, budget x undisputed / honest.
 	ReviewBudget, BlockBudget float64
 }
 
 // DefaultTrainConfig is what `batch fraud-train` uses unless told otherwise: thresholds
-// that flag at most 0.3% (block 0.05%) of the orders nobody disputed, so that with the
-// rules' 0.1% or so the honest orders reviewed or blocked stay under 0.5%.
+// that flag at most 0.3% (block 0.05%) of the orders nobody disputed, so that in a shop
+// where fraud is a small share of orders, with the rules' 0.1% or so, the honest orders
+// reviewed or blocked stay under 0.5%.
 func DefaultTrainConfig() TrainConfig {
 	return TrainConfig{L2: 1, MinCategory: 20, HoldoutShare: 0.2, ReviewBudget: 0.003, BlockBudget: 0.0005}
 }
@@ -262,25 +264,35 @@ func Train(examples []Example, cfg TrainConfig) (*pb.FraudModel, error) {
 		return nil, err
 	}
 	m := &pb.FraudModel{Features: features, Means: means, Scales: scales, Weights: w[1:], Intercept: w[0],
-		TrainOrders: int64(len(train)), TrainFraud: int64(pos)}
-	// Thresholds are chosen on the training orders and measured on the held-out ones.
+		TrainOrders: int64(len(train)), TrainFraud: int64(pos), ReviewAt: 1, BlockAt: 1}
+	mm, err := FromProto(m)
+	if err != nil {
+		return nil, err
+	}
+	// Thresholds are chosen on the training orders, scored as they will be served, and
+	// measured on the held-out ones.
 	var undisputed []float64
-	for i, e := range train {
+	for _, e := range train {
 		if !e.Fraud {
-			undisputed = append(undisputed, sigmoid(w[0]+dot(w[1:], x[i])))
+			undisputed = append(undisputed, mm.Probability(e.Order))
 		}
 	}
 	m.ReviewAt = cmp.Or(cfg.ReviewAt, threshold(undisputed, cfg.ReviewBudget))
-	m.BlockAt = max(m.ReviewAt, cmp.Or(cfg.BlockAt, threshold(undisputed, cfg.BlockBudget)))
-	mm, err := FromProto(m)
-	if err != nil {
+	m.BlockAt = cmp.Or(cfg.BlockAt, threshold(undisputed, cfg.BlockBudget))
+	if m.BlockAt < m.ReviewAt {
+		return nil, fmt.Errorf("fraud model: block_at %.4f is below review_at %.4f (every order flagged would be blocked): "+
+			"give a block threshold above the review one, or a block budget below the review budget", m.BlockAt, m.ReviewAt)
+	}
+	if mm, err = FromProto(m); err != nil {
 		return nil, err
 	}
 	m.Holdout = Measure(mm, hold)
 	return m, nil
 }
 
-// threshold is the lowest probability that at most budget of scores reach.
+// threshold is the lowest probability that at most budget of scores reach: just above the
+// (k+1)th highest, so ties with it fall below. Probabilities that saturated at 1 cannot be
+// told apart: the threshold is then 1, which they all reach.
 func threshold(scores []float64, budget float64) float64 {
 	s := slices.Clone(scores)
 	slices.SortFunc(s, func(a, b float64) int { return cmp.Compare(b, a) }) // highest first
@@ -288,16 +300,7 @@ func threshold(scores []float64, budget float64) float64 {
 	if k >= len(s) {
 		return math.SmallestNonzeroFloat64
 	}
-	// Above the (k+1)th highest: ties with it fall below, so at most k reach.
 	return min(1, math.Nextafter(s[k], 2))
-}
-
-func dot(a, b []float64) float64 {
-	var z float64
-	for i := range a {
-		z += a[i] * b[i]
-	}
-	return z
 }
 
 // categories are the feature names of the values of field seen at least min times.

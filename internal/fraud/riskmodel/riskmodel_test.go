@@ -3,6 +3,7 @@ package riskmodel
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,5 +181,10 @@ func TestTrainChoosesThresholdsFromBudgets(t *testing.T) {
 	cfg.ReviewAt, cfg.BlockAt = 0.3, 0.6
 	if m, err = Train(ex, cfg); err != nil || m.GetReviewAt() != 0.3 || m.GetBlockAt() != 0.6 {
 		t.Errorf("explicit thresholds: %v %v, %v", m.GetReviewAt(), m.GetBlockAt(), err)
+	}
+	// A block threshold under the review one would block everything flagged: refused.
+	cfg.ReviewAt, cfg.BlockAt = 0.99, 0
+	if _, err = Train(ex, cfg); err == nil || !strings.Contains(err.Error(), "below review_at") {
+		t.Errorf("block_at from its budget under an explicit review_at 0.99: %v, want a refusal", err)
 	}
 }

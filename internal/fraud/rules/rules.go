@@ -239,6 +239,10 @@ func Parse(data []byte) (*Set, error) {
 }
 
 // Validate reports every problem of the set, each naming its rule and field.
+// ModelReason is the rule name of a decision's reason when the fraud model asked for it; no
+// rule may take it, so a decision's reasons tell the rules and the model apart.
+const ModelReason = "model"
+
 func (s *Set) Validate() error {
 	var errs []error
 	bad := func(rule, field, format string, a ...any) {
@@ -263,6 +267,8 @@ func (s *Set) Validate() error {
 		case name == "":
 			name = fmt.Sprintf("#%d", i+1)
 			bad(name, "name", "is empty")
+		case name == ModelReason:
+			bad(name, "name", "is the model's reason in decisions")
 		case seen[name]:
 			bad(name, "name", "is used by an earlier rule")
 		}

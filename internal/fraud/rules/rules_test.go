@@ -104,6 +104,7 @@ func TestInvalidSetsNameRuleAndField(t *testing.T) {
 		{"duplicate name, no version", strings.Replace(valid+valid[strings.Index(valid, "  - name"):], "version: 4", "", 1),
 			[]string{`rule "ok": field "name": is used by an earlier rule`, `field "version": must be a positive number`}},
 		{"empty", "version: 1\n", []string{`field "rules": the set has no rules`}},
+		{"the model's name", strings.Replace(valid, "name: ok", "name: model", 1), []string{`rule "model": field "name": is the model's reason in decisions`}},
 		{"signal grouped by card", strings.Replace(valid, "aggregate: count\n    window: 1h", "signal: account_age", 1),
 			[]string{`rule "ok": field "group_by": signal account_age is kept per user`}},
 		{"unknown signal", strings.NewReplacer("card", "user", "aggregate: count\n    window: 1h", "signal: velocity").Replace(valid),

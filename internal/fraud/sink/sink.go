@@ -35,16 +35,17 @@ type Store interface {
 
 // Sink is one member of the sink's consumer group. Create with New, then Run.
 type Sink struct {
-	client *kgo.Client
-	store  Store
-	labels string // the sim-labels topic
-	ready  atomic.Bool
-	m      metrics
+	client     *kgo.Client
+	store      Store
+	labels     string // the sim-labels topic
+	warnedKind bool
+	ready      atomic.Bool
+	m          metrics
 }
 
 type metrics struct {
-	written, labels, unreadable prometheus.Counter
-	failures                    prometheus.Counter
+	written, labels, unreadable, unkinded prometheus.Counter
+	failures                              prometheus.Counter
 }
 
 // New joins group over the fraud-alerts and sim-labels topics of kafka. reg may be nil.
@@ -68,11 +69,12 @@ func New(kafka config.Kafka, group string, store Store, reg prometheus.Registere
 	s := &Sink{client: cl, store: store, labels: kafka.Topic(event.TopicSimLabels), m: metrics{
 		written:    prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_alerts_written_total", Help: "Fraud alerts written to the serving store (redeliveries included)."}),
 		labels:     prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_labels_written_total", Help: "Fraud labels (ground truth) written to the serving store (redeliveries included)."}),
+		unkinded:   prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_labels_without_kind_total", Help: "sim-labels records without the labelled event's kind (written before labels had one), not kept."}),
 		unreadable: prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_unreadable_total", Help: "fraud-alerts or sim-labels records that are not a FraudDecision or FraudLabel the store can keep, skipped."}),
 		failures:   prometheus.NewCounter(prometheus.CounterOpts{Name: "bytebasket_fraud_sink_write_failures_total", Help: "Failed writes of a batch of alerts (each retried until it succeeds)."}),
 	}}
 	if reg != nil {
-		reg.MustRegister(s.m.written, s.m.labels, s.m.unreadable, s.m.failures)
+		reg.MustRegister(s.m.written, s.m.labels, s.m.unreadable, s.m.unkinded, s.m.failures)
 	}
 	return s, nil
 }
@@ -166,6 +168,14 @@ func (s *Sink) alertOf(r *kgo.Record) (model.FraudAlert, bool) {
 func (s *Sink) orderLabelOf(r *kgo.Record) (model.FraudLabel, bool) {
 	var l pb.FraudLabel
 	err := proto.Unmarshal(r.Value, &l)
+	if err == nil && l.GetKind() == "" {
+		s.m.unkinded.Inc()
+		if !s.warnedKind {
+			s.warnedKind = true
+			slog.Warn("sim-labels holds labels without the labelled event's kind (from an older producer): not kept, so the dashboard's ground truth leaves them out", "partition", r.Partition, "offset", r.Offset)
+		}
+		return model.FraudLabel{}, false
+	}
 	if err == nil && l.GetKind() != string(event.KindOrderPlaced) {
 		return model.FraudLabel{}, false
 	}

@@ -358,8 +358,12 @@ type FraudGroundTruth struct {
 	Precision        float64            `protobuf:"fixed64,4,opt,name=precision,proto3" json:"precision,omitempty"`
 	Recall           float64            `protobuf:"fixed64,5,opt,name=recall,proto3" json:"recall,omitempty"`
 	RecallByScenario map[string]float64 `protobuf:"bytes,6,rep,name=recall_by_scenario,json=recallByScenario,proto3" json:"recall_by_scenario,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Where the period held against the labels starts: later than the answer's from when the
+	// alerts or labels were more than one answer reads (truncated).
+	From          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=from,proto3" json:"from,omitempty"`
+	Truncated     bool                   `protobuf:"varint,8,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FraudGroundTruth) Reset() {
@@ -432,6 +436,20 @@ func (x *FraudGroundTruth) GetRecallByScenario() map[string]float64 {
 		return x.RecallByScenario
 	}
 	return nil
+}
+
+func (x *FraudGroundTruth) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *FraudGroundTruth) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
 }
 
 // FunnelCounts are distinct users per funnel stage.
@@ -2257,14 +2275,16 @@ const file_bytebasket_v1_api_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a;\n" +
 	"\rBySignalEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe3\x02\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb1\x03\n" +
 	"\x10FraudGroundTruth\x12!\n" +
 	"\ffraud_orders\x18\x01 \x01(\x03R\vfraudOrders\x12%\n" +
 	"\x0eflagged_orders\x18\x02 \x01(\x03R\rflaggedOrders\x12%\n" +
 	"\x0etrue_positives\x18\x03 \x01(\x03R\rtruePositives\x12\x1c\n" +
 	"\tprecision\x18\x04 \x01(\x01R\tprecision\x12\x16\n" +
 	"\x06recall\x18\x05 \x01(\x01R\x06recall\x12c\n" +
-	"\x12recall_by_scenario\x18\x06 \x03(\v25.bytebasket.v1.FraudGroundTruth.RecallByScenarioEntryR\x10recallByScenario\x1aC\n" +
+	"\x12recall_by_scenario\x18\x06 \x03(\v25.bytebasket.v1.FraudGroundTruth.RecallByScenarioEntryR\x10recallByScenario\x12.\n" +
+	"\x04from\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12\x1c\n" +
+	"\ttruncated\x18\b \x01(\bR\ttruncated\x1aC\n" +
 	"\x15RecallByScenarioEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"v\n" +
@@ -2522,63 +2542,64 @@ var file_bytebasket_v1_api_proto_depIdxs = []int32{
 	30, // 8: bytebasket.v1.GetFraudStatsResponse.by_signal:type_name -> bytebasket.v1.GetFraudStatsResponse.BySignalEntry
 	4,  // 9: bytebasket.v1.GetFraudStatsResponse.ground_truth:type_name -> bytebasket.v1.FraudGroundTruth
 	31, // 10: bytebasket.v1.FraudGroundTruth.recall_by_scenario:type_name -> bytebasket.v1.FraudGroundTruth.RecallByScenarioEntry
-	39, // 11: bytebasket.v1.Window.start:type_name -> google.protobuf.Timestamp
-	39, // 12: bytebasket.v1.Window.end:type_name -> google.protobuf.Timestamp
-	32, // 13: bytebasket.v1.Window.revenue:type_name -> bytebasket.v1.Window.RevenueEntry
-	33, // 14: bytebasket.v1.Window.orders_by_currency:type_name -> bytebasket.v1.Window.OrdersByCurrencyEntry
-	34, // 15: bytebasket.v1.Window.average_order_value:type_name -> bytebasket.v1.Window.AverageOrderValueEntry
-	5,  // 16: bytebasket.v1.Window.funnel:type_name -> bytebasket.v1.FunnelCounts
-	39, // 17: bytebasket.v1.Window.updated_at:type_name -> google.protobuf.Timestamp
-	6,  // 18: bytebasket.v1.GetLiveResponse.windows:type_name -> bytebasket.v1.Window
-	39, // 19: bytebasket.v1.GetFunnelRequest.start:type_name -> google.protobuf.Timestamp
-	39, // 20: bytebasket.v1.GetFunnelResponse.from:type_name -> google.protobuf.Timestamp
-	39, // 21: bytebasket.v1.GetFunnelResponse.to:type_name -> google.protobuf.Timestamp
-	39, // 22: bytebasket.v1.GetTopRequest.start:type_name -> google.protobuf.Timestamp
-	39, // 23: bytebasket.v1.GetTopResponse.start:type_name -> google.protobuf.Timestamp
-	11, // 24: bytebasket.v1.GetTopResponse.items:type_name -> bytebasket.v1.RankedItem
-	39, // 25: bytebasket.v1.Trend.start:type_name -> google.protobuf.Timestamp
-	35, // 26: bytebasket.v1.Trend.revenue:type_name -> bytebasket.v1.Trend.RevenueEntry
-	36, // 27: bytebasket.v1.Trend.orders_by_currency:type_name -> bytebasket.v1.Trend.OrdersByCurrencyEntry
-	37, // 28: bytebasket.v1.Trend.average_order_value:type_name -> bytebasket.v1.Trend.AverageOrderValueEntry
-	39, // 29: bytebasket.v1.GetTrendsRequest.from:type_name -> google.protobuf.Timestamp
-	39, // 30: bytebasket.v1.GetTrendsRequest.to:type_name -> google.protobuf.Timestamp
-	14, // 31: bytebasket.v1.GetTrendsResponse.buckets:type_name -> bytebasket.v1.Trend
-	39, // 32: bytebasket.v1.GetTrendTopRequest.start:type_name -> google.protobuf.Timestamp
-	11, // 33: bytebasket.v1.GetTrendTopResponse.items:type_name -> bytebasket.v1.RankedItem
-	39, // 34: bytebasket.v1.Transaction.time:type_name -> google.protobuf.Timestamp
-	19, // 35: bytebasket.v1.ListTransactionsResponse.transactions:type_name -> bytebasket.v1.Transaction
-	39, // 36: bytebasket.v1.UserEvent.time:type_name -> google.protobuf.Timestamp
-	39, // 37: bytebasket.v1.Session.start:type_name -> google.protobuf.Timestamp
-	39, // 38: bytebasket.v1.Session.end:type_name -> google.protobuf.Timestamp
-	38, // 39: bytebasket.v1.Session.revenue:type_name -> bytebasket.v1.Session.RevenueEntry
-	22, // 40: bytebasket.v1.Session.recent:type_name -> bytebasket.v1.UserEvent
-	23, // 41: bytebasket.v1.GetUserResponse.sessions:type_name -> bytebasket.v1.Session
-	8,  // 42: bytebasket.v1.WatchLiveResponse.platforms:type_name -> bytebasket.v1.GetLiveResponse
-	7,  // 43: bytebasket.v1.AnalyticsService.GetLive:input_type -> bytebasket.v1.GetLiveRequest
-	9,  // 44: bytebasket.v1.AnalyticsService.GetFunnel:input_type -> bytebasket.v1.GetFunnelRequest
-	12, // 45: bytebasket.v1.AnalyticsService.GetTop:input_type -> bytebasket.v1.GetTopRequest
-	15, // 46: bytebasket.v1.AnalyticsService.GetTrends:input_type -> bytebasket.v1.GetTrendsRequest
-	17, // 47: bytebasket.v1.AnalyticsService.GetTrendTop:input_type -> bytebasket.v1.GetTrendTopRequest
-	20, // 48: bytebasket.v1.AnalyticsService.ListTransactions:input_type -> bytebasket.v1.ListTransactionsRequest
-	24, // 49: bytebasket.v1.AnalyticsService.GetUser:input_type -> bytebasket.v1.GetUserRequest
-	26, // 50: bytebasket.v1.AnalyticsService.WatchLive:input_type -> bytebasket.v1.WatchLiveRequest
-	0,  // 51: bytebasket.v1.AnalyticsService.ListFraudAlerts:input_type -> bytebasket.v1.ListFraudAlertsRequest
-	2,  // 52: bytebasket.v1.AnalyticsService.GetFraudStats:input_type -> bytebasket.v1.GetFraudStatsRequest
-	8,  // 53: bytebasket.v1.AnalyticsService.GetLive:output_type -> bytebasket.v1.GetLiveResponse
-	10, // 54: bytebasket.v1.AnalyticsService.GetFunnel:output_type -> bytebasket.v1.GetFunnelResponse
-	13, // 55: bytebasket.v1.AnalyticsService.GetTop:output_type -> bytebasket.v1.GetTopResponse
-	16, // 56: bytebasket.v1.AnalyticsService.GetTrends:output_type -> bytebasket.v1.GetTrendsResponse
-	18, // 57: bytebasket.v1.AnalyticsService.GetTrendTop:output_type -> bytebasket.v1.GetTrendTopResponse
-	21, // 58: bytebasket.v1.AnalyticsService.ListTransactions:output_type -> bytebasket.v1.ListTransactionsResponse
-	25, // 59: bytebasket.v1.AnalyticsService.GetUser:output_type -> bytebasket.v1.GetUserResponse
-	27, // 60: bytebasket.v1.AnalyticsService.WatchLive:output_type -> bytebasket.v1.WatchLiveResponse
-	1,  // 61: bytebasket.v1.AnalyticsService.ListFraudAlerts:output_type -> bytebasket.v1.ListFraudAlertsResponse
-	3,  // 62: bytebasket.v1.AnalyticsService.GetFraudStats:output_type -> bytebasket.v1.GetFraudStatsResponse
-	53, // [53:63] is the sub-list for method output_type
-	43, // [43:53] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	39, // 11: bytebasket.v1.FraudGroundTruth.from:type_name -> google.protobuf.Timestamp
+	39, // 12: bytebasket.v1.Window.start:type_name -> google.protobuf.Timestamp
+	39, // 13: bytebasket.v1.Window.end:type_name -> google.protobuf.Timestamp
+	32, // 14: bytebasket.v1.Window.revenue:type_name -> bytebasket.v1.Window.RevenueEntry
+	33, // 15: bytebasket.v1.Window.orders_by_currency:type_name -> bytebasket.v1.Window.OrdersByCurrencyEntry
+	34, // 16: bytebasket.v1.Window.average_order_value:type_name -> bytebasket.v1.Window.AverageOrderValueEntry
+	5,  // 17: bytebasket.v1.Window.funnel:type_name -> bytebasket.v1.FunnelCounts
+	39, // 18: bytebasket.v1.Window.updated_at:type_name -> google.protobuf.Timestamp
+	6,  // 19: bytebasket.v1.GetLiveResponse.windows:type_name -> bytebasket.v1.Window
+	39, // 20: bytebasket.v1.GetFunnelRequest.start:type_name -> google.protobuf.Timestamp
+	39, // 21: bytebasket.v1.GetFunnelResponse.from:type_name -> google.protobuf.Timestamp
+	39, // 22: bytebasket.v1.GetFunnelResponse.to:type_name -> google.protobuf.Timestamp
+	39, // 23: bytebasket.v1.GetTopRequest.start:type_name -> google.protobuf.Timestamp
+	39, // 24: bytebasket.v1.GetTopResponse.start:type_name -> google.protobuf.Timestamp
+	11, // 25: bytebasket.v1.GetTopResponse.items:type_name -> bytebasket.v1.RankedItem
+	39, // 26: bytebasket.v1.Trend.start:type_name -> google.protobuf.Timestamp
+	35, // 27: bytebasket.v1.Trend.revenue:type_name -> bytebasket.v1.Trend.RevenueEntry
+	36, // 28: bytebasket.v1.Trend.orders_by_currency:type_name -> bytebasket.v1.Trend.OrdersByCurrencyEntry
+	37, // 29: bytebasket.v1.Trend.average_order_value:type_name -> bytebasket.v1.Trend.AverageOrderValueEntry
+	39, // 30: bytebasket.v1.GetTrendsRequest.from:type_name -> google.protobuf.Timestamp
+	39, // 31: bytebasket.v1.GetTrendsRequest.to:type_name -> google.protobuf.Timestamp
+	14, // 32: bytebasket.v1.GetTrendsResponse.buckets:type_name -> bytebasket.v1.Trend
+	39, // 33: bytebasket.v1.GetTrendTopRequest.start:type_name -> google.protobuf.Timestamp
+	11, // 34: bytebasket.v1.GetTrendTopResponse.items:type_name -> bytebasket.v1.RankedItem
+	39, // 35: bytebasket.v1.Transaction.time:type_name -> google.protobuf.Timestamp
+	19, // 36: bytebasket.v1.ListTransactionsResponse.transactions:type_name -> bytebasket.v1.Transaction
+	39, // 37: bytebasket.v1.UserEvent.time:type_name -> google.protobuf.Timestamp
+	39, // 38: bytebasket.v1.Session.start:type_name -> google.protobuf.Timestamp
+	39, // 39: bytebasket.v1.Session.end:type_name -> google.protobuf.Timestamp
+	38, // 40: bytebasket.v1.Session.revenue:type_name -> bytebasket.v1.Session.RevenueEntry
+	22, // 41: bytebasket.v1.Session.recent:type_name -> bytebasket.v1.UserEvent
+	23, // 42: bytebasket.v1.GetUserResponse.sessions:type_name -> bytebasket.v1.Session
+	8,  // 43: bytebasket.v1.WatchLiveResponse.platforms:type_name -> bytebasket.v1.GetLiveResponse
+	7,  // 44: bytebasket.v1.AnalyticsService.GetLive:input_type -> bytebasket.v1.GetLiveRequest
+	9,  // 45: bytebasket.v1.AnalyticsService.GetFunnel:input_type -> bytebasket.v1.GetFunnelRequest
+	12, // 46: bytebasket.v1.AnalyticsService.GetTop:input_type -> bytebasket.v1.GetTopRequest
+	15, // 47: bytebasket.v1.AnalyticsService.GetTrends:input_type -> bytebasket.v1.GetTrendsRequest
+	17, // 48: bytebasket.v1.AnalyticsService.GetTrendTop:input_type -> bytebasket.v1.GetTrendTopRequest
+	20, // 49: bytebasket.v1.AnalyticsService.ListTransactions:input_type -> bytebasket.v1.ListTransactionsRequest
+	24, // 50: bytebasket.v1.AnalyticsService.GetUser:input_type -> bytebasket.v1.GetUserRequest
+	26, // 51: bytebasket.v1.AnalyticsService.WatchLive:input_type -> bytebasket.v1.WatchLiveRequest
+	0,  // 52: bytebasket.v1.AnalyticsService.ListFraudAlerts:input_type -> bytebasket.v1.ListFraudAlertsRequest
+	2,  // 53: bytebasket.v1.AnalyticsService.GetFraudStats:input_type -> bytebasket.v1.GetFraudStatsRequest
+	8,  // 54: bytebasket.v1.AnalyticsService.GetLive:output_type -> bytebasket.v1.GetLiveResponse
+	10, // 55: bytebasket.v1.AnalyticsService.GetFunnel:output_type -> bytebasket.v1.GetFunnelResponse
+	13, // 56: bytebasket.v1.AnalyticsService.GetTop:output_type -> bytebasket.v1.GetTopResponse
+	16, // 57: bytebasket.v1.AnalyticsService.GetTrends:output_type -> bytebasket.v1.GetTrendsResponse
+	18, // 58: bytebasket.v1.AnalyticsService.GetTrendTop:output_type -> bytebasket.v1.GetTrendTopResponse
+	21, // 59: bytebasket.v1.AnalyticsService.ListTransactions:output_type -> bytebasket.v1.ListTransactionsResponse
+	25, // 60: bytebasket.v1.AnalyticsService.GetUser:output_type -> bytebasket.v1.GetUserResponse
+	27, // 61: bytebasket.v1.AnalyticsService.WatchLive:output_type -> bytebasket.v1.WatchLiveResponse
+	1,  // 62: bytebasket.v1.AnalyticsService.ListFraudAlerts:output_type -> bytebasket.v1.ListFraudAlertsResponse
+	3,  // 63: bytebasket.v1.AnalyticsService.GetFraudStats:output_type -> bytebasket.v1.GetFraudStatsResponse
+	54, // [54:64] is the sub-list for method output_type
+	44, // [44:54] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_bytebasket_v1_api_proto_init() }
