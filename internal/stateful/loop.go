@@ -64,7 +64,8 @@ type Loop struct {
 	probe    atomic.Pointer[lsoProbe]
 	ready    atomic.Bool
 	ckptWG   sync.WaitGroup
-	lastPoll atomic.Int64 // unix ms, for /readyz of a loop that stopped polling
+	commitWG sync.WaitGroup // offset commits in flight: the last ones land before leaving
+	lastPoll atomic.Int64   // unix ms, for /readyz of a loop that stopped polling
 }
 
 // lsoProbe is the last stable offsets of every input partition, listed at one time.
@@ -235,6 +236,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	l.mu.Unlock()
 	l.client.AllowRebalance()
 	l.ckptWG.Wait()
+	l.commitWG.Wait() // each bounded by its own timeout
 	if cause := context.Cause(l.runCtx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
@@ -726,7 +728,9 @@ func (l *Loop) commitOffsets(part int32, offsets map[string]int64) {
 		commit[l.prefix+t] = map[int32]kgo.EpochOffset{part: {Epoch: -1, Offset: off}}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	l.commitWG.Add(1)
 	l.client.CommitOffsets(ctx, commit, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		defer l.commitWG.Done()
 		cancel()
 		if err != nil {
 			slog.Debug("commit offsets", "err", err)
