@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bytebasket/bytebasket/internal/fraud/evaluate"
 	"github.com/bytebasket/bytebasket/internal/model"
 	pb "github.com/bytebasket/bytebasket/proto/bytebasket/v1"
 )
@@ -236,7 +237,7 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 	}
 	hits := map[string]int64{}
 	var lat []time.Duration
-	flagged := map[string]time.Time{} // order id -> the time of its newest alert
+	var decisions []*pb.FraudDecision
 	for _, d := range decodeAlerts(rows) {
 		a := alertOf(d)
 		if a.Kind == "monitoring" {
@@ -247,9 +248,7 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 			continue
 		}
 		r.Decisions++
-		if id := d.GetOrderId(); id != "" && flagged[id].IsZero() { // rows come newest first
-			flagged[id] = d.GetEventTime().AsTime()
-		}
+		decisions = append(decisions, d)
 		r.ByAction[a.Action]++
 		r.ByKind[a.Kind]++
 		r.Scores[min(max(int(a.Score), 0)/10, 9)]++ // a stored row is outside data: clamped
@@ -273,18 +272,17 @@ func (s *Service) FraudStats(ctx context.Context, q FraudStatsQuery) (*FraudStat
 	if r.Truncated {
 		from = rows[len(rows)-1].EventTime
 	}
-	if r.GroundTruth, err = s.groundTruth(ctx, from, r.To, flagged); err != nil {
+	if r.GroundTruth, err = s.groundTruth(ctx, from, r.To, r.Truncated, decisions); err != nil {
 		return nil, err
-	}
-	if r.GroundTruth != nil {
-		r.GroundTruth.Truncated = r.GroundTruth.Truncated || r.Truncated
 	}
 	return r, nil
 }
 
-// groundTruth holds the orders flagged in [from, to) against the labels of the orders placed
-// then; nil without labels.
-func (s *Service) groundTruth(ctx context.Context, from, to time.Time, flagged map[string]time.Time) (*FraudGroundTruth, error) {
+// groundTruth holds the decisions about events in [from, to) against the labels of the
+// orders placed then, measured as `fraud evaluate` does (an order flagged and not labelled
+// is an honest one flagged); nil without labels. truncated: from was moved up to the alerts
+// read.
+func (s *Service) groundTruth(ctx context.Context, from, to time.Time, truncated bool, decisions []*pb.FraudDecision) (*FraudGroundTruth, error) {
 	labels, err := s.store.FraudLabels(ctx, from, to, maxStatsAlerts)
 	if err != nil {
 		return nil, storeErr(err)
@@ -292,35 +290,32 @@ func (s *Service) groundTruth(ctx context.Context, from, to time.Time, flagged m
 	if len(labels) == 0 {
 		return nil, nil
 	}
-	g := &FraudGroundTruth{RecallByScenario: map[string]float64{}}
 	if len(labels) == maxStatsAlerts { // more fraud than one answer reads: the newest labels' period
-		from, g.Truncated = labels[len(labels)-1].EventTime, true
+		from, truncated = labels[len(labels)-1].EventTime, true
 	}
-	g.From = from
-	for _, at := range flagged {
-		if !at.Before(from) {
-			g.FlaggedOrders++
-		}
-	}
-	fraud := map[string]string{}
+	var orders []evaluate.Order
+	listed := map[string]bool{}
 	for _, l := range labels {
-		fraud[l.OrderID] = l.Scenario
-	}
-	orders, caught := map[string]int{}, map[string]int{}
-	for id, scenario := range fraud {
-		orders[scenario]++
-		if at, ok := flagged[id]; ok && !at.Before(from) {
-			caught[scenario]++
-			g.TruePositives++
+		if !listed[l.OrderID] {
+			listed[l.OrderID] = true
+			orders = append(orders, evaluate.Order{ID: l.OrderID, Fraud: l.Scenario})
 		}
 	}
-	g.FraudOrders = len(fraud)
-	for scenario, n := range orders {
-		g.RecallByScenario[scenario] = float64(caught[scenario]) / float64(n)
+	var inPeriod []*pb.FraudDecision
+	for _, d := range decisions {
+		if id := d.GetOrderId(); id != "" && !d.GetEventTime().AsTime().Before(from) {
+			inPeriod = append(inPeriod, d)
+			if !listed[id] {
+				listed[id] = true
+				orders = append(orders, evaluate.Order{ID: id})
+			}
+		}
 	}
-	g.Recall = float64(g.TruePositives) / float64(g.FraudOrders)
-	if g.FlaggedOrders > 0 {
-		g.Precision = float64(g.TruePositives) / float64(g.FlaggedOrders)
+	e := evaluate.Compute(orders, inPeriod)
+	g := &FraudGroundTruth{From: from, Truncated: truncated, FraudOrders: e.FraudOrders, FlaggedOrders: e.Flagged,
+		TruePositives: e.TruePositives, Precision: e.Precision, Recall: e.Recall, RecallByScenario: map[string]float64{}}
+	for scenario, sc := range e.ByScenario {
+		g.RecallByScenario[scenario] = sc.Recall
 	}
 	return g, nil
 }

@@ -77,9 +77,10 @@ func (e *env) run(args ...string) string {
 }
 
 // produce writes n simulated events and their fraud labels, from start on; extra are more
-// produce flags.
-func (e *env) produce(n int, seed uint64, start time.Time, extra ...string) {
-	e.run(append([]string{"produce", "--count", fmt.Sprint(n), "--rate", "0", "--seed", fmt.Sprint(seed), "--users", "5000",
+// produce flags. It returns what produce printed.
+func (e *env) produce(n int, seed uint64, start time.Time, extra ...string) string {
+	e.t.Helper()
+	return e.run(append([]string{"produce", "--count", fmt.Sprint(n), "--rate", "0", "--seed", fmt.Sprint(seed), "--users", "5000",
 		"--start", start.Format(time.RFC3339), "--create-topics=false"}, extra...)...)
 }
 
@@ -126,35 +127,45 @@ func (e *env) score(extra ...string) {
 // commit intervals.
 func (e *env) caughtUp(addr string) (at time.Time) {
 	e.t.Helper()
-	lagRe := regexp.MustCompile(`(?m)^bytebasket_(fraud|fraud_keys)_lag_records\{[^}]*\} (\S+)$`)
-	idle := 0
-	for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			continue
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		series, lag := lagRe.FindAllStringSubmatch(string(body), -1), 0.0
+	at = e.noLag(addr, "(fraud|fraud_keys)", 8+4)
+	time.Sleep(500 * time.Millisecond) // the last transaction commits
+	return at
+}
+
+// noLag waits until the instance at addr shows want lag series of role (a regular
+// expression: fraud, archive), all zero, four times in a row, and returns when it first did.
+func (e *env) noLag(addr, role string, want int) (at time.Time) {
+	e.t.Helper()
+	re := regexp.MustCompile(`(?m)^bytebasket_` + role + `_lag_records\{[^}]*\} (\S+)$`)
+	for idle, deadline := 0, time.Now().Add(10*time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		series, lag := re.FindAllStringSubmatch(e.metrics(addr), -1), 0.0
 		for _, s := range series {
-			v, _ := strconv.ParseFloat(s[2], 64)
+			v, _ := strconv.ParseFloat(s[len(s)-1], 64)
 			lag += v
 		}
-		if len(series) == 8+4 && lag == 0 {
-			if idle == 0 {
-				at = time.Now()
-			}
-			idle++
-		} else {
+		if len(series) != want || lag != 0 {
 			idle = 0
+			continue
 		}
-		if idle == 4 {
-			time.Sleep(500 * time.Millisecond) // the last transaction commits
+		if idle == 0 {
+			at = time.Now()
+		}
+		if idle++; idle == 4 {
 			return at
 		}
 	}
-	e.t.Fatal("fraud did not catch up within 10 minutes")
+	e.t.Fatalf("%s did not catch up within 10 minutes", role)
 	return at
+}
+
+func (e *env) metrics(addr string) string {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
 }
 
 func (e *env) evaluate(extra ...string) evaluate.Report {

@@ -2,11 +2,8 @@ package fraudtest
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +37,7 @@ func BenchmarkFraudModelQuality(b *testing.B) {
 				fraudAddr, stopFraud := e.start()
 				archiveAddr, stopArchive := e.startRole("archive")
 				history := historyDays * 24 * 3600 * simRate
-				_, last := eventSpan(b, e.produceOut(history, c.seed, start, flags...))
+				_, last := eventSpan(b, e.produce(history, c.seed, start, flags...))
 				e.noLag(archiveAddr, "archive", 8)
 				stopArchive()
 
@@ -57,7 +54,7 @@ func BenchmarkFraudModelQuality(b *testing.B) {
 				}
 				e.waitMetric(fraudAddr, "bytebasket_fraud_model_version", m[1])
 
-				scored, _ := eventSpan(b, e.produceOut(scoredDays*24*3600*simRate, c.seed, start, append(flags, "--skip", fmt.Sprint(history))...))
+				scored, _ := eventSpan(b, e.produce(scoredDays*24*3600*simRate, c.seed, start, append(flags, "--skip", fmt.Sprint(history))...))
 				e.caughtUp(fraudAddr)
 				stopFraud()
 				r := e.evaluate("--since", scored.Format(time.RFC3339Nano))
@@ -78,13 +75,6 @@ func BenchmarkFraudModelQuality(b *testing.B) {
 	}
 }
 
-// produceOut is produce, returning what it printed.
-func (e *env) produceOut(n int, seed uint64, start time.Time, extra ...string) string {
-	e.t.Helper()
-	return e.run(append([]string{"produce", "--count", fmt.Sprint(n), "--rate", "0", "--seed", fmt.Sprint(seed), "--users", "5000",
-		"--start", start.Format(time.RFC3339), "--create-topics=false"}, extra...)...)
-}
-
 // eventSpan is the event times of the first and last event a produce run reported.
 func eventSpan(t testing.TB, out string) (first, last time.Time) {
 	t.Helper()
@@ -100,27 +90,6 @@ func eventSpan(t testing.TB, out string) (first, last time.Time) {
 	return first, last
 }
 
-// noLag waits until role's instance at addr shows want partitions' lag series, all zero,
-// four times in a row.
-func (e *env) noLag(addr, role string, want int) {
-	e.t.Helper()
-	re := regexp.MustCompile(`(?m)^bytebasket_` + role + `_lag_records\{[^}]*\} (\S+)$`)
-	for idle, deadline := 0, time.Now().Add(10*time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		series, lag := re.FindAllStringSubmatch(e.metrics(addr), -1), 0.0
-		for _, s := range series {
-			v, _ := strconv.ParseFloat(s[1], 64)
-			lag += v
-		}
-		if idle = idle + 1; len(series) != want || lag != 0 {
-			idle = 0
-		}
-		if idle == 4 {
-			return
-		}
-	}
-	e.t.Fatalf("%s did not catch up within 10 minutes", role)
-}
-
 // waitMetric waits for the unlabelled metric name at addr to read value.
 func (e *env) waitMetric(addr, name, value string) {
 	e.t.Helper()
@@ -132,14 +101,4 @@ func (e *env) waitMetric(addr, name, value string) {
 		}
 	}
 	e.t.Fatalf("%s: %v, want %s", name, got, value)
-}
-
-func (e *env) metrics(addr string) string {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return string(body)
 }

@@ -99,7 +99,7 @@ type ScenarioRecall struct {
 func Compute(orders []Order, decisions []*pb.FraudDecision) Report {
 	score := map[string]int32{}
 	flagged := map[string]bool{}
-	bySource := map[string]map[string]bool{SourceRules: {}}
+	byRules, byModel := map[string]bool{}, map[string]bool{}
 	scoredByModel := false
 	var lat []time.Duration
 	known := make(map[string]bool, len(orders))
@@ -123,20 +123,10 @@ func Compute(orders []Order, decisions []*pb.FraudDecision) Report {
 			flagged[id] = true
 		}
 		score[id] = max(score[id], d.GetScore())
-		if d.GetModelVersion() > 0 && !scoredByModel {
-			scoredByModel, bySource[SourceModel] = true, map[string]bool{}
-		}
-		if rules, model := sources(d); rules || model {
-			if rules {
-				bySource[SourceRules][id] = true
-			}
-			if model {
-				if bySource[SourceModel] == nil { // flagged by a model reason without a version
-					bySource[SourceModel] = map[string]bool{}
-				}
-				bySource[SourceModel][id] = true
-			}
-		}
+		rules, model := sources(d)
+		byRules[id] = byRules[id] || rules
+		byModel[id] = byModel[id] || model
+		scoredByModel = scoredByModel || model || d.GetModelVersion() > 0
 		if d.GetReceivedAt() != nil && d.GetDecidedAt() != nil {
 			lat = append(lat, d.GetDecidedAt().AsTime().Sub(d.GetReceivedAt().AsTime()))
 		}
@@ -169,28 +159,9 @@ func Compute(orders []Order, decisions []*pb.FraudDecision) Report {
 		r.F1 = 2 * r.Precision * r.Recall / (r.Precision + r.Recall)
 	}
 	r.FalsePositiveRate = ratio(r.FalsePositives, r.Orders-r.FraudOrders)
-	r.BySource = map[string]SourceReport{}
-	for name, ids := range bySource {
-		var s SourceReport
-		for _, o := range orders {
-			if !ids[o.ID] {
-				continue
-			}
-			s.Flagged++
-			if o.Fraud != "" {
-				s.TruePositives++
-				alone := true
-				for other, oids := range bySource {
-					alone = alone && (other == name || !oids[o.ID])
-				}
-				if alone {
-					s.Only++
-				}
-			}
-		}
-		s.Precision, s.Recall = ratio(s.TruePositives, s.Flagged), ratio(s.TruePositives, r.FraudOrders)
-		s.FalsePositiveRate = ratio(s.Flagged-s.TruePositives, r.Orders-r.FraudOrders)
-		r.BySource[name] = s
+	r.BySource = map[string]SourceReport{SourceRules: r.source(orders, byRules, byModel)}
+	if scoredByModel {
+		r.BySource[SourceModel] = r.source(orders, byModel, byRules)
 	}
 	r.AUPRC = averagePrecision(orders, score)
 	if len(lat) > 0 {
@@ -198,6 +169,26 @@ func Compute(orders []Order, decisions []*pb.FraudDecision) Report {
 		r.LatencyP50, r.LatencyP99 = lat[len(lat)*50/100], lat[min(len(lat)*99/100, len(lat)-1)]
 	}
 	return r
+}
+
+// source is what one source flagged (the orders in flagged), other the other source.
+func (r *Report) source(orders []Order, flagged, other map[string]bool) SourceReport {
+	var s SourceReport
+	for _, o := range orders {
+		if !flagged[o.ID] {
+			continue
+		}
+		s.Flagged++
+		if o.Fraud != "" {
+			s.TruePositives++
+			if !other[o.ID] {
+				s.Only++
+			}
+		}
+	}
+	s.Precision, s.Recall = ratio(s.TruePositives, s.Flagged), ratio(s.TruePositives, r.FraudOrders)
+	s.FalsePositiveRate = ratio(s.Flagged-s.TruePositives, r.Orders-r.FraudOrders)
+	return s
 }
 
 // averagePrecision is the area under the precision-recall curve of orders ranked by score

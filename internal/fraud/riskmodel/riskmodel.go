@@ -117,9 +117,8 @@ func FromProto(m *pb.FraudModel) (*Model, error) {
 			return nil, fmt.Errorf("fraud model v%d: feature %q has scale %v", m.GetVersion(), f, m.GetScales()[i])
 		}
 	}
-	if !(m.GetReviewAt() > 0 && m.GetReviewAt() <= m.GetBlockAt() && m.GetBlockAt() <= 1) {
-		return nil, fmt.Errorf("fraud model v%d: thresholds review_at %v, block_at %v: want 0 < review_at <= block_at <= 1",
-			m.GetVersion(), m.GetReviewAt(), m.GetBlockAt())
+	if err := checkThresholds(m); err != nil {
+		return nil, err
 	}
 	if math.IsNaN(m.GetIntercept()) || math.IsInf(m.GetIntercept(), 0) {
 		return nil, fmt.Errorf("fraud model v%d: non-finite intercept", m.GetVersion())
@@ -265,7 +264,7 @@ func Train(examples []Example, cfg TrainConfig) (*pb.FraudModel, error) {
 	}
 	m := &pb.FraudModel{Features: features, Means: means, Scales: scales, Weights: w[1:], Intercept: w[0],
 		TrainOrders: int64(len(train)), TrainFraud: int64(pos), ReviewAt: 1, BlockAt: 1}
-	mm, err := FromProto(m)
+	mm, err := FromProto(m) // reads m: it measures with the thresholds set below
 	if err != nil {
 		return nil, err
 	}
@@ -283,11 +282,19 @@ func Train(examples []Example, cfg TrainConfig) (*pb.FraudModel, error) {
 		return nil, fmt.Errorf("fraud model: block_at %.4f is below review_at %.4f (every order flagged would be blocked): "+
 			"give a block threshold above the review one, or a block budget below the review budget", m.BlockAt, m.ReviewAt)
 	}
-	if mm, err = FromProto(m); err != nil {
+	if err := checkThresholds(m); err != nil {
 		return nil, err
 	}
 	m.Holdout = Measure(mm, hold)
 	return m, nil
+}
+
+func checkThresholds(m *pb.FraudModel) error {
+	if !(m.GetReviewAt() > 0 && m.GetReviewAt() <= m.GetBlockAt() && m.GetBlockAt() <= 1) {
+		return fmt.Errorf("fraud model v%d: thresholds review_at %v, block_at %v: want 0 < review_at <= block_at <= 1",
+			m.GetVersion(), m.GetReviewAt(), m.GetBlockAt())
+	}
+	return nil
 }
 
 // threshold is the lowest probability that at most budget of scores reach: just above the

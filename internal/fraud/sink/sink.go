@@ -168,19 +168,22 @@ func (s *Sink) alertOf(r *kgo.Record) (model.FraudAlert, bool) {
 func (s *Sink) orderLabelOf(r *kgo.Record) (model.FraudLabel, bool) {
 	var l pb.FraudLabel
 	err := proto.Unmarshal(r.Value, &l)
-	if err == nil && l.GetKind() == "" {
-		s.m.unkinded.Inc()
-		if !s.warnedKind {
-			s.warnedKind = true
-			slog.Warn("sim-labels holds labels without the labelled event's kind (from an older producer): not kept, so the dashboard's ground truth leaves them out", "partition", r.Partition, "offset", r.Offset)
+	if err == nil {
+		switch l.GetKind() {
+		case string(event.KindOrderPlaced):
+			if l.GetOrderId() == "" || l.GetEventTime() == nil || len(l.GetOrderId()) > maxID || len(l.GetUserId()) > maxID || len(l.GetScenario()) > maxID {
+				err = fmt.Errorf("no order id or time, or a field over %d bytes", maxID)
+			}
+		case "":
+			s.m.unkinded.Inc()
+			if !s.warnedKind {
+				s.warnedKind = true
+				slog.Warn("sim-labels holds labels without the labelled event's kind (from an older producer): not kept, so the dashboard's ground truth leaves them out", "partition", r.Partition, "offset", r.Offset)
+			}
+			return model.FraudLabel{}, false
+		default:
+			return model.FraudLabel{}, false
 		}
-		return model.FraudLabel{}, false
-	}
-	if err == nil && l.GetKind() != string(event.KindOrderPlaced) {
-		return model.FraudLabel{}, false
-	}
-	if err == nil && (l.GetOrderId() == "" || l.GetEventTime() == nil || len(l.GetOrderId()) > maxID || len(l.GetUserId()) > maxID || len(l.GetScenario()) > maxID) {
-		err = fmt.Errorf("no order id or time, or a field over %d bytes", maxID)
 	}
 	if err != nil {
 		s.m.unreadable.Inc()

@@ -85,13 +85,13 @@ func NewStore(ctx context.Context, cfg config.Cassandra) (*Store, error) {
 		delSessions: "DELETE FROM " + ks + ".sessions_by_user" +
 			" WHERE user_id = ? AND session_start >= ? AND session_start <= ?",
 		selWindows: "SELECT " + windowRead + " FROM " + ks + ".window_metrics" +
-			" WHERE granularity = ? AND day = ? AND window_start >= ? AND window_start < ?",
+			" WHERE granularity = ? AND day = ? AND window_start >= ? AND window_start < ? LIMIT ?",
 		selTops: "SELECT " + topCols + " FROM " + ks + ".top_items" +
 			" WHERE granularity = ? AND window_start = ? AND dimension = ?",
 		selSessions:      "SELECT " + sessionCols + " FROM " + ks + ".sessions_by_user WHERE user_id = ?",
 		selSessionsLimit: "SELECT " + sessionCols + " FROM " + ks + ".sessions_by_user WHERE user_id = ? LIMIT ?",
 		selSessionWindows: "SELECT " + sessionWindowRead + " FROM " + ks + ".session_windows" +
-			" WHERE granularity = ? AND day = ? AND window_start >= ? AND window_start < ?",
+			" WHERE granularity = ? AND day = ? AND window_start >= ? AND window_start < ? LIMIT ?",
 		insTrend:    insert(ks, "trend_metrics", trendCols),
 		insTrendTop: insert(ks, "trend_tops", trendTopCols),
 		selTrends: "SELECT " + strings.Replace(trendCols, "month, ", "", 1) + " FROM " + ks + ".trend_metrics" +
@@ -353,8 +353,8 @@ func (st *Store) SessionWindows(ctx context.Context, g model.Granularity, from, 
 
 // readDays reads the rows of a day-bucketed table with a time in [from, to): one query per
 // UTC day the range spans, newest day first, so the result is newest first overall. stmt
-// takes key (the partition key before the day), the day, from and to, and a row limit
-// when it ends in "LIMIT ?"; then at most limit rows are read (all if limit <= 0).
+// takes key (the partition key before the day), the day, from, to and a row limit: at most
+// limit rows are read overall (all if limit <= 0).
 func readDays[T any](ctx context.Context, st *Store, stmt string, key []any, from, to time.Time, limit int, scan func(gocql.Scanner) (T, error)) ([]T, error) {
 	// Timestamps are stored in milliseconds: round both bounds up, so a sub-millisecond
 	// bound neither admits a row before from nor drops one before to.
@@ -362,22 +362,17 @@ func readDays[T any](ctx context.Context, st *Store, stmt string, key []any, fro
 	if !from.Before(to) {
 		return nil, nil
 	}
-	limited := strings.HasSuffix(stmt, "LIMIT ?")
 	var out []T
 	first := utcDay(from)
 	for day := utcDay(to.Add(-time.Millisecond)); !day.Before(first); day = day.Add(-24 * time.Hour) {
-		args := append(slices.Clone(key), day, from, to)
-		if limited {
-			n := 1 << 30
-			if limit > 0 {
-				if n = limit - len(out); n <= 0 {
-					break
-				}
+		n := 1 << 30
+		if limit > 0 {
+			if n = limit - len(out); n <= 0 {
+				break
 			}
-			args = append(args, n)
 		}
 		var err error
-		if out, err = readAll(ctx, st.query(stmt, args...), out, scan); err != nil {
+		if out, err = readAll(ctx, st.query(stmt, append(slices.Clone(key), day, from, to, n)...), out, scan); err != nil {
 			return nil, fmt.Errorf("day %s: %w", day.Format(time.DateOnly), err)
 		}
 	}

@@ -14,37 +14,24 @@ import (
 
 // WriteFraudAlerts upserts alerts, living retention.
 func (s *Store) WriteFraudAlerts(ctx context.Context, alerts []model.FraudAlert) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	expiresAt := expiry(s.retention)
-	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
-	defer func() { w.txn.Discard() }()
-	for i := range alerts {
-		a := &alerts[i]
-		v := encodeFraudAlert(a)
-		w.set(fraudAlertKey([]byte{tagFraudAlert}, a), v, expiresAt)
-		if a.UserID != "" {
-			w.set(fraudAlertKey(keyPrefix(tagFraudAlertByUser, a.UserID), a), v, expiresAt)
+	return s.update(ctx, func(w *writer) {
+		for i := range alerts {
+			a := &alerts[i]
+			v := encodeFraudAlert(a)
+			w.set(fraudAlertKey([]byte{tagFraudAlert}, a), v, expiresAt)
+			if a.UserID != "" {
+				w.set(fraudAlertKey(keyPrefix(tagFraudAlertByUser, a.UserID), a), v, expiresAt)
+			}
 		}
-	}
-	if w.err != nil {
-		return w.err
-	}
-	if err := w.txn.Commit(); err != nil {
-		return fmt.Errorf("embedded: commit: %w", err)
-	}
-	return nil
+	})
 }
 
 // FraudAlerts returns the alerts about events in [from, to), newest first, at most limit
 // (all if limit <= 0). Times are kept to the millisecond: to is rounded up to one.
 func (s *Store) FraudAlerts(ctx context.Context, from, to time.Time, limit int) ([]model.FraudAlert, error) {
 	prefix := []byte{tagFraudAlert}
-	if r := to.Truncate(time.Millisecond); !r.Equal(to) {
-		to = r.Add(time.Millisecond)
-	}
-	seek := binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(to.Add(-time.Millisecond)))
+	seek := newestBefore(prefix, to)
 	return s.fraudAlerts(ctx, prefix, seek, from, limit)
 }
 
@@ -99,34 +86,21 @@ func decodeFraudAlert(key, val []byte) (model.FraudAlert, error) {
 
 // WriteFraudLabels upserts labels, living retention.
 func (s *Store) WriteFraudLabels(ctx context.Context, labels []model.FraudLabel) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	expiresAt := expiry(s.retention)
-	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
-	defer func() { w.txn.Discard() }()
-	for i := range labels {
-		l := &labels[i]
-		k := appendStr(binary.BigEndian.AppendUint64([]byte{tagFraudLabel}, invMillis(l.EventTime)), l.OrderID)
-		w.set(k, appendStr(appendStr([]byte{valueVersion}, l.UserID), l.Scenario), expiresAt)
-	}
-	if w.err != nil {
-		return w.err
-	}
-	if err := w.txn.Commit(); err != nil {
-		return fmt.Errorf("embedded: commit: %w", err)
-	}
-	return nil
+	return s.update(ctx, func(w *writer) {
+		for i := range labels {
+			l := &labels[i]
+			k := appendStr(binary.BigEndian.AppendUint64([]byte{tagFraudLabel}, invMillis(l.EventTime)), l.OrderID)
+			w.set(k, appendStr(appendStr([]byte{valueVersion}, l.UserID), l.Scenario), expiresAt)
+		}
+	})
 }
 
 // FraudLabels returns the labels of orders placed in [from, to), newest first, at most
 // limit (all if limit <= 0).
 func (s *Store) FraudLabels(ctx context.Context, from, to time.Time, limit int) ([]model.FraudLabel, error) {
 	prefix := []byte{tagFraudLabel}
-	if r := to.Truncate(time.Millisecond); !r.Equal(to) {
-		to = r.Add(time.Millisecond)
-	}
-	seek := binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(to.Add(-time.Millisecond)))
+	seek := newestBefore(prefix, to)
 	var out []model.FraudLabel
 	err := s.scan(ctx, prefix, seek, limit, func(k, v []byte) (bool, error) {
 		kd := dec{b: k[len(prefix):]}
@@ -147,4 +121,13 @@ func (s *Store) FraudLabels(ctx context.Context, from, to time.Time, limit int) 
 		return nil, fmt.Errorf("embedded: fraud labels: %w", err)
 	}
 	return out, nil
+}
+
+// newestBefore is where a scan of prefix's rows keyed by inverted event time starts to read
+// those before to, newest first. Times are kept to the millisecond: to is rounded up to one.
+func newestBefore(prefix []byte, to time.Time) []byte {
+	if r := to.Truncate(time.Millisecond); !r.Equal(to) {
+		to = r.Add(time.Millisecond)
+	}
+	return binary.BigEndian.AppendUint64(slices.Clone(prefix), invMillis(to.Add(-time.Millisecond)))
 }

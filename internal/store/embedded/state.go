@@ -98,22 +98,12 @@ func (s *Store) checkFenceLocked(f model.Fence) error {
 
 // AppendLog writes the chunks of checkpoint seq under f's epoch.
 func (s *Store) AppendLog(ctx context.Context, f model.Fence, seq int64, chunks [][]byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
-	defer func() { w.txn.Discard() }()
-	for i, c := range chunks {
-		v := binary.AppendUvarint(make([]byte, 0, 4+len(c)), uint64(len(chunks)))
-		w.set(stateLogKey(f.Group, f.Partition, f.Epoch, seq, int32(i)), append(v, c...), 0)
-	}
-	if w.err != nil {
-		return w.err
-	}
-	if err := w.txn.Commit(); err != nil {
-		return fmt.Errorf("embedded: commit: %w", err)
-	}
-	return nil
+	return s.update(ctx, func(w *writer) {
+		for i, c := range chunks {
+			v := binary.AppendUvarint(make([]byte, 0, 4+len(c)), uint64(len(chunks)))
+			w.set(stateLogKey(f.Group, f.Partition, f.Epoch, seq, int32(i)), append(v, c...), 0)
+		}
+	})
 }
 
 // CommitHead replaces the head if f still owns the partition; it is synced to disk.
@@ -177,18 +167,11 @@ func (s *Store) TrimLog(ctx context.Context, group string, partition int32, epoc
 	if err != nil {
 		return fmt.Errorf("embedded: trim state log %s/%d: %w", group, partition, err)
 	}
-	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
-	defer func() { w.txn.Discard() }()
-	for _, k := range keys {
-		w.del(k)
-	}
-	if w.err != nil {
-		return w.err
-	}
-	if err := w.txn.Commit(); err != nil {
-		return fmt.Errorf("embedded: commit: %w", err)
-	}
-	return nil
+	return s.update(ctx, func(w *writer) {
+		for _, k := range keys {
+			w.del(k)
+		}
+	})
 }
 
 // ResetState forgets a partition's checkpoint (its head and log), keeping its epoch, so the

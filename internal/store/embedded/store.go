@@ -137,32 +137,42 @@ func (s *Store) Write(ctx context.Context, f model.Fence, b model.Batch) error {
 		return err
 	}
 	expiresAt := expiry(s.retention)
+	return s.update(ctx, func(w *writer) {
+		for i := range b.Windows {
+			r := &b.Windows[i]
+			w.set(windowKey(tagWindow, r.Key), encodeWindow(r), expiresAt)
+		}
+		for i := range b.Tops {
+			r := &b.Tops[i]
+			w.set(topKey(r), encodeTop(r), expiresAt)
+		}
+		for _, sp := range b.ReplacedSessions { // before the sessions that replace them
+			w.delSessions(sp)
+		}
+		for i := range b.Sessions {
+			r := &b.Sessions[i]
+			w.set(sessionKey(r), encodeSession(r), expiresAt)
+		}
+		for i := range b.SessionWindows {
+			r := &b.SessionWindows[i]
+			w.set(windowKey(tagSessionWindow, r.Key), encodeSessionWindow(r), expiresAt)
+		}
+		for i := range b.TxFeeds {
+			r := &b.TxFeeds[i]
+			w.set(txFeedKey(r), encodeTxFeed(r), expiresAt)
+		}
+	})
+}
 
+// update runs fill on one writer and commits what it wrote (a writer commits on its own
+// when a transaction grows too big), or returns the first error.
+func (s *Store) update(ctx context.Context, fill func(w *writer)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
 	defer func() { w.txn.Discard() }()
-	for i := range b.Windows {
-		r := &b.Windows[i]
-		w.set(windowKey(tagWindow, r.Key), encodeWindow(r), expiresAt)
-	}
-	for i := range b.Tops {
-		r := &b.Tops[i]
-		w.set(topKey(r), encodeTop(r), expiresAt)
-	}
-	for _, sp := range b.ReplacedSessions { // before the sessions that replace them
-		w.delSessions(sp)
-	}
-	for i := range b.Sessions {
-		r := &b.Sessions[i]
-		w.set(sessionKey(r), encodeSession(r), expiresAt)
-	}
-	for i := range b.SessionWindows {
-		r := &b.SessionWindows[i]
-		w.set(windowKey(tagSessionWindow, r.Key), encodeSessionWindow(r), expiresAt)
-	}
-	for i := range b.TxFeeds {
-		r := &b.TxFeeds[i]
-		w.set(txFeedKey(r), encodeTxFeed(r), expiresAt)
-	}
+	fill(w)
 	if w.err != nil {
 		return w.err
 	}
@@ -190,27 +200,17 @@ func expiry(ttl time.Duration) uint64 {
 // WriteTrends upserts every row of t whole, with TTL = the history retention, in as few
 // transactions as fit.
 func (s *Store) WriteTrends(ctx context.Context, t model.Trends) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	expiresAt := expiry(s.history)
-	w := &writer{s: s, ctx: ctx, txn: s.db.NewTransaction(true)}
-	defer func() { w.txn.Discard() }()
-	for i := range t.Metrics {
-		r := &t.Metrics[i]
-		w.set(trendKey(r.Key), encodeTrend(r), expiresAt)
-	}
-	for i := range t.Tops {
-		r := &t.Tops[i]
-		w.set(trendTopKey(r), encodeTrendTop(r), expiresAt)
-	}
-	if w.err != nil {
-		return w.err
-	}
-	if err := w.txn.Commit(); err != nil {
-		return fmt.Errorf("embedded: commit: %w", err)
-	}
-	return nil
+	return s.update(ctx, func(w *writer) {
+		for i := range t.Metrics {
+			r := &t.Metrics[i]
+			w.set(trendKey(r.Key), encodeTrend(r), expiresAt)
+		}
+		for i := range t.Tops {
+			r := &t.Tops[i]
+			w.set(trendTopKey(r), encodeTrendTop(r), expiresAt)
+		}
+	})
 }
 
 // Trends returns the trend metrics of granularity g with Start in [from, to), every
