@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -68,6 +69,34 @@ func (s *noCheckpoints) CommitHead(context.Context, model.Fence, []byte) error {
 	return errors.New("checkpoints refused by the test")
 }
 
+// testSetAndStore is testRules parsed and an embedded store for the checkpoints, closed
+// with the test.
+func testSetAndStore(t *testing.T) (*rules.Set, *embedded.Store) {
+	t.Helper()
+	rs, err := rules.Parse([]byte(testRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := embedded.Open(t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return rs, st
+}
+
+// produceEvent writes e to transactions, keyed by its user.
+func produceEvent(t *testing.T, cl *kgo.Client, e *pb.Envelope) {
+	t.Helper()
+	b, err := event.AppendEncode(nil, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: event.TopicTransactions, Key: []byte(e.GetUserId()), Value: b}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func order(id, user, card string, at time.Time, cents int64) *pb.Envelope {
 	return &pb.Envelope{EventId: id, EventTime: timestamppb.New(at), SchemaVersion: 1, Source: pb.Source_SOURCE_WEB,
 		UserId: user, SessionId: "s-" + user, Payload: &pb.Envelope_OrderPlaced{OrderPlaced: &pb.OrderPlaced{
@@ -79,28 +108,13 @@ func order(id, user, card string, at time.Time, cents int64) *pb.Envelope {
 // checkpoint ever lands, in either stage), and say why and under which rule set.
 func TestDecisionsExactlyOnceAcrossRestarts(t *testing.T) {
 	br, cfg, cl := bustest.Embedded(t, 0)
-	rs, err := rules.Parse([]byte(testRules))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := embedded.Open(t.TempDir(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	rs, st := testSetAndStore(t)
 	store := &noCheckpoints{Store: st}
 
 	now := time.Now().Add(-30 * time.Minute)
 	orders := func(user, card string, from, n int, cents int64, after time.Duration) {
 		for i := from; i < from+n; i++ {
-			e := order(fmt.Sprintf("%s-%d", user, i), user, card, now.Add(after+time.Duration(i)*time.Second), cents)
-			b, err := event.AppendEncode(nil, e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: event.TopicTransactions, Key: []byte(user), Value: b}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
+			produceEvent(t, cl, order(fmt.Sprintf("%s-%d", user, i), user, card, now.Add(after+time.Duration(i)*time.Second), cents))
 		}
 	}
 	run := func(instance string, until func() bool) {
@@ -188,4 +202,64 @@ func alerts(t *testing.T, addr string) []*pb.FraudDecision {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// A loop with nothing to apply opens no transaction: an idle one would cost a heartbeat and a
+// round of requests every commit interval, and franz-go holds the session for 500 ms after a
+// commit that carries no offsets (which stalled decisions at 20k events/s).
+func TestIdleLoopCommitsNoTransactions(t *testing.T) {
+	_, cfg, cl := bustest.Embedded(t, 0)
+	cfg.Fraud.CommitInterval = 20 * time.Millisecond
+	rs, st := testSetAndStore(t)
+	reg := prometheus.NewRegistry()
+	p, err := New(FromConfig(cfg, rs, "a"), cfg.Kafka, st, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	now := time.Now().Add(-time.Minute)
+	for i := range 3 {
+		produceEvent(t, cl, order(fmt.Sprint("idle-", i), "u-1", "card-1", now.Add(time.Duration(i)*time.Second), 1000))
+	}
+	committed := func() (users, keys float64) {
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				if len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != "committed" {
+					continue
+				}
+				switch f.GetName() {
+				case "bytebasket_fraud_transactions_total":
+					users = m.GetCounter().GetValue()
+				case "bytebasket_fraud_keys_transactions_total":
+					keys = m.GetCounter().GetValue()
+				}
+			}
+		}
+		return users, keys
+	}
+	// Once the three orders and what they feed the repartition stage are committed, a second
+	// of idling (50 commit intervals) must commit nothing more in either stage.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		u1, k1 := committed()
+		time.Sleep(time.Second)
+		u2, k2 := committed()
+		if u1 > 0 && k1 > 0 && u1 == u2 && k1 == k2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("transactions committed while idle: first stage %v -> %v, repartition stage %v -> %v in a second", u1, u2, k1, k2)
+		}
+	}
 }

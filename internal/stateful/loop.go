@@ -202,13 +202,6 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 		})
 		l.mu.Lock()
-		if l.txn != nil {
-			if err := l.txn.begin(l.runCtx); err != nil {
-				l.mu.Unlock()
-				l.fatal(err)
-				break
-			}
-		}
 		l.apply(fetches)
 		if time.Since(lastFlush) >= l.cfg.FlushInterval {
 			l.flushLocked(time.Now())
@@ -405,6 +398,9 @@ func (l *Loop) drain(p *partition) {
 
 // applyOne applies one record in its turn: a dead letter, a duplicate, or an event.
 func (l *Loop) applyOne(p *partition, topic string, pd pending) {
+	if !l.inTxn() {
+		return
+	}
 	p.offsets[topic] = pd.r.Offset + 1
 	p.silent = pd.r.Offset < p.replayUntil[topic]
 	switch {
@@ -473,9 +469,6 @@ func (l *Loop) flushLocked(now time.Time) {
 	ids := slices.Sorted(maps.Keys(l.parts))
 	l.applyProbe()
 	for _, id := range ids { // a topic found caught up may release the others' records
-		if l.txn != nil && !l.txn.open {
-			break // (a stalled retry): what a drain emits needs a transaction
-		}
 		l.drain(l.parts[id])
 	}
 	// The transaction commits what was applied before anything is checkpointed: a
@@ -1039,8 +1032,25 @@ func (l *Loop) emitFor(p *partition) Emit {
 			l.m.replayedOutput.Inc()
 			return
 		}
-		l.txn.emit(l.runCtx, r)
+		if l.inTxn() {
+			l.txn.emit(l.runCtx, r)
+		}
 	}
+}
+
+// inTxn opens a transaction, if none is, for a record about to be applied (its offset moves)
+// or emitted: one is open only while it has something to commit, so an idle loop commits
+// none (each would cost a heartbeat and a round of requests). It reports false when the
+// transaction cannot begin, which ends Run.
+func (l *Loop) inTxn() bool {
+	if l.txn == nil || l.txn.open {
+		return true
+	}
+	if err := l.txn.begin(l.runCtx); err != nil {
+		l.fatal(err)
+		return false
+	}
+	return true
 }
 
 func partitionsOf(m map[string][]int32) []int32 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/bytebasket/bytebasket/internal/event"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -243,5 +244,31 @@ func TestDrainOrderAcrossTopics(t *testing.T) {
 	p.enqueue("user-activity", pending{r: &kgo.Record{Offset: 2}, key: 50})
 	if tp, ok := p.next(topics); !ok || tp != "transactions" {
 		t.Fatal("a transaction marker waited")
+	}
+}
+
+// A commit that moves no offset sends one owned partition's committed offsets as they are
+// (never a lower one), so the request is never empty.
+func TestCommitWithoutProgressRecommitsOffsets(t *testing.T) {
+	out := &txnOutput{committed: map[int32]map[string]int64{
+		2: {"transactions": 40, "user-activity": 900},
+		1: {},
+		3: {"transactions": 7},
+	}}
+	applied := map[int32]map[string]int64{2: {"transactions": 12, "user-activity": 900}, 3: {"transactions": 7}}
+	if moved := out.moved(applied); len(moved) != 0 {
+		t.Fatalf("a replay below the committed offsets moved %v", moved)
+	}
+	got := out.unchanged()
+	want := map[int32]map[string]int64{2: {"transactions": 40, "user-activity": 900}}
+	if len(got) != 1 || !maps.Equal(got[2], want[2]) {
+		t.Fatalf("unchanged %v, want %v", got, want)
+	}
+	got[2]["transactions"] = 1 // a copy: the committed state is not the request's
+	if out.committed[2]["transactions"] != 40 {
+		t.Fatal("unchanged shares its map with the committed offsets")
+	}
+	if got := (&txnOutput{committed: map[int32]map[string]int64{}}).unchanged(); len(got) != 0 {
+		t.Fatalf("nothing committed: %v", got)
 	}
 }

@@ -19,9 +19,9 @@ import (
 // txnOutput is a transactional loop's output (Config.TransactionalID): what tasks emit is
 // produced in a transaction of franz-go's group transact session, which commits with the
 // group offsets of what was applied, never of what was only fetched (records wait in the
-// partitions' queues for the event-time merge). A transaction is open only between a poll
-// and the next flush; rebalances are allowed only between transactions, so no transaction
-// spans one.
+// partitions' queues for the event-time merge). A transaction is open only from the first
+// record applied or emitted after a flush to the next flush; rebalances are allowed only
+// between transactions, so no transaction spans one.
 type txnOutput struct {
 	s        *kgo.GroupTransactSession
 	prefix   string
@@ -88,6 +88,13 @@ func (t *txnOutput) commit(ctx context.Context, offsets map[int32]map[string]int
 		return false, errors.Join(fmt.Errorf("output not produced: %w", failed), err)
 	}
 	moved := t.moved(offsets)
+	if len(moved) == 0 {
+		// franz-go takes a commit without offsets for one to a broker before KIP-447 and
+		// holds the session for 500 ms after it, so the next commit waits that long (the
+		// applied records were a replay below the committed offsets). Committing an offset
+		// again changes nothing and keeps the next commit prompt.
+		moved = t.unchanged()
+	}
 	ctx = kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
 		req.Topics = t.request(req, moved)
 		return nil
@@ -153,6 +160,19 @@ func (t *txnOutput) moved(offsets map[int32]map[string]int64) map[int32]map[stri
 		}
 	}
 	return out
+}
+
+// unchanged is one owned partition's committed offsets, as they are: what a commit that
+// moves none sends (the lowest partition, so the choice is the same every time); empty when
+// nothing is committed yet.
+func (t *txnOutput) unchanged() map[int32]map[string]int64 {
+	ids := slices.Sorted(maps.Keys(t.committed))
+	for _, id := range ids {
+		if len(t.committed[id]) > 0 {
+			return map[int32]map[string]int64{id: maps.Clone(t.committed[id])}
+		}
+	}
+	return map[int32]map[string]int64{}
 }
 
 // request replaces the session's offsets (what was polled) by the applied ones.
