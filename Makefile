@@ -5,7 +5,7 @@ BIN       := bin/bytebasket
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: all packages web build run test test-unit bench bench-cluster soak proto proto-check lint fuzz clean cluster-up cluster-down
+.PHONY: all packages datasets web build run test test-unit bench bench-cluster soak proto proto-check lint fuzz clean cluster-up cluster-down
 
 all: build
 
@@ -38,7 +38,7 @@ run: web
 # deploy/local are up (a no-op when they already are), and every test runs, integration
 # tests included, then the chaos suite (test/chaos). Under CI=true a server that is not up
 # fails its tests.
-test: packages web proto-check lint cluster-up
+test: packages datasets web proto-check lint cluster-up
 	@mkdir -p test-output  # screenshots and other test artifacts land in test-output/_artifacts
 	$(GO) test -count=1 -timeout 30m -artifacts -outputdir $(CURDIR)/test-output $$($(GO) list ./... | grep -v /test/chaos)
 	@# The chaos suite stops shared servers (Cassandra, HDFS, Kafka): it runs alone, after the rest.
@@ -48,6 +48,10 @@ test: packages web proto-check lint cluster-up
 # Debian packages the build and tests need (JDK, Maven, C/C++, npm, Chromium), when missing.
 packages:
 	deploy/local/packages
+
+# Public data sets the recommendation tests measure against (MovieLens 100K), when missing.
+datasets:
+	deploy/local/datasets >/dev/null
 
 cluster-up:
 	deploy/local/cluster up

@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/bytebasket/bytebasket/internal/app"
+	"github.com/bytebasket/bytebasket/internal/batch"
 	"github.com/bytebasket/bytebasket/internal/bus"
 	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/fraud/riskmodel"
@@ -42,6 +44,7 @@ Usage:
   bytebasket serve    [--http ADDR] [--grpc ADDR] [--store embedded|cassandra] [--data-dir DIR]  API, gRPC and dashboard
   bytebasket batch    trends [--since D | --from T --to T] [--engine duckdb|spark]  hourly and daily history
   bytebasket batch    fraud-train [--days N] [--label-window D] [--engine E] [--out FILE] [--publish]  fraud model from chargebacks
+  bytebasket batch    evaluate-recs --file F [--sep C] [--split time|stratified] [--ratio R] [--k K] [--similarity S] [--json]  SAR vs popularity offline
   bytebasket retention [--dry-run]                             delete lake partitions older than retention.days
   bytebasket topics   create|describe [--brokers HOST:PORT]
   bytebasket schema   apply [--config DIR]                      Cassandra keyspace, tables and TTLs
@@ -411,8 +414,11 @@ func batchCmd(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "fraud-train" {
 		return fraudTrainCmd(ctx, args[1:])
 	}
+	if len(args) > 0 && args[0] == "evaluate-recs" {
+		return evaluateRecsCmd(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "trends" {
-		return usageError{errors.New("batch: want trends or fraud-train")}
+		return usageError{errors.New("batch: want trends, fraud-train or evaluate-recs")}
 	}
 	fs := flag.NewFlagSet("batch trends", flag.ContinueOnError)
 	since := fs.Duration("since", 48*time.Hour, "compute the trends of this much time before now")
@@ -486,6 +492,43 @@ func fraudTrainCmd(ctx context.Context, args []string) error {
 		}
 	}
 	_, err = app.BatchFraudTrain(ctx, cfg, ft, os.Stdout)
+	return err
+}
+
+func evaluateRecsCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("batch evaluate-recs", flag.ContinueOnError)
+	opts := app.EvaluateRecsOptions{Model: batch.Recommend{Similarity: batch.Jaccard}}
+	fs.StringVar(&opts.File, "file", "", "interactions file: user,item[,rating[,timestamp]] per line")
+	sep := fs.String("sep", ",", `field separator of --file ("\t" or tab for a tab)`)
+	fs.BoolVar(&opts.Read.Header, "header", false, "the first line of --file is a header (recognised by itself when its rating or timestamp is not a number)")
+	fs.StringVar(&opts.Split, "split", "time", "time (train on the oldest --ratio of the interactions) or stratified (a random --ratio of each user's, as Recommenders' published SAR figures)")
+	fs.Float64Var(&opts.Ratio, "ratio", 0.75, "share trained on")
+	fs.Uint64Var(&opts.Seed, "seed", 42, "seed of the stratified split and the random baseline")
+	fs.IntVar(&opts.K, "k", 10, "recommendations per user")
+	similarity := fs.String("similarity", string(batch.Jaccard), "item similarity: jaccard, lift, cosine or count")
+	fs.DurationVar(&opts.Model.HalfLife, "half-life", 30*24*time.Hour, "half-life of an interaction's weight")
+	fs.BoolVar(&opts.JSON, "json", false, "print JSON instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if opts.File == "" {
+		return usageError{errors.New("batch evaluate-recs: --file is required (the lake's interactions are not measured yet)")}
+	}
+	switch *sep {
+	case `\t`, "tab":
+		opts.Read.Separator = '\t'
+	default:
+		r := []rune(*sep)
+		if len(r) != 1 {
+			return usageError{fmt.Errorf("batch evaluate-recs: --sep %q is not one character", *sep)}
+		}
+		opts.Read.Separator = r[0]
+	}
+	opts.Model.Similarity = batch.Similarity(*similarity)
+	if !slices.Contains(batch.Similarities, opts.Model.Similarity) {
+		return usageError{fmt.Errorf("batch evaluate-recs: --similarity %q is not one of %v", *similarity, batch.Similarities)}
+	}
+	_, err := app.EvaluateRecs(ctx, opts, os.Stdout)
 	return err
 }
 

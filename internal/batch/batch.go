@@ -28,11 +28,16 @@ type Engine interface {
 	// session time zone at UTC. A stream with no files yet gets an empty view of the same
 	// columns, so jobs return nothing rather than fail.
 	RegisterViews(ctx context.Context) error
+	// RegisterParquet (re)creates view over the Parquet file or directory at path (as the
+	// engine reaches it: a local path for DuckDB, a URI for Spark).
+	RegisterParquet(ctx context.Context, view, path string) error
 	// Query runs one statement and returns its column names and rows.
 	Query(ctx context.Context, sql string) ([]string, [][]any, error)
-	// Explode is the engine's spelling of "one row per element of the list column expr":
-	// the one dialect difference the jobs need (DuckDB unnest, Spark explode).
+	// The dialect differences the jobs need: Explode is "one row per element of the list
+	// column expr" (DuckDB unnest, Spark explode); Micros is the timestamp expr as BIGINT
+	// microseconds since the epoch (DuckDB epoch_us, Spark unix_micros).
 	Explode(expr string) string
+	Micros(expr string) string
 	Close() error
 }
 

@@ -138,7 +138,7 @@ func (j Job) SQL(eng Engine, g model.TrendGranularity, from, to time.Time) (stri
 // render fills template text (named name in errors) with p for eng.
 func render(eng Engine, name, text string, p any) (string, error) {
 	t, err := template.New(name).Option("missingkey=error").
-		Funcs(template.FuncMap{"explode": eng.Explode}).Parse(text)
+		Funcs(template.FuncMap{"explode": eng.Explode, "micros": eng.Micros}).Parse(text)
 	if err != nil {
 		return "", fmt.Errorf("batch: job %s: %w", name, err)
 	}

@@ -54,6 +54,17 @@ func (e *Engine) Name() string { return "duckdb" }
 // Explode unnests a list column.
 func (e *Engine) Explode(expr string) string { return "unnest(" + expr + ")" }
 
+// Micros is a timestamp as microseconds since the epoch.
+func (e *Engine) Micros(expr string) string { return "epoch_us(" + expr + ")" }
+
+// RegisterParquet creates view over the Parquet file (or glob) at path.
+func (e *Engine) RegisterParquet(ctx context.Context, view, path string) error {
+	if _, err := e.db.ExecContext(ctx, "CREATE OR REPLACE VIEW "+view+" AS SELECT * FROM read_parquet("+quote(path)+")"); err != nil {
+		return fmt.Errorf("duckdb: view %s: %w", view, err)
+	}
+	return nil
+}
+
 // emptyViews have the columns of each stream that jobs read, with the types DuckDB reads
 // from the lake's Parquet (timestamps are UTC-adjusted: TIMESTAMPTZ).
 var emptyViews = map[string]string{

@@ -59,6 +59,19 @@ func (e *Engine) Name() string { return "spark" }
 // Explode unnests an array column.
 func (e *Engine) Explode(expr string) string { return "explode(" + expr + ")" }
 
+// Micros is a timestamp as microseconds since the epoch.
+func (e *Engine) Micros(expr string) string { return "unix_micros(" + expr + ")" }
+
+// RegisterParquet creates a session-scoped view over the Parquet file or directory at path
+// (a URI Spark reads: hdfs://..., file:///...).
+func (e *Engine) RegisterParquet(ctx context.Context, view, path string) error {
+	q := fmt.Sprintf("CREATE OR REPLACE TEMP VIEW %s USING parquet OPTIONS (path '%s')", view, strings.ReplaceAll(path, "'", "\\'"))
+	if _, _, err := e.Query(ctx, q); err != nil {
+		return fmt.Errorf("spark: view %s: %w", view, err)
+	}
+	return nil
+}
+
 // emptyViews have the columns of each stream that jobs read, with the types Spark reads
 // from the lake's Parquet.
 var emptyViews = map[string]string{
