@@ -44,7 +44,7 @@ Usage:
   bytebasket serve    [--http ADDR] [--grpc ADDR] [--store embedded|cassandra] [--data-dir DIR]  API, gRPC and dashboard
   bytebasket batch    trends [--since D | --from T --to T] [--engine duckdb|spark]  hourly and daily history
   bytebasket batch    fraud-train [--days N] [--label-window D] [--engine E] [--out FILE] [--publish]  fraud model from chargebacks
-  bytebasket batch    evaluate-recs --file F [--sep C] [--split time|stratified] [--ratio R] [--k K] [--similarity S] [--json]  SAR vs popularity offline
+  bytebasket batch    evaluate-recs [--file F [--sep C] | --since D]  [--split time|stratified] [--ratio R] [--k K] [--similarity S] [--json]  SAR vs popularity offline
   bytebasket retention [--dry-run]                             delete lake partitions older than retention.days
   bytebasket topics   create|describe [--brokers HOST:PORT]
   bytebasket schema   apply [--config DIR]                      Cassandra keyspace, tables and TTLs
@@ -508,12 +508,24 @@ func evaluateRecsCmd(ctx context.Context, args []string) error {
 	similarity := fs.String("similarity", string(batch.Jaccard), "item similarity: jaccard, lift, cosine or count")
 	fs.DurationVar(&opts.Model.HalfLife, "half-life", 30*24*time.Hour, "half-life of an interaction's weight")
 	fs.BoolVar(&opts.JSON, "json", false, "print JSON instead of a table")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	since := fs.Duration("since", 28*24*time.Hour, "without --file: the lake's interactions of this much time before --to")
+	to := fs.String("to", "", "without --file: end of the lake's range, RFC 3339 (default now)")
+	engine := fs.String("engine", "", "without --file: SQL engine reading the lake: duckdb (local lake) or spark")
+	dataDir := fs.String("data-dir", "", "without --file: data directory (local lake)")
+	cfg, err := parse(fs, args, func(c *config.Config) {
+		setStr(&c.Batch.Engine, *engine)
+		setStr(&c.DataDir, *dataDir)
+	})
+	if err != nil {
+		return err
 	}
-	if opts.File == "" {
-		return usageError{errors.New("batch evaluate-recs: --file is required (the lake's interactions are not measured yet)")}
+	opts.Lake.To, opts.Lake.Weights = time.Now(), batch.DefaultWeights
+	if *to != "" {
+		if opts.Lake.To, err = time.Parse(time.RFC3339, *to); err != nil {
+			return usageError{fmt.Errorf("batch evaluate-recs: --to: %w", err)}
+		}
 	}
+	opts.Lake.From = opts.Lake.To.Add(-*since)
 	switch *sep {
 	case `\t`, "tab":
 		opts.Read.Separator = '\t'
@@ -528,7 +540,7 @@ func evaluateRecsCmd(ctx context.Context, args []string) error {
 	if !slices.Contains(batch.Similarities, opts.Model.Similarity) {
 		return usageError{fmt.Errorf("batch evaluate-recs: --similarity %q is not one of %v", *similarity, batch.Similarities)}
 	}
-	_, err := app.EvaluateRecs(ctx, opts, os.Stdout)
+	_, err = app.EvaluateRecs(ctx, cfg, opts, os.Stdout)
 	return err
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/bytebasket/bytebasket/internal/batch"
 	"github.com/bytebasket/bytebasket/internal/batch/duckdb"
+	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/recommend/baseline"
 	"github.com/bytebasket/bytebasket/internal/recommend/interactions"
 	"github.com/bytebasket/bytebasket/internal/recommend/rankeval"
@@ -24,11 +26,12 @@ import (
 
 // EvaluateRecsOptions configure `bytebasket batch evaluate-recs`.
 type EvaluateRecsOptions struct {
-	File  string               // interactions: user,item[,rating[,timestamp]]
-	Read  interactions.Options // separator, header
-	Split string               // "time" (the default) or "stratified"
-	Ratio float64              // of the interactions (time) or of each user's (stratified) trained on
-	Seed  uint64               // of the stratified split and the random baseline
+	File  string                 // interactions: user,item[,rating[,timestamp]]; empty: the lake's
+	Lake  batch.LakeInteractions // measured when File is empty
+	Read  interactions.Options   // separator, header
+	Split string                 // "time" (the default) or "stratified"
+	Ratio float64                // of the interactions (time) or of each user's (stratified) trained on
+	Seed  uint64                 // of the stratified split and the random baseline
 	K     int
 	Model batch.Recommend // similarity and half-life; K and Reference are set here
 	JSON  bool
@@ -47,18 +50,14 @@ type EvaluateRecsReport struct {
 	Seconds    float64                    `json:"sar_seconds"`
 }
 
-// EvaluateRecs is `bytebasket batch evaluate-recs --file`: the file split for training and
-// testing, SAR (the recommend job's SQL, on DuckDB) trained on one part and measured on the
-// other beside the most popular and random items, as a table or JSON on out.
-func EvaluateRecs(ctx context.Context, opts EvaluateRecsOptions, out io.Writer) (EvaluateRecsReport, error) {
-	f, err := os.Open(opts.File)
+// EvaluateRecs is `bytebasket batch evaluate-recs`: the interactions of a file, or of the
+// lake (on the configured engine), split for training and testing, SAR (the recommend job's
+// SQL, on DuckDB) trained on one part and measured on the other beside the most popular and
+// random items, as a table or JSON on out.
+func EvaluateRecs(ctx context.Context, cfg config.Config, opts EvaluateRecsOptions, out io.Writer) (EvaluateRecsReport, error) {
+	in, source, err := readInteractions(ctx, cfg, opts)
 	if err != nil {
-		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: %w", err)
-	}
-	in, err := interactions.Read(f, opts.Read)
-	f.Close()
-	if err != nil {
-		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: %s: %w", opts.File, err)
+		return EvaluateRecsReport{}, err
 	}
 	if opts.Ratio <= 0 || opts.Ratio >= 1 || opts.K <= 0 {
 		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: ratio %v and k %d: want a ratio in (0, 1) and k > 0", opts.Ratio, opts.K)
@@ -73,7 +72,7 @@ func EvaluateRecs(ctx context.Context, opts EvaluateRecsOptions, out io.Writer) 
 		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: split %q is not time or stratified", opts.Split)
 	}
 	if len(s.Train) == 0 || len(s.Truth) == 0 {
-		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: %s: %d interactions leave %d to train on and %d users to test", opts.File, len(in), len(s.Train), len(s.Truth))
+		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: %s: %d interactions leave %d to train on and %d users to test", source, len(in), len(s.Train), len(s.Truth))
 	}
 	cat := baseline.NewCatalog(s.Train)
 	users := slices.Sorted(maps.Keys(s.Truth))
@@ -95,7 +94,7 @@ func EvaluateRecs(ctx context.Context, opts EvaluateRecsOptions, out io.Writer) 
 		return r, enc.Encode(r)
 	}
 	fmt.Fprintf(out, "%s split (%.2f) of %s: %d interactions trained on, %d items, %d test users; SAR (%s, half-life %s) in %.1f s\n",
-		r.Split, r.Ratio, opts.File, r.Train, r.Catalog, len(users), r.Similarity, r.HalfLife, r.Seconds)
+		r.Split, r.Ratio, source, r.Train, r.Catalog, len(users), r.Similarity, r.HalfLife, r.Seconds)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(w, "model\tMAP\tMAP@%[1]d\tnDCG@%[1]d\tPrecision@%[1]d\tRecall@%[1]d\tHitRate@%[1]d\tcoverage\tusers\t\n", opts.K)
 	for _, name := range []string{"sar", "popularity", "random"} {
@@ -103,6 +102,48 @@ func EvaluateRecs(ctx context.Context, opts EvaluateRecsOptions, out io.Writer) 
 		fmt.Fprintf(w, "%s\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%d\t\n", name, m.MAP, m.MAPAtK, m.NDCG, m.Precision, m.Recall, m.HitRate, m.Coverage, m.Users)
 	}
 	return r, w.Flush()
+}
+
+// readInteractions reads the file of opts, or the lake's interactions of opts.Lake; source
+// names where they came from.
+func readInteractions(ctx context.Context, cfg config.Config, opts EvaluateRecsOptions) ([]interactions.Interaction, string, error) {
+	if opts.File != "" {
+		f, err := os.Open(opts.File)
+		if err != nil {
+			return nil, "", fmt.Errorf("evaluate-recs: %w", err)
+		}
+		defer f.Close()
+		in, err := interactions.Read(f, opts.Read)
+		if err != nil {
+			return nil, "", fmt.Errorf("evaluate-recs: %s: %w", opts.File, err)
+		}
+		return in, opts.File, nil
+	}
+	eng, err := openEngine(ctx, cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	defer eng.Close()
+	if err := eng.RegisterViews(ctx); err != nil {
+		return nil, "", err
+	}
+	rows, err := opts.Lake.Rows(ctx, eng)
+	if err != nil {
+		return nil, "", err
+	}
+	in := make([]interactions.Interaction, len(rows))
+	for i, r := range rows {
+		user, err1 := batch.String(r[0])
+		item, err2 := batch.String(r[1])
+		w, ok := r[2].(float64)
+		at, err3 := batch.Time(r[3])
+		if err := cmp.Or(err1, err2, err3); err != nil || !ok {
+			return nil, "", fmt.Errorf("evaluate-recs: interaction %d of the lake: %v (%v)", i, r, err)
+		}
+		in[i] = interactions.Interaction{User: user, Item: item, Rating: w, Time: at}
+	}
+	source := fmt.Sprintf("the lake's interactions of [%s, %s) on %s", opts.Lake.From.Format(time.RFC3339), opts.Lake.To.Format(time.RFC3339), eng.Name())
+	return in, source, nil
 }
 
 // trainRow is an interaction as the recommend job's interactions view has it.

@@ -118,3 +118,56 @@ func (r Recommend) Run(ctx context.Context, eng Engine) (map[string][]Scored, er
 	}
 	return out, nil
 }
+
+// InteractionsJob is the lake's implicit feedback in [From, To): every product view, cart add
+// and ordered item, weighted by how much each says of a shopper's interest.
+var InteractionsJob = Job{Name: "interactions", Text: `
+SELECT user_id, product_id AS item_id, CAST(CASE event_type WHEN 'cart_add' THEN {{.Cart}} ELSE {{.View}} END AS DOUBLE) AS weight, event_time
+FROM activity
+WHERE event_type IN ('product_view', 'cart_add') AND user_id <> '' AND product_id <> '' AND {{template "range" .}}
+UNION ALL
+SELECT user_id, it.product_id AS item_id, CAST({{.Order}} AS DOUBLE) AS weight, event_time
+FROM (
+  SELECT user_id, event_time, {{explode "items"}} AS it
+  FROM transactions WHERE event_type = 'order_placed' AND user_id <> '' AND {{template "range" .}}
+) o
+WHERE it.product_id <> ''
+ORDER BY event_time, user_id, item_id`}
+
+// Weights are what each kind of interaction adds to a user's affinity for a product.
+type Weights struct {
+	View  float64 `yaml:"view"`
+	Cart  float64 `yaml:"cart_add"`
+	Order float64 `yaml:"order"`
+}
+
+// DefaultWeights: a cart add says more than a view, an order most.
+var DefaultWeights = Weights{View: 1, Cart: 3, Order: 5}
+
+// LakeInteractions are the parameters of InteractionsJob.
+type LakeInteractions struct {
+	From, To time.Time
+	Weights  Weights
+}
+
+// Rows runs the job on eng (the lake's views registered): user, item, weight and time of
+// each interaction, oldest first.
+func (li LakeInteractions) Rows(ctx context.Context, eng Engine) ([][]any, error) {
+	if !li.From.Before(li.To) {
+		return nil, fmt.Errorf("batch: interactions over [%s, %s): an empty range", li.From.Format(time.RFC3339), li.To.Format(time.RFC3339))
+	}
+	const ts = "2006-01-02 15:04:05.999999"
+	from, to := li.From.UTC(), li.To.UTC()
+	p := map[string]any{"From": from.Format(ts), "To": to.Format(ts), "FirstDate": from.Format(time.DateOnly),
+		"LastDate": to.Add(-time.Microsecond).Format(time.DateOnly),
+		"View":     li.Weights.View, "Cart": li.Weights.Cart, "Order": li.Weights.Order}
+	q, err := render(eng, InteractionsJob.Name, rangeTmpl+InteractionsJob.Text, p)
+	if err != nil {
+		return nil, err
+	}
+	_, rows, err := eng.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("batch: job %s on %s: %w", InteractionsJob.Name, eng.Name(), err)
+	}
+	return rows, nil
+}

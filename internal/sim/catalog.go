@@ -37,6 +37,10 @@ type category struct {
 	searchURLs    [queriesPerCategory]string
 	products      []int32
 	pick          alias // popularity within the category
+	// tiers: the category's products by price tercile (cheap, mid, premium), each with its
+	// popularity: what a shopper of that price level looks at (tastes.go).
+	tiers    [numTiers][]int32
+	tierPick [numTiers]alias
 }
 
 type catalog struct {
@@ -47,6 +51,9 @@ type catalog struct {
 	cheap []int32
 	// pricey is the top of the price range: what takeovers and high-value fraud buy.
 	pricey []int32
+	// comp: each product's complement; consumable: the categories bought again (tastes.go).
+	comp       []int32
+	consumable []int32
 }
 
 func newCatalog(s *Simulator, nProducts, nCats int) catalog {
@@ -142,5 +149,6 @@ func newCatalog(s *Simulator, nProducts, nCats int) catalog {
 		}
 		ct.pick = newAlias(cw)
 	}
+	c.drawTiers(func(p int32) float64 { return math.Pow(w[p], 0.75) })
 	return c
 }

@@ -129,6 +129,9 @@ type user struct {
 	ndev, nfp uint8
 	dev       [2]device
 	fp        [2]string
+	tastes    [2]int32 // favourite categories (tastes.go)
+	staple    int32    // a product bought again and again, -1 for none
+	tier      uint8    // the price level kept to
 }
 
 type population struct {

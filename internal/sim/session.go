@@ -219,6 +219,8 @@ type session struct {
 	fp   string
 
 	lastProd, curCat                int32
+	comp                            int32 // the complement to view next (tastes.go), -1 for none
+	stapled                         bool  // the user's staple was viewed this session
 	browseLeft, addsLeft, editsLeft int
 	checkout, order, fail           bool
 	refund, chargeback              bool
@@ -258,7 +260,7 @@ func (s *Simulator) begin(ss *session, t int64, sc int, u *user, dev *device) {
 	ss.geo, ss.ship = u.country, u.country
 	ss.cur = countries[u.country].cur
 	ss.id = s.ids.id(s.pcg)
-	ss.lastProd, ss.curCat = -1, -1
+	ss.lastProd, ss.curCat, ss.comp, ss.stapled = -1, -1, -1, false
 	ss.fp = u.fp[s.intn(int(u.nfp))]
 }
 
@@ -451,7 +453,7 @@ func (s *Simulator) landing(ss *session, t int64) *pb.Envelope {
 		case u < 0.45:
 			e = s.pageView(ss, t, "home", shopURL+"/")
 		case u < 0.8:
-			ss.curCat = s.cat.products[s.cat.pick.draw(s.u64())].cat
+			ss.curCat = s.chooseCategory(ss)
 			e = s.pageView(ss, t, "category", s.cat.cats[ss.curCat].url)
 		default:
 			e = s.pageView(ss, t, "deals", shopURL+"/deals")
@@ -466,14 +468,23 @@ func (s *Simulator) landing(ss *session, t int64) *pb.Envelope {
 }
 
 // viewProduct picks the product a shopper looks at: scripted fraud goes for expensive
-// items; shoppers often stay in the category they are in, else follow overall popularity.
+// items; honest shoppers follow their tastes (a complement, a staple: tastes.go), often
+// stay in the category they are in, else turn to a favourite category or the shop's
+// popularity.
 func (s *Simulator) viewProduct(ss *session) int32 {
 	if ss.sc == scTakeover || ss.sc == scHighValueFirstOrder {
 		return s.cat.pricey[s.intn(len(s.cat.pricey))]
 	}
+	if ss.sc == scHonest {
+		if p, ok := s.tasteView(ss); ok {
+			return p
+		}
+	}
 	if ss.curCat >= 0 && s.chance(0.6) {
-		ct := &s.cat.cats[ss.curCat]
-		return ct.products[ct.pick.draw(s.u64())]
+		return s.inCategory(ss, &s.cat.cats[ss.curCat])
+	}
+	if ss.sc == scHonest && s.chance(tasteShare) {
+		return s.inCategory(ss, &s.cat.cats[ss.user.tastes[s.intn(2)]])
 	}
 	return int32(s.cat.pick.draw(s.u64()))
 }
@@ -505,7 +516,7 @@ func (s *Simulator) browse(ss *session, t int64) *pb.Envelope {
 	switch {
 	case u < 0.76:
 		if ss.curCat < 0 || s.chance(0.5) {
-			ss.curCat = s.cat.products[s.cat.pick.draw(s.u64())].cat
+			ss.curCat = s.chooseCategory(ss)
 		}
 		e = s.pageView(ss, t, "category", s.cat.cats[ss.curCat].url)
 	case u < 0.88:
@@ -545,7 +556,7 @@ func (s *Simulator) browse(ss *session, t int64) *pb.Envelope {
 
 func (s *Simulator) search(ss *session, t int64) *pb.Envelope {
 	if ss.curCat < 0 || s.chance(0.5) {
-		ss.curCat = s.cat.products[s.cat.pick.draw(s.u64())].cat
+		ss.curCat = s.chooseCategory(ss)
 	}
 	ct := &s.cat.cats[ss.curCat]
 	q := s.intn(queriesPerCategory)
@@ -622,6 +633,9 @@ func (s *Simulator) cartAdd(ss *session, t int64) *pb.Envelope {
 	w.CartAdd = ca
 	e.Payload = w
 	ss.addsLeft--
+	if ss.sc == scHonest {
+		ss.comp = s.cat.comp[p]
+	}
 	// Spread the planned edits uniformly over the adds.
 	if ss.editsLeft > 0 && s.float()*float64(ss.addsLeft+1) < float64(ss.editsLeft) {
 		ss.phase, ss.next = phEdit, t+s.think(ss)

@@ -173,6 +173,8 @@ func New(cfg Config) (*Simulator, error) {
 	}
 	s.pop = newPopulation(s, cfg.Users)
 	s.cat = newCatalog(s, cfg.Products, cfg.Categories)
+	s.cat.drawComplements(s)
+	s.pop.drawTastes(s, &s.cat)
 	s.mixCum = cumulativeMix(cfg.FraudMix)
 	s.pFraud = fraudArrivalProb(cfg.FraudRate, s.mixCum)
 	s.curveMax = 1

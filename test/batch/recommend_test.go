@@ -14,8 +14,12 @@ import (
 
 	"github.com/bytebasket/bytebasket/internal/app"
 	"github.com/bytebasket/bytebasket/internal/batch"
+	"github.com/bytebasket/bytebasket/internal/batch/batchtest"
 	"github.com/bytebasket/bytebasket/internal/batch/duckdb"
+	"github.com/bytebasket/bytebasket/internal/config"
 	"github.com/bytebasket/bytebasket/internal/recommend/interactions"
+	"github.com/bytebasket/bytebasket/internal/recommend/rankeval"
+	"github.com/bytebasket/bytebasket/internal/sim"
 	"github.com/bytebasket/bytebasket/internal/testenv"
 )
 
@@ -105,6 +109,18 @@ func TestRecommendByHandOnBothEngines(t *testing.T) {
 	}
 }
 
+// evaluateSAR runs evaluate-recs as Recommenders' SAR quick start is set (Jaccard, a 30-day
+// half-life, top 10) and returns its report and SAR's and popularity's figures.
+func evaluateSAR(t *testing.T, cfg config.Config, opts app.EvaluateRecsOptions) (app.EvaluateRecsReport, rankeval.Report, rankeval.Report) {
+	t.Helper()
+	opts.K, opts.Model = 10, batch.Recommend{Similarity: batch.Jaccard, HalfLife: 30 * 24 * time.Hour}
+	r, err := app.EvaluateRecs(context.Background(), cfg, opts, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, r.Models["sar"], r.Models["popularity"]
+}
+
 // Published figures of Microsoft Recommenders' SAR on MovieLens 100K (its sar_movielens
 // quick start: stratified 75/25 split by user, seed 42, Jaccard, a 30-day half-life, seen
 // items removed, top 10).
@@ -129,14 +145,9 @@ func TestEvaluateRecsMatchesPublishedSAR(t *testing.T) {
 	if _, err := os.Stat(file); err != nil {
 		testenv.Missing(t, "MovieLens 100K is not at %s (%v): fetch it with deploy/local/datasets", file, err)
 	}
-	r, err := app.EvaluateRecs(context.Background(), app.EvaluateRecsOptions{
-		File: file, Read: interactions.Options{Separator: '\t'}, Split: "stratified", Ratio: 0.75, Seed: 42, K: 10,
-		Model: batch.Recommend{Similarity: batch.Jaccard, HalfLife: 30 * 24 * time.Hour},
-	}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sar, pop := r.Models["sar"], r.Models["popularity"]
+	_, sar, pop := evaluateSAR(t, config.Default(), app.EvaluateRecsOptions{
+		File: file, Read: interactions.Options{Separator: '\t'}, Split: "stratified", Ratio: 0.75, Seed: 42,
+	})
 	t.Logf("SAR: MAP %.4f nDCG@10 %.4f P@10 %.4f R@10 %.4f over %d users; popularity MAP %.4f nDCG@10 %.4f",
 		sar.MAP, sar.NDCG, sar.Precision, sar.Recall, sar.Users, pop.MAP, pop.NDCG)
 	if sar.Users != 943 {
@@ -152,5 +163,38 @@ func TestEvaluateRecsMatchesPublishedSAR(t *testing.T) {
 	}
 	if sar.MAP < 1.5*pop.MAP || sar.NDCG < 1.25*pop.NDCG {
 		t.Errorf("SAR (MAP %.4f, nDCG@10 %.4f) does not clearly beat popularity (%.4f, %.4f)", sar.MAP, sar.NDCG, pop.MAP, pop.NDCG)
+	}
+}
+
+// On a simulated shop (users with favourite categories, complements, staples), SAR over the
+// lake's interactions, trained on the oldest three quarters and measured on the newest
+// quarter, has at least twice popularity's nDCG@10: on two seeds.
+func TestRecommendationsBeatPopularityOnTheSimulatedShop(t *testing.T) {
+	testenv.Integration(t)
+	for _, seed := range []uint64{1, 2} {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			ctx := context.Background()
+			cfg, be := localLake(t)
+			start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+			// 300k events over about four simulated days of a 3,000-user shop.
+			l, err := batchtest.Build(ctx, batchtest.Options{
+				Sim: sim.Config{Seed: seed, Users: 3000, Products: 2000, Start: start, Rate: 0.9}, Events: 300_000,
+			}, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, sar, pop := evaluateSAR(t, cfg, app.EvaluateRecsOptions{
+				Lake:  batch.LakeInteractions{From: start, To: l.Last.Add(time.Second), Weights: batch.DefaultWeights},
+				Split: "time", Ratio: 0.75, Seed: seed,
+			})
+			t.Logf("%d interactions trained on, %d test users: SAR nDCG@10 %.4f MAP %.4f HR@10 %.3f; popularity %.4f %.4f %.3f",
+				r.Train, sar.Users, sar.NDCG, sar.MAP, sar.HitRate, pop.NDCG, pop.MAP, pop.HitRate)
+			if sar.Users < 500 {
+				t.Fatalf("%d test users: too few to measure", sar.Users)
+			}
+			if sar.NDCG < 2*pop.NDCG {
+				t.Errorf("SAR's nDCG@10 %.4f is not twice popularity's %.4f", sar.NDCG, pop.NDCG)
+			}
+		})
 	}
 }

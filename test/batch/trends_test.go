@@ -85,15 +85,23 @@ func runTwice(t *testing.T, cfg config.Config, l *batchtest.Lake, read func() ba
 	}
 }
 
-// Embedded mode: DuckDB over the local lake into the embedded store.
-func TestBatchTrendsEmbedded(t *testing.T) {
+// localLake is the default configuration with a data directory of the test's, and the
+// local lake inside it (closed with the test).
+func localLake(t *testing.T) (config.Config, *local.Dir) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	be, err := local.Open(filepath.Join(cfg.DataDir, cfg.Lake.Root))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer be.Close()
+	t.Cleanup(func() { be.Close() })
+	return cfg, be
+}
+
+// Embedded mode: DuckDB over the local lake into the embedded store.
+func TestBatchTrendsEmbedded(t *testing.T) {
+	cfg, be := localLake(t)
 	l := buildE2ELake(t, be)
 	runTwice(t, cfg, l, func() batchtest.TrendStore {
 		st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), cfg.Retention.Duration())
