@@ -243,7 +243,7 @@ func Default() Config {
 		},
 		Fraud: Fraud{
 			Group:          "bytebasket-fraud",
-			CommitInterval: 100 * time.Millisecond, CheckpointInterval: 5 * time.Second,
+			CommitInterval: 20 * time.Millisecond, CheckpointInterval: 5 * time.Second,
 		},
 		Retention: Retention{Days: 7, HistoryDays: 365},
 		Sim:       Sim{Enabled: true, Users: 10000, Rate: 200}, // seed 0: a fresh one per run
