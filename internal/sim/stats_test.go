@@ -481,6 +481,7 @@ func TestFraudScenarios(t *testing.T) {
 	cutoff := r.last.Add(-time.Hour)
 	checked := map[string]int{}
 	maxRingSeen := 0
+	var cardTests, cardFailed int
 	for id, ss := range r.sessions {
 		if ss.scenario == "" || ss.first.After(cutoff) {
 			continue
@@ -509,8 +510,11 @@ func TestFraudScenarios(t *testing.T) {
 					failed++
 				}
 			}
-			if len(orders) < 10 || len(orders) > 30 || last.Sub(first) > 3*time.Minute || failed < len(orders)/3 {
-				t.Errorf("card testing session %s: %d orders over %s, %d failed; want 10..30 within minutes, mostly failing",
+			// Failures are counted over all card-testing sessions (below): one session's share
+			// is binomial, and a session with few failures is rare, not wrong.
+			cardTests, cardFailed = cardTests+len(orders), cardFailed+failed
+			if len(orders) < 10 || len(orders) > 30 || last.Sub(first) > 3*time.Minute || failed == 0 {
+				t.Errorf("card testing session %s: %d orders over %s, %d failed; want 10..30 within minutes, some failing",
 					id, len(orders), last.Sub(first), failed)
 			}
 			if len(fpUsers[o.fp]) != 1 {
@@ -544,7 +548,11 @@ func TestFraudScenarios(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("scenario sessions checked: %v; largest shared-fingerprint ring: %d accounts", checked, maxRingSeen)
+	t.Logf("scenario sessions checked: %v; largest shared-fingerprint ring: %d accounts; card tests failing: %d of %d",
+		checked, maxRingSeen, cardFailed, cardTests)
+	if cardTests == 0 || float64(cardFailed) < 0.6*float64(cardTests) { // each fails with probability 0.75
+		t.Errorf("%d of %d card-testing attempts failed, want most (about 75%%)", cardFailed, cardTests)
+	}
 	if maxRingSeen < 3 {
 		t.Errorf("largest shared-fingerprint ring %d accounts, want >= 3", maxRingSeen)
 	}
