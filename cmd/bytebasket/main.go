@@ -44,7 +44,7 @@ Usage:
   bytebasket serve    [--http ADDR] [--grpc ADDR] [--store embedded|cassandra] [--data-dir DIR]  API, gRPC and dashboard
   bytebasket batch    trends [--since D | --from T --to T] [--engine duckdb|spark]  hourly and daily history
   bytebasket batch    fraud-train [--days N] [--label-window D] [--engine E] [--out FILE] [--publish]  fraud model from chargebacks
-  bytebasket batch    evaluate-recs [--file F [--sep C] | --since D]  [--split time|stratified] [--ratio R] [--k K] [--similarity S] [--json]  SAR vs popularity offline
+  bytebasket batch    evaluate-recs [--file F [--sep C] [--header] | --since D [--to T] [--engine E]] [--split time|stratified] [--ratio R] [--seed N] [--k K] [--similarity S] [--half-life D] [--json]  SAR vs popularity and random, offline
   bytebasket retention [--dry-run]                             delete lake partitions older than retention.days
   bytebasket topics   create|describe [--brokers HOST:PORT]
   bytebasket schema   apply [--config DIR]                      Cassandra keyspace, tables and TTLs
@@ -526,6 +526,9 @@ func evaluateRecsCmd(ctx context.Context, args []string) error {
 		}
 	}
 	opts.Lake.From = opts.Lake.To.Add(-*since)
+	if opts.Ratio <= 0 || opts.Ratio >= 1 || opts.K <= 0 || opts.Model.HalfLife < time.Microsecond {
+		return usageError{errors.New("batch evaluate-recs: --ratio must be in (0, 1), --k positive, --half-life at least 1µs")}
+	}
 	switch *sep {
 	case `\t`, "tab":
 		opts.Read.Separator = '\t'

@@ -55,12 +55,12 @@ type EvaluateRecsReport struct {
 // SQL, on DuckDB) trained on one part and measured on the other beside the most popular and
 // random items, as a table or JSON on out.
 func EvaluateRecs(ctx context.Context, cfg config.Config, opts EvaluateRecsOptions, out io.Writer) (EvaluateRecsReport, error) {
+	if opts.Ratio <= 0 || opts.Ratio >= 1 || opts.K <= 0 {
+		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: ratio %v and k %d: want a ratio in (0, 1) and k > 0", opts.Ratio, opts.K)
+	}
 	in, source, err := readInteractions(ctx, cfg, opts)
 	if err != nil {
 		return EvaluateRecsReport{}, err
-	}
-	if opts.Ratio <= 0 || opts.Ratio >= 1 || opts.K <= 0 {
-		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: ratio %v and k %d: want a ratio in (0, 1) and k > 0", opts.Ratio, opts.K)
 	}
 	var s split.Split
 	switch opts.Split {
@@ -70,6 +70,9 @@ func EvaluateRecs(ctx context.Context, cfg config.Config, opts EvaluateRecsOptio
 		s = split.Stratified(in, opts.Ratio, opts.Seed)
 	default:
 		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: split %q is not time or stratified", opts.Split)
+	}
+	if opts.Split == "time" && len(in) > 0 && !slices.ContainsFunc(in, func(x interactions.Interaction) bool { return !x.Time.IsZero() }) {
+		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: %s has no timestamps to split by time: use --split stratified", source)
 	}
 	if len(s.Train) == 0 || len(s.Truth) == 0 {
 		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: %s: %d interactions leave %d to train on and %d users to test", source, len(in), len(s.Train), len(s.Truth))
@@ -138,20 +141,12 @@ func readInteractions(ctx context.Context, cfg config.Config, opts EvaluateRecsO
 		w, ok := r[2].(float64)
 		at, err3 := batch.Time(r[3])
 		if err := cmp.Or(err1, err2, err3); err != nil || !ok {
-			return nil, "", fmt.Errorf("evaluate-recs: interaction %d of the lake: %v (%v)", i, r, err)
+			return nil, "", fmt.Errorf("evaluate-recs: interaction %d of the lake, %v, is not (user, item, weight as a double, time): %v", i, r, err)
 		}
 		in[i] = interactions.Interaction{User: user, Item: item, Rating: w, Time: at}
 	}
 	source := fmt.Sprintf("the lake's interactions of [%s, %s) on %s", opts.Lake.From.Format(time.RFC3339), opts.Lake.To.Format(time.RFC3339), eng.Name())
 	return in, source, nil
-}
-
-// trainRow is an interaction as the recommend job's interactions view has it.
-type trainRow struct {
-	UserID    string    `parquet:"user_id"`
-	ItemID    string    `parquet:"item_id"`
-	Weight    float64   `parquet:"weight"`
-	EventTime time.Time `parquet:"event_time,timestamp(microsecond)"`
 }
 
 // runSAR runs the recommend job on DuckDB over train (written to a scratch Parquet file):
@@ -162,9 +157,9 @@ func runSAR(ctx context.Context, train []interactions.Interaction, opts Evaluate
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	rows := make([]trainRow, len(train))
+	rows := make([]batch.InteractionRow, len(train))
 	for i, x := range train {
-		rows[i] = trainRow{x.User, x.Item, x.Rating, x.Time.UTC()}
+		rows[i] = batch.InteractionRow{UserID: x.User, ItemID: x.Item, Weight: x.Rating, EventTime: x.Time.UTC()}
 		if x.Time.After(opts.Model.Reference) {
 			opts.Model.Reference = x.Time
 		}

@@ -28,8 +28,8 @@ type Engine interface {
 	// session time zone at UTC. A stream with no files yet gets an empty view of the same
 	// columns, so jobs return nothing rather than fail.
 	RegisterViews(ctx context.Context) error
-	// RegisterParquet (re)creates view over the Parquet file or directory at path (as the
-	// engine reaches it: a local path for DuckDB, a URI for Spark).
+	// RegisterParquet (re)creates view over the Parquet at path, as the engine reaches it:
+	// a local file or glob for DuckDB, a file or directory URI for Spark.
 	RegisterParquet(ctx context.Context, view, path string) error
 	// Query runs one statement and returns its column names and rows.
 	Query(ctx context.Context, sql string) ([]string, [][]any, error)

@@ -51,6 +51,14 @@ WITH events AS (
 SELECT user_id, item_id, score, CAST(rn AS BIGINT) AS rank FROM ranked WHERE rn <= {{.K}}
 ORDER BY user_id, rank`}
 
+// InteractionRow is one row of the interactions view, as Go writes it to Parquet.
+type InteractionRow struct {
+	UserID    string    `parquet:"user_id"`
+	ItemID    string    `parquet:"item_id"`
+	Weight    float64   `parquet:"weight"`
+	EventTime time.Time `parquet:"event_time,timestamp(microsecond)"`
+}
+
 // Similarity is how co-occurrence counts become item similarities.
 type Similarity string
 
@@ -69,8 +77,10 @@ var Similarities = []Similarity{Jaccard, Lift, Cosine, Count}
 type Recommend struct {
 	Similarity Similarity
 	HalfLife   time.Duration // of an interaction's weight in the affinity
-	Reference  time.Time     // the time of full weight: the newest interaction, as SAR takes it
-	K          int           // recommendations per user
+	// Reference is the time of full weight: the newest interaction, as SAR takes it (an
+	// earlier one would weigh newer interactions more than fully).
+	Reference time.Time
+	K         int // recommendations per user
 }
 
 // Scored is one recommended item and its score.
@@ -84,8 +94,8 @@ func (r Recommend) SQL(eng Engine) (string, error) {
 	if !slices.Contains(Similarities, r.Similarity) {
 		return "", fmt.Errorf("batch: similarity %q is not one of %v", r.Similarity, Similarities)
 	}
-	if r.HalfLife <= 0 || r.K <= 0 {
-		return "", fmt.Errorf("batch: recommend with half-life %s and k %d: want both positive", r.HalfLife, r.K)
+	if r.HalfLife < time.Microsecond || r.K <= 0 {
+		return "", fmt.Errorf("batch: recommend with half-life %s and k %d: want a half-life of at least 1µs and k > 0", r.HalfLife, r.K)
 	}
 	p := map[string]any{"Similarity": string(r.Similarity), "K": r.K,
 		"RefMicros": r.Reference.UnixMicro(), "HalfLifeMicros": r.HalfLife.Microseconds()}
@@ -132,7 +142,7 @@ FROM (
   FROM transactions WHERE event_type = 'order_placed' AND user_id <> '' AND {{template "range" .}}
 ) o
 WHERE it.product_id <> ''
-ORDER BY event_time, user_id, item_id`}
+ORDER BY event_time, user_id, item_id, weight`}
 
 // Weights are what each kind of interaction adds to a user's affinity for a product.
 type Weights struct {

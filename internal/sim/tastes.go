@@ -88,7 +88,10 @@ func (p *population) drawTastes(s *Simulator, c *catalog) {
 	for i := range p.users {
 		u := &p.users[i]
 		u.tastes[0] = int32(s.intn(len(c.cats)))
-		u.tastes[1] = int32(s.intn(len(c.cats)))
+		u.tastes[1] = u.tastes[0]
+		if len(c.cats) > 1 { // two different ones
+			u.tastes[1] = (u.tastes[0] + 1 + int32(s.intn(len(c.cats)-1))) % int32(len(c.cats))
+		}
 		u.tier = uint8(s.intn(numTiers))
 		u.staple = -1
 		if u.returning && len(c.consumable) > 0 && s.chance(stapleUsers) {

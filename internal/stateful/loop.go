@@ -204,7 +204,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		l.mu.Lock()
 		l.apply(fetches)
 		if time.Since(lastFlush) >= l.cfg.FlushInterval {
-			l.flushLocked(time.Now())
+			l.flushLocked(time.Now(), true)
 			lastFlush = time.Now()
 		}
 		open := l.txn != nil && l.txn.open
@@ -388,7 +388,7 @@ func (l *Loop) check(r *kgo.Record, now time.Time) pending {
 func (l *Loop) drain(p *partition) {
 	for {
 		t, ok := p.next(l.cfg.Topics)
-		if !ok {
+		if !ok || !l.inTxn() { // a record is due: its offset moves in a transaction
 			break
 		}
 		l.applyOne(p, t, p.pop(t))
@@ -398,9 +398,6 @@ func (l *Loop) drain(p *partition) {
 
 // applyOne applies one record in its turn: a dead letter, a duplicate, or an event.
 func (l *Loop) applyOne(p *partition, topic string, pd pending) {
-	if !l.inTxn() {
-		return
-	}
 	p.offsets[topic] = pd.r.Offset + 1
 	p.silent = pd.r.Offset < p.replayUntil[topic]
 	switch {
@@ -464,11 +461,16 @@ func (l *Loop) routed(key string) int32 {
 // flushLocked writes every partition's due output. Work is staggered so that one flush
 // carries little more than the live rows: at most one partition writes its Full output (in
 // turn) and at most one, the one checkpointed longest ago, writes its Full output and
-// checkpoints. A failed write stalls the loop (see retryStalled).
-func (l *Loop) flushLocked(now time.Time) {
+// checkpoints. A failed write stalls the loop (see retryStalled). afterPoll: the flush
+// follows a poll, so no rebalance can run until the loop lets it; a transactional loop
+// applies nothing otherwise (a transaction must not span a rebalance).
+func (l *Loop) flushLocked(now time.Time, afterPoll bool) {
 	ids := slices.Sorted(maps.Keys(l.parts))
 	l.applyProbe()
 	for _, id := range ids { // a topic found caught up may release the others' records
+		if l.txn != nil && !afterPoll {
+			break
+		}
 		l.drain(l.parts[id])
 	}
 	// The transaction commits what was applied before anything is checkpointed: a
@@ -619,7 +621,7 @@ func (l *Loop) retryStalled() {
 	defer l.mu.Unlock()
 	before := l.stallErr
 	l.stallErr = nil
-	l.flushLocked(time.Now())
+	l.flushLocked(time.Now(), false)
 	if l.stallErr == nil && before != nil {
 		slog.Info("store writes succeed again; polling resumes")
 		l.m.stalled.Set(0)
@@ -1032,18 +1034,27 @@ func (l *Loop) emitFor(p *partition) Emit {
 			l.m.replayedOutput.Inc()
 			return
 		}
-		if l.inTxn() {
-			l.txn.emit(l.runCtx, r)
+		if !l.txn.open { // only Apply emits, and drain opened one for it
+			l.fatal(fmt.Errorf("%s emitted a record outside a transaction", l.role.Name()))
+			return
 		}
+		l.txn.emit(l.runCtx, r)
 	}
 }
 
-// inTxn opens a transaction, if none is, for a record about to be applied (its offset moves)
-// or emitted: one is open only while it has something to commit, so an idle loop commits
-// none (each would cost a heartbeat and a round of requests). It reports false when the
-// transaction cannot begin, which ends Run.
+// inTxn opens a transaction, if none is, for a record about to be applied: one is open only
+// while it has something to commit, so an idle loop commits none (each would cost a
+// heartbeat and a round of requests). Only the loop calls it, holding mu, between a poll and
+// letting a rebalance through. It reports false when Run is ending or the transaction cannot
+// begin (which ends Run): nothing more is applied.
 func (l *Loop) inTxn() bool {
-	if l.txn == nil || l.txn.open {
+	if l.txn == nil {
+		return true
+	}
+	if l.runCtx.Err() != nil {
+		return false
+	}
+	if l.txn.open {
 		return true
 	}
 	if err := l.txn.begin(l.runCtx); err != nil {

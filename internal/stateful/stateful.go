@@ -90,7 +90,8 @@ type Role interface {
 // Emit produces one output record in the loop's current Kafka transaction, which commits
 // together with the input offsets of what was applied: each output record is in Kafka
 // exactly once. Records emitted while a restored partition replays what an earlier owner
-// already committed are dropped.
+// already committed are dropped. Only Apply (ApplyRecord) may emit: a transaction is open
+// only while records are applied, and an emit outside one ends Run.
 type Emit func(r *kgo.Record)
 
 // Task is one partition's state. The loop calls it from one goroutine at a time.

@@ -23,15 +23,8 @@ import (
 	"github.com/bytebasket/bytebasket/internal/testenv"
 )
 
-type interactionRow struct {
-	UserID    string    `parquet:"user_id"`
-	ItemID    string    `parquet:"item_id"`
-	Weight    float64   `parquet:"weight"`
-	EventTime time.Time `parquet:"event_time,timestamp(microsecond)"`
-}
-
 // The recommend job on a catalog small enough to work by hand, on DuckDB and on Spark over
-// the same Parquet: both give the scores worked out below, for Jaccard and lift.
+// the same Parquet: both give the scores worked out below, for every similarity.
 //
 //	u1: A, B, D (weight 2)     users per item: A 2, B 2, C 2, D 1
 //	u2: A, C (two half-lives old: affinity 0.25)
@@ -40,14 +33,18 @@ type interactionRow struct {
 // Jaccard: A~B = A~C = B~C = 1/3, A~D = B~D = 1/2. u1: C = 1/3 + 1/3. u2: D = 1/2, B =
 // 1/3 + 0.25/3. u3: A = 2/3, D = 1/2. Lift: A~B = A~C = B~C = 1/4, A~D = B~D = 1/2.
 // u1: C = 1/2. u2: D = 1/2, B = 1/4 + 0.25/4. u3: D = 1/2, A = 1/2 (a tie: by item id).
+// Cosine: A~B = A~C = B~C = 1/2, A~D = B~D = sqrt(1/2). Count: every pair 1 but C~D 0.
 func TestRecommendByHandOnBothEngines(t *testing.T) {
 	ctx := context.Background()
 	ref := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	halfLife := 24 * time.Hour
-	rows := []interactionRow{
-		{"u1", "A", 1, ref}, {"u1", "B", 1, ref}, {"u1", "D", 2, ref},
-		{"u2", "A", 1, ref}, {"u2", "C", 1, ref.Add(-2 * halfLife)},
-		{"u3", "B", 1, ref}, {"u3", "C", 1, ref},
+	row := func(user, item string, w float64, at time.Time) batch.InteractionRow {
+		return batch.InteractionRow{UserID: user, ItemID: item, Weight: w, EventTime: at}
+	}
+	rows := []batch.InteractionRow{
+		row("u1", "A", 1, ref), row("u1", "B", 1, ref), row("u1", "D", 2, ref),
+		row("u2", "A", 1, ref), row("u2", "C", 1, ref.Add(-2*halfLife)),
+		row("u3", "B", 1, ref), row("u3", "C", 1, ref),
 	}
 	dir := t.TempDir()
 	local := filepath.Join(dir, "interactions.parquet")
@@ -83,6 +80,8 @@ func TestRecommendByHandOnBothEngines(t *testing.T) {
 	want := map[batch.Similarity]map[string][]scored{
 		batch.Jaccard: {"u1": {{"C", 2.0 / 3}}, "u2": {{"D", 0.5}, {"B", 1.0/3 + 0.25/3}}, "u3": {{"A", 2.0 / 3}, {"D", 0.5}}},
 		batch.Lift:    {"u1": {{"C", 0.5}}, "u2": {{"D", 0.5}, {"B", 0.25 + 0.25/4}}, "u3": {{"A", 0.5}, {"D", 0.5}}},
+		batch.Cosine:  {"u1": {{"C", 1}}, "u2": {{"D", math.Sqrt(0.5)}, {"B", 0.5 + 0.25/2}}, "u3": {{"A", 1}, {"D", math.Sqrt(0.5)}}},
+		batch.Count:   {"u1": {{"C", 2}}, "u2": {{"B", 1.25}, {"D", 1}}, "u3": {{"A", 2}, {"D", 1}}},
 	}
 	for _, eng := range []batch.Engine{duck, sp} {
 		for sim, w := range want {
