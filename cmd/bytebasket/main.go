@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -526,9 +525,6 @@ func evaluateRecsCmd(ctx context.Context, args []string) error {
 		}
 	}
 	opts.Lake.From = opts.Lake.To.Add(-*since)
-	if opts.Ratio <= 0 || opts.Ratio >= 1 || opts.K <= 0 || opts.Model.HalfLife < time.Microsecond {
-		return usageError{errors.New("batch evaluate-recs: --ratio must be in (0, 1), --k positive, --half-life at least 1µs")}
-	}
 	switch *sep {
 	case `\t`, "tab":
 		opts.Read.Separator = '\t'
@@ -539,10 +535,7 @@ func evaluateRecsCmd(ctx context.Context, args []string) error {
 		}
 		opts.Read.Separator = r[0]
 	}
-	opts.Model.Similarity = batch.Similarity(*similarity)
-	if !slices.Contains(batch.Similarities, opts.Model.Similarity) {
-		return usageError{fmt.Errorf("batch evaluate-recs: --similarity %q is not one of %v", *similarity, batch.Similarities)}
-	}
+	opts.Model.Similarity = batch.Similarity(*similarity) // checked with the other flags by EvaluateRecs
 	_, err = app.EvaluateRecs(ctx, cfg, opts, os.Stdout)
 	return err
 }

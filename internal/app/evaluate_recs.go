@@ -55,8 +55,12 @@ type EvaluateRecsReport struct {
 // SQL, on DuckDB) trained on one part and measured on the other beside the most popular and
 // random items, as a table or JSON on out.
 func EvaluateRecs(ctx context.Context, cfg config.Config, opts EvaluateRecsOptions, out io.Writer) (EvaluateRecsReport, error) {
-	if opts.Ratio <= 0 || opts.Ratio >= 1 || opts.K <= 0 {
-		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: ratio %v and k %d: want a ratio in (0, 1) and k > 0", opts.Ratio, opts.K)
+	opts.Model.K = opts.K
+	if err := opts.Model.Check(); err != nil {
+		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: %w", err)
+	}
+	if opts.Ratio <= 0 || opts.Ratio >= 1 {
+		return EvaluateRecsReport{}, fmt.Errorf("evaluate-recs: ratio %v: want one in (0, 1)", opts.Ratio)
 	}
 	in, source, err := readInteractions(ctx, cfg, opts)
 	if err != nil {
@@ -176,7 +180,6 @@ func runSAR(ctx context.Context, train []interactions.Interaction, opts Evaluate
 	if err := eng.RegisterParquet(ctx, batch.ViewInteractions, path); err != nil {
 		return nil, err
 	}
-	opts.Model.K = opts.K
 	scored, err := opts.Model.Run(ctx, eng)
 	if err != nil {
 		return nil, err

@@ -98,7 +98,7 @@ func String(v any) (string, error) {
 }
 
 // Normalize converts every value of rows to the types jobs compare and store: int64,
-// time.Time in UTC, string, nil. Rows from both engines normalize to equal values.
+// float64, time.Time in UTC, string, nil. Rows from both engines normalize to equal values.
 func Normalize(rows [][]any) ([][]any, error) {
 	out := make([][]any, len(rows))
 	for i, r := range rows {
@@ -107,7 +107,7 @@ func Normalize(rows [][]any) ([][]any, error) {
 			switch x := v.(type) {
 			case time.Time:
 				out[i][j] = x.UTC()
-			case string, nil:
+			case string, float64, nil: // float64: scores and weights
 				out[i][j] = x
 			default:
 				n, err := Int64(v)

@@ -76,17 +76,14 @@ type FraudExample struct {
 
 // SQL renders the job for eng.
 func (ff FraudFeatures) SQL(eng Engine) (string, error) {
-	const ts = "2006-01-02 15:04:05.999999"
-	from, to := ff.From.UTC(), ff.To.UTC()
-	hist := from.Add(-ff.Lookback)
-	p := map[string]any{
-		"From": from.Format(ts), "To": to.Format(ts), "FirstDate": from.Format(time.DateOnly),
-		"LastDate": to.Add(-time.Microsecond).Format(time.DateOnly), "HistFrom": hist.Format(ts),
-		"HistFirstDate": hist.Format(time.DateOnly), "LabelTo": to.Add(ff.LabelWindow).Format(ts),
-		"LabelLastDate": to.Add(ff.LabelWindow).Format(time.DateOnly),
-		"WindowS":       int64(riskmodel.Window.Seconds()), "CountriesS": int64(riskmodel.CountriesWindow.Seconds()),
+	to := ff.To.UTC()
+	hist := ff.From.UTC().Add(-ff.Lookback)
+	p := rangeParams(ff.From, ff.To, map[string]any{
+		"HistFrom": hist.Format(tsLayout), "HistFirstDate": hist.Format(time.DateOnly),
+		"LabelTo": to.Add(ff.LabelWindow).Format(tsLayout), "LabelLastDate": to.Add(ff.LabelWindow).Format(time.DateOnly),
+		"WindowS": int64(riskmodel.Window.Seconds()), "CountriesS": int64(riskmodel.CountriesWindow.Seconds()),
 		"LookbackS": int64(ff.Lookback.Seconds()), "LabelS": int64(ff.LabelWindow.Seconds()),
-	}
+	})
 	return render(eng, FraudFeaturesJob.Name, rangeTmpl+featureTmpl+FraudFeaturesJob.Text, p)
 }
 

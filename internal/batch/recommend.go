@@ -89,13 +89,21 @@ type Scored struct {
 	Score float64
 }
 
-// SQL renders the job for eng.
-func (r Recommend) SQL(eng Engine) (string, error) {
+// Check reports what of r the job cannot run with.
+func (r Recommend) Check() error {
 	if !slices.Contains(Similarities, r.Similarity) {
-		return "", fmt.Errorf("batch: similarity %q is not one of %v", r.Similarity, Similarities)
+		return fmt.Errorf("batch: similarity %q is not one of %v", r.Similarity, Similarities)
 	}
 	if r.HalfLife < time.Microsecond || r.K <= 0 {
-		return "", fmt.Errorf("batch: recommend with half-life %s and k %d: want a half-life of at least 1µs and k > 0", r.HalfLife, r.K)
+		return fmt.Errorf("batch: recommend with half-life %s and k %d: want a half-life of at least 1µs and k > 0", r.HalfLife, r.K)
+	}
+	return nil
+}
+
+// SQL renders the job for eng.
+func (r Recommend) SQL(eng Engine) (string, error) {
+	if err := r.Check(); err != nil {
+		return "", err
 	}
 	p := map[string]any{"Similarity": string(r.Similarity), "K": r.K,
 		"RefMicros": r.Reference.UnixMicro(), "HalfLifeMicros": r.HalfLife.Microseconds()}
@@ -109,9 +117,9 @@ func (r Recommend) Run(ctx context.Context, eng Engine) (map[string][]Scored, er
 	if err != nil {
 		return nil, err
 	}
-	_, rows, err := eng.Query(ctx, q)
+	_, rows, err := query(ctx, eng, RecommendJob.Name, q)
 	if err != nil {
-		return nil, fmt.Errorf("batch: job %s on %s: %w", RecommendJob.Name, eng.Name(), err)
+		return nil, err
 	}
 	out := map[string][]Scored{}
 	for i, row := range rows {
@@ -166,18 +174,11 @@ func (li LakeInteractions) Rows(ctx context.Context, eng Engine) ([][]any, error
 	if !li.From.Before(li.To) {
 		return nil, fmt.Errorf("batch: interactions over [%s, %s): an empty range", li.From.Format(time.RFC3339), li.To.Format(time.RFC3339))
 	}
-	const ts = "2006-01-02 15:04:05.999999"
-	from, to := li.From.UTC(), li.To.UTC()
-	p := map[string]any{"From": from.Format(ts), "To": to.Format(ts), "FirstDate": from.Format(time.DateOnly),
-		"LastDate": to.Add(-time.Microsecond).Format(time.DateOnly),
-		"View":     li.Weights.View, "Cart": li.Weights.Cart, "Order": li.Weights.Order}
+	p := rangeParams(li.From, li.To, map[string]any{"View": li.Weights.View, "Cart": li.Weights.Cart, "Order": li.Weights.Order})
 	q, err := render(eng, InteractionsJob.Name, rangeTmpl+InteractionsJob.Text, p)
 	if err != nil {
 		return nil, err
 	}
-	_, rows, err := eng.Query(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("batch: job %s on %s: %w", InteractionsJob.Name, eng.Name(), err)
-	}
-	return rows, nil
+	_, rows, err := query(ctx, eng, InteractionsJob.Name, q)
+	return rows, err
 }

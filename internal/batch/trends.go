@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"text/template"
@@ -26,6 +27,18 @@ type Job struct {
 // then filters exact event times. Literals are UTC: both engines run with UTC sessions.
 const rangeTmpl = `{{define "range"}}date >= DATE '{{.FirstDate}}' AND date <= DATE '{{.LastDate}}' ` +
 	`AND event_time >= TIMESTAMP '{{.From}}' AND event_time < TIMESTAMP '{{.To}}'{{end}}`
+
+// tsLayout is how a job's text spells a timestamp literal.
+const tsLayout = "2006-01-02 15:04:05.999999"
+
+// rangeParams fill rangeTmpl for [from, to), with more parameters of a job's own.
+func rangeParams(from, to time.Time, more map[string]any) map[string]any {
+	from, to = from.UTC(), to.UTC()
+	p := map[string]any{"From": from.Format(tsLayout), "To": to.Format(tsLayout),
+		"FirstDate": from.Format(time.DateOnly), "LastDate": to.Add(-time.Microsecond).Format(time.DateOnly)}
+	maps.Copy(p, more)
+	return p
+}
 
 // MetricsJob counts per bucket and platform, and per bucket over all platforms (distinct
 // users do not add up across platforms). Users are distinct over both streams.
@@ -124,9 +137,8 @@ func (j Job) SQL(eng Engine, g model.TrendGranularity, from, to time.Time) (stri
 		return "", fmt.Errorf("batch: unknown granularity %q", g)
 	}
 	from, to = from.UTC(), to.UTC()
-	const ts = "2006-01-02 15:04:05.999999"
 	p := sqlParams{
-		Unit: unit, From: from.Format(ts), To: to.Format(ts),
+		Unit: unit, From: from.Format(tsLayout), To: to.Format(tsLayout),
 		FirstDate: from.Format(time.DateOnly), LastDate: to.Add(-time.Microsecond).Format(time.DateOnly),
 		All: model.AllPlatforms, TopN: model.TrendTopN,
 	}

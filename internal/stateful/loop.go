@@ -65,7 +65,10 @@ type Loop struct {
 	ready    atomic.Bool
 	ckptWG   sync.WaitGroup
 	commitWG sync.WaitGroup // offset commits in flight: the last ones land before leaving
-	lastPoll atomic.Int64   // unix ms, for /readyz of a loop that stopped polling
+	// held: between a poll and the loop letting a rebalance through (guarded by mu), when
+	// no rebalance can run: the only time a transaction may begin.
+	held     bool
+	lastPoll atomic.Int64 // unix ms, for /readyz of a loop that stopped polling
 }
 
 // lsoProbe is the last stable offsets of every input partition, listed at one time.
@@ -202,12 +205,14 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 		})
 		l.mu.Lock()
+		l.held = true
 		l.apply(fetches)
 		if time.Since(lastFlush) >= l.cfg.FlushInterval {
-			l.flushLocked(time.Now(), true)
+			l.flushLocked(time.Now())
 			lastFlush = time.Now()
 		}
 		open := l.txn != nil && l.txn.open
+		l.held = open
 		l.mu.Unlock()
 		if !open { // a transaction never spans a rebalance
 			l.client.AllowRebalance()
@@ -461,16 +466,11 @@ func (l *Loop) routed(key string) int32 {
 // flushLocked writes every partition's due output. Work is staggered so that one flush
 // carries little more than the live rows: at most one partition writes its Full output (in
 // turn) and at most one, the one checkpointed longest ago, writes its Full output and
-// checkpoints. A failed write stalls the loop (see retryStalled). afterPoll: the flush
-// follows a poll, so no rebalance can run until the loop lets it; a transactional loop
-// applies nothing otherwise (a transaction must not span a rebalance).
-func (l *Loop) flushLocked(now time.Time, afterPoll bool) {
+// checkpoints. A failed write stalls the loop (see retryStalled).
+func (l *Loop) flushLocked(now time.Time) {
 	ids := slices.Sorted(maps.Keys(l.parts))
 	l.applyProbe()
 	for _, id := range ids { // a topic found caught up may release the others' records
-		if l.txn != nil && !afterPoll {
-			break
-		}
 		l.drain(l.parts[id])
 	}
 	// The transaction commits what was applied before anything is checkpointed: a
@@ -621,7 +621,7 @@ func (l *Loop) retryStalled() {
 	defer l.mu.Unlock()
 	before := l.stallErr
 	l.stallErr = nil
-	l.flushLocked(time.Now(), false)
+	l.flushLocked(time.Now())
 	if l.stallErr == nil && before != nil {
 		slog.Info("store writes succeed again; polling resumes")
 		l.m.stalled.Set(0)
@@ -1044,9 +1044,9 @@ func (l *Loop) emitFor(p *partition) Emit {
 
 // inTxn opens a transaction, if none is, for a record about to be applied: one is open only
 // while it has something to commit, so an idle loop commits none (each would cost a
-// heartbeat and a round of requests). Only the loop calls it, holding mu, between a poll and
-// letting a rebalance through. It reports false when Run is ending or the transaction cannot
-// begin (which ends Run): nothing more is applied.
+// heartbeat and a round of requests). It reports false, and nothing more is applied, when
+// Run is ending, when a rebalance may run (a stalled retry: a transaction must not span
+// one), or when the transaction cannot begin (which ends Run).
 func (l *Loop) inTxn() bool {
 	if l.txn == nil {
 		return true
@@ -1056,6 +1056,9 @@ func (l *Loop) inTxn() bool {
 	}
 	if l.txn.open {
 		return true
+	}
+	if !l.held {
+		return false
 	}
 	if err := l.txn.begin(l.runCtx); err != nil {
 		l.fatal(err)

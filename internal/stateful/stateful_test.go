@@ -247,28 +247,34 @@ func TestDrainOrderAcrossTopics(t *testing.T) {
 	}
 }
 
-// A commit that moves no offset sends one owned partition's committed offsets as they are
-// (never a lower one), so the request is never empty.
-func TestCommitWithoutProgressRecommitsOffsets(t *testing.T) {
+// A commit sends every owned partition's offsets, moved or not (so the request is never
+// empty), and never one below what is committed.
+func TestCommitNeverEmptyNorBackwards(t *testing.T) {
 	out := &txnOutput{committed: map[int32]map[string]int64{
 		2: {"transactions": 40, "user-activity": 900},
-		1: {},
 		3: {"transactions": 7},
 	}}
-	applied := map[int32]map[string]int64{2: {"transactions": 12, "user-activity": 900}, 3: {"transactions": 7}}
-	if moved := out.moved(applied); len(moved) != 0 {
-		t.Fatalf("a replay below the committed offsets moved %v", moved)
+	applied := map[int32]map[string]int64{
+		2: {"transactions": 12, "user-activity": 900}, // a replay below the committed offsets
+		3: {"transactions": 7},
+		5: {"transactions": 3}, // nothing committed yet
 	}
-	got := out.unchanged()
-	want := map[int32]map[string]int64{2: {"transactions": 40, "user-activity": 900}}
-	if len(got) != 1 || !maps.Equal(got[2], want[2]) {
-		t.Fatalf("unchanged %v, want %v", got, want)
+	want := map[int32]map[string]int64{2: {"transactions": 40, "user-activity": 900}, 3: {"transactions": 7}, 5: {"transactions": 3}}
+	got := out.toCommit(applied)
+	if len(got) != len(want) {
+		t.Fatalf("commit %v, want %v", got, want)
+	}
+	for id, offs := range want {
+		if !maps.Equal(got[id], offs) {
+			t.Fatalf("commit %v, want %v", got, want)
+		}
 	}
 	got[2]["transactions"] = 1 // a copy: the committed state is not the request's
 	if out.committed[2]["transactions"] != 40 {
-		t.Fatal("unchanged shares its map with the committed offsets")
+		t.Fatal("the commit shares its map with the committed offsets")
 	}
-	if got := (&txnOutput{committed: map[int32]map[string]int64{}}).unchanged(); len(got) != 0 {
-		t.Fatalf("nothing committed: %v", got)
+	applied[3]["transactions"] = 9
+	if got := out.toCommit(applied); got[3]["transactions"] != 9 {
+		t.Fatalf("progress not committed: %v", got)
 	}
 }

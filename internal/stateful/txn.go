@@ -20,8 +20,8 @@ import (
 // produced in a transaction of franz-go's group transact session, which commits with the
 // group offsets of what was applied, never of what was only fetched (records wait in the
 // partitions' queues for the event-time merge). A transaction is open only from the first
-// record applied or emitted after a flush to the next flush; rebalances are allowed only
-// between transactions, so no transaction spans one.
+// record applied after a flush to the next flush; rebalances are allowed only between
+// transactions, so no transaction spans one.
 type txnOutput struct {
 	s        *kgo.GroupTransactSession
 	prefix   string
@@ -72,7 +72,7 @@ func (t *txnOutput) emit(ctx context.Context, r *kgo.Record) {
 }
 
 // commit ends the open transaction, committing offsets (partition -> logical topic -> next
-// offset) where they moved since the last commit. It reports whether the transaction
+// offset), none below what is committed. It reports whether the transaction
 // committed; false with a nil error means there was none open.
 func (t *txnOutput) commit(ctx context.Context, offsets map[int32]map[string]int64) (bool, error) {
 	if !t.open {
@@ -87,16 +87,9 @@ func (t *txnOutput) commit(ctx context.Context, offsets map[int32]map[string]int
 		_, err := t.s.End(ctx, kgo.TryAbort)
 		return false, errors.Join(fmt.Errorf("output not produced: %w", failed), err)
 	}
-	moved := t.moved(offsets)
-	if len(moved) == 0 {
-		// franz-go takes a commit without offsets for one to a broker before KIP-447 and
-		// holds the session for 500 ms after it, so the next commit waits that long (the
-		// applied records were a replay below the committed offsets). Committing an offset
-		// again changes nothing and keeps the next commit prompt.
-		moved = t.unchanged()
-	}
+	commit := t.toCommit(offsets)
 	ctx = kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
-		req.Topics = t.request(req, moved)
+		req.Topics = t.request(req, commit)
 		return nil
 	})
 	// A member the group dropped while it was paused waits in End for a heartbeat that
@@ -116,7 +109,7 @@ func (t *txnOutput) commit(ctx context.Context, offsets map[int32]map[string]int
 	if !committed {
 		return false, errors.New("transaction aborted (a rebalance or a fenced member)")
 	}
-	for id, offs := range moved {
+	for id, offs := range commit {
 		if t.committed[id] == nil {
 			t.committed[id] = map[string]int64{}
 		}
@@ -143,36 +136,23 @@ func (t *txnOutput) abort(ctx context.Context) error {
 	return nil
 }
 
-// moved is the part of offsets past what is committed. Never less: a restored partition
-// replaying below the group's offsets must not move them back, or a later owner would
-// decide again what an earlier one committed.
-func (t *txnOutput) moved(offsets map[int32]map[string]int64) map[int32]map[string]int64 {
-	out := map[int32]map[string]int64{}
+// toCommit is offsets, each raised to what is committed: never less, since a restored
+// partition replaying below the group's offsets must not move them back (a later owner would
+// decide again what an earlier one committed). Every owned partition is sent, moved or not:
+// franz-go takes a commit without offsets for one to a broker before KIP-447 and holds the
+// session 500 ms after it, which the next commit would wait out.
+func (t *txnOutput) toCommit(offsets map[int32]map[string]int64) map[int32]map[string]int64 {
+	out := make(map[int32]map[string]int64, len(offsets))
 	for id, offs := range offsets {
+		out[id] = make(map[string]int64, len(offs))
 		for topic, off := range offs {
-			if prev, ok := t.committed[id][topic]; ok && off <= prev {
-				continue
-			}
-			if out[id] == nil {
-				out[id] = map[string]int64{}
+			if prev, ok := t.committed[id][topic]; ok {
+				off = max(off, prev)
 			}
 			out[id][topic] = off
 		}
 	}
 	return out
-}
-
-// unchanged is one owned partition's committed offsets, as they are: what a commit that
-// moves none sends (the lowest partition, so the choice is the same every time); empty when
-// nothing is committed yet.
-func (t *txnOutput) unchanged() map[int32]map[string]int64 {
-	ids := slices.Sorted(maps.Keys(t.committed))
-	for _, id := range ids {
-		if len(t.committed[id]) > 0 {
-			return map[int32]map[string]int64{id: maps.Clone(t.committed[id])}
-		}
-	}
-	return map[int32]map[string]int64{}
 }
 
 // request replaces the session's offsets (what was polled) by the applied ones.
